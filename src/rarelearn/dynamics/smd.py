@@ -1,0 +1,372 @@
+"""Steered MD: relax at low temperature, then pull two atom groups apart with a moving spring.
+
+The spring is a calculator term (``MovingSpring``) summed with any ASE calculator; an observer
+attached to the ASE integrator records each frame and then advances the rest length. The work is
+accumulated as the exact change of spring energy when R0 moves (dW = U(d, R0 + v dt) - U(d, R0)),
+the discrete form of W = integral k (R0 - d) v dt, so that in NVE the total energy changes by W.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+from ase.calculators.mixing import SumCalculator
+from ase.io import read, write
+
+from rarelearn.dynamics.spring import MovingSpring
+from rarelearn.dynamics.thermostats import Thermostat, draw_velocities, make_integrator
+from rarelearn.errors import ConfigError, RarelearnError
+from rarelearn.molecules import PulledAtoms, bonded_pairs
+from rarelearn.units import speed_a_per_ps_to_a_per_fs
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SMDSettings:
+    """Every number of the steered-MD protocol (PROTOCOL section 2); defaults are the paper's."""
+
+    spring_constant_eV_per_A2: float = 10.0
+    pull_speed_A_per_ps: float = 1.0
+    n_steps: int = 6500
+    timestep_fs: float = 0.5
+    relax_steps: int = 2000
+    thermostat: Thermostat = field(default_factory=Thermostat)
+    #: A bond counts as broken once it is longer than this factor times its start length
+    #: (C-C: 1.6 x 1.53 A = 2.45 A, well past the force maximum near 1.9-2.0 A).
+    break_factor: float = 1.6
+    #: Run past ``n_steps`` until the bond breaks, then ``post_break_steps`` more (longer chains
+    #: need a longer pull), never beyond ``max_steps``.
+    until_broken: bool = False
+    post_break_steps: int = 1000
+    max_steps: int = 40000
+    #: The run stops (keeping the frames so far) when atoms come closer than this ...
+    min_distance_A: float = 0.5
+    #: ... or an atom drifts farther than this from every other atom (the model blew up).
+    isolated_atom_A: float = 4.0
+
+    def validate(self) -> None:
+        """Reject impossible settings with a message naming the setting."""
+        positive = {
+            "spring_constant_eV_per_A2": self.spring_constant_eV_per_A2,
+            "pull_speed_A_per_ps": self.pull_speed_A_per_ps,
+            "timestep_fs": self.timestep_fs,
+            "break_factor": self.break_factor,
+            "min_distance_A": self.min_distance_A,
+            "isolated_atom_A": self.isolated_atom_A,
+        }
+        for name, value in positive.items():
+            if not np.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {value}")
+        for name in ("n_steps", "relax_steps", "post_break_steps", "max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0 or (name == "n_steps" and value == 0):
+                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        self.thermostat.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SMDSettings:
+        values = dict(values)
+        values["thermostat"] = Thermostat(**values.get("thermostat", {}))
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> SMDSettings:
+        return replace(self, **changes)
+
+
+@dataclass
+class StartState:
+    """The relaxed state every SMD of a campaign starts from: positions, momenta, pulled atoms."""
+
+    atoms: Atoms
+    pulled: PulledAtoms
+
+    def save(self, path: Path) -> None:
+        atoms = self.atoms.copy()
+        atoms.info["pulled"] = self.pulled.to_list()
+        write(path, atoms, format="traj")
+
+    @classmethod
+    def load(cls, path: Path) -> StartState:
+        atoms = read(path, format="traj")
+        pulled = PulledAtoms.from_list(atoms.info.pop("pulled"))
+        return cls(atoms=atoms, pulled=pulled)
+
+
+def relax_start_state(
+    atoms: Atoms,
+    calculator: Calculator,
+    pulled: PulledAtoms,
+    settings: SMDSettings,
+    seed: int,
+    progress: ProgressCallback | None = None,
+) -> StartState:
+    """Draw velocities at T (seeded) and run ``relax_steps`` thermostatted steps without spring."""
+    pulled.validate(len(atoms))
+    relaxed = atoms.copy()
+    relaxed.calc = calculator
+    draw_velocities(relaxed, settings.thermostat.temperature_K, seed)
+    integrator = make_integrator(relaxed, settings.thermostat, settings.timestep_fs, seed)
+    for step, _ in enumerate(integrator.irun(settings.relax_steps)):
+        if progress is not None and step % 25 == 0:
+            progress(step, settings.relax_steps)
+    state = relaxed.copy()
+    state.set_momenta(relaxed.get_momenta())
+    return StartState(atoms=state, pulled=pulled)
+
+
+@dataclass
+class SMDTrace:
+    """Per-frame record of one steered MD, and what it says about the bond that broke."""
+
+    time_fs: np.ndarray
+    distance_A: np.ndarray
+    rest_length_A: np.ndarray
+    spring_force_eV_per_A: np.ndarray
+    work_eV: np.ndarray
+    energy_eV: np.ndarray
+    positions_A: np.ndarray
+    numbers: np.ndarray
+    uq_eV: np.ndarray | None = None
+    broken_frame: int | None = None
+    broken_bond: tuple[int, int] | None = None
+    stopped_reason: str = "completed"
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.time_fs)
+
+    @property
+    def activation_energy_eV(self) -> float:
+        """Ea: the maximum work done by the spring along the pull."""
+        return float(np.max(self.work_eV))
+
+    @property
+    def breaking_distance_A(self) -> float | None:
+        """Spring distance at the frame where the first bond broke (None: no bond broke)."""
+        return None if self.broken_frame is None else float(self.distance_A[self.broken_frame])
+
+    def frame(self, index: int) -> Atoms:
+        """Frame ``index`` as ASE Atoms with the spring distance in ``info``."""
+        atoms = Atoms(numbers=self.numbers, positions=self.positions_A[index])
+        atoms.info["spring_distance"] = float(self.distance_A[index])
+        return atoms
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures of merit."""
+        bond = None
+        if self.broken_bond is not None:
+            symbols = Atoms(numbers=self.numbers).get_chemical_symbols()
+            i, j = self.broken_bond
+            bond = {"atoms": [i, j], "label": f"{symbols[i]}{i}-{symbols[j]}{j}"}
+        return {
+            "activation_energy_eV": self.activation_energy_eV,
+            "breaking_distance_A": self.breaking_distance_A,
+            "broken_bond": bond,
+            "broken_frame": self.broken_frame,
+            "max_work_frame": int(np.argmax(self.work_eV)),
+            "peak_spring_force_eV_per_A": float(np.max(self.spring_force_eV_per_A)),
+            "n_frames": self.n_frames,
+            "stopped_reason": self.stopped_reason,
+        }
+
+    def save(self, path: Path) -> None:
+        """Write ``smd.npz`` (keys in docs/architecture.md) atomically."""
+        arrays = {
+            "time_fs": self.time_fs,
+            "distance_A": self.distance_A,
+            "rest_length_A": self.rest_length_A,
+            "spring_force_eV_per_A": self.spring_force_eV_per_A,
+            "work_eV": self.work_eV,
+            "energy_eV": self.energy_eV,
+            "positions_A": self.positions_A,
+            "numbers": self.numbers,
+            "broken_frame": np.array(-1 if self.broken_frame is None else self.broken_frame),
+            "broken_bond": np.array(self.broken_bond or (-1, -1)),
+            "stopped_reason": np.array(self.stopped_reason),
+        }
+        if self.uq_eV is not None:
+            arrays["uq_eV"] = self.uq_eV
+        temporary = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(temporary, **arrays)
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> SMDTrace:
+        with np.load(path) as data:
+            broken_frame = int(data["broken_frame"])
+            bond = tuple(int(i) for i in data["broken_bond"])
+            return cls(
+                time_fs=data["time_fs"],
+                distance_A=data["distance_A"],
+                rest_length_A=data["rest_length_A"],
+                spring_force_eV_per_A=data["spring_force_eV_per_A"],
+                work_eV=data["work_eV"],
+                energy_eV=data["energy_eV"],
+                positions_A=data["positions_A"],
+                numbers=data["numbers"],
+                uq_eV=data["uq_eV"] if "uq_eV" in data else None,
+                broken_frame=None if broken_frame < 0 else broken_frame,
+                broken_bond=None if bond[0] < 0 else (bond[0], bond[1]),
+                stopped_reason=str(data["stopped_reason"]),
+            )
+
+
+class _Recorder:
+    """ASE observer: records the frame just integrated, checks it, then moves the spring on."""
+
+    def __init__(
+        self,
+        atoms: Atoms,
+        base: Calculator,
+        combined: SumCalculator,
+        spring: MovingSpring,
+        settings: SMDSettings,
+        capacity: int,
+    ) -> None:
+        self.atoms, self.base, self.combined, self.spring = atoms, base, combined, spring
+        self.settings = settings
+        self.step_A = (
+            speed_a_per_ps_to_a_per_fs(settings.pull_speed_A_per_ps) * settings.timestep_fs
+        )
+        n_atoms = len(atoms)
+        self.distance = np.empty(capacity)
+        self.rest_length = np.empty(capacity)
+        self.work = np.empty(capacity)
+        self.energy = np.empty(capacity)
+        self.uq = np.full(capacity, np.nan)
+        self.positions = np.empty((capacity, n_atoms, 3))
+        self.n_frames = 0
+        self.accumulated_work = 0.0
+        self.stop_reason: str | None = None
+        self.broken_frame: int | None = None
+        self.broken_bond: tuple[int, int] | None = None
+        heavy = [i for i, z in enumerate(atoms.numbers) if z > 1]
+        pairs = [p for p in bonded_pairs(atoms) if p[0] in heavy and p[1] in heavy] or bonded_pairs(
+            atoms
+        )
+        self.bond_i = np.array([p[0] for p in pairs], dtype=int)
+        self.bond_j = np.array([p[1] for p in pairs], dtype=int)
+        start = atoms.positions
+        self.bond_limit = settings.break_factor * np.linalg.norm(
+            start[self.bond_j] - start[self.bond_i], axis=1
+        )
+        self.off_diagonal = ~np.eye(n_atoms, dtype=bool)
+
+    def __call__(self) -> None:
+        index = self.n_frames
+        positions = self.atoms.positions
+        distance, _ = self.spring.axis(self.atoms)
+        contributions = self.combined.results["energy_contributions"]
+        base_energy = float(contributions[0])
+        self.distance[index] = distance
+        self.rest_length[index] = self.spring.rest_length
+        self.work[index] = self.accumulated_work
+        self.energy[index] = base_energy
+        self.positions[index] = positions
+        uq = self.base.results.get("energy_std")
+        if uq is not None:
+            self.uq[index] = float(uq)
+        self.n_frames += 1
+        self._check(index, positions, base_energy)
+        old_rest = self.spring.rest_length
+        new_rest = old_rest + self.step_A
+        self.accumulated_work += self.spring.energy(distance, new_rest) - self.spring.energy(
+            distance, old_rest
+        )
+        self.spring.rest_length = new_rest
+        # SumCalculator caches on the atoms alone and has no reset(); forget its sum so the next
+        # force call adds the moved spring (the reference's own cache stays valid).
+        self.combined.results = {}
+
+    def _check(self, index: int, positions: np.ndarray, energy: float) -> None:
+        if self.broken_frame is None and len(self.bond_i):
+            lengths = np.linalg.norm(positions[self.bond_j] - positions[self.bond_i], axis=1)
+            stretched = lengths / self.bond_limit
+            worst = int(np.argmax(stretched))
+            if stretched[worst] > 1.0:
+                self.broken_frame = index
+                self.broken_bond = (int(self.bond_i[worst]), int(self.bond_j[worst]))
+        if not np.isfinite(energy) or not np.all(np.isfinite(positions)):
+            self.stop_reason = "non-finite energy or positions"
+            return
+        deltas = positions[:, None, :] - positions[None, :, :]
+        distances = np.sqrt(np.einsum("ijk,ijk->ij", deltas, deltas))[self.off_diagonal]
+        distances = distances.reshape(len(positions), len(positions) - 1)
+        if distances.min() < self.settings.min_distance_A:
+            self.stop_reason = f"atoms closer than {self.settings.min_distance_A} A"
+        elif distances.min(axis=1).max() > self.settings.isolated_atom_A:
+            self.stop_reason = (
+                f"an atom is farther than {self.settings.isolated_atom_A} A from all others"
+            )
+
+
+def run_smd(
+    start: StartState,
+    calculator: Calculator,
+    settings: SMDSettings,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> SMDTrace:
+    """Pull ``start.pulled`` apart from ``start`` with ``calculator`` and record every frame.
+
+    The run stops early, keeping the frames so far, if the energy becomes non-finite, atoms
+    collide or an atom flies off (an NNP outside its domain); ``stopped_reason`` says why.
+    """
+    settings.validate()
+    start.pulled.validate(len(start.atoms))
+    atoms = start.atoms.copy()
+    atoms.set_momenta(start.atoms.get_momenta())
+    spring = MovingSpring(start.pulled, settings.spring_constant_eV_per_A2, rest_length=0.0)
+    spring.rest_length = spring.axis(atoms)[0]
+    combined = SumCalculator([calculator, spring])
+    atoms.calc = combined
+    integrator = make_integrator(atoms, settings.thermostat, settings.timestep_fs, seed)
+    budget = (
+        max(settings.max_steps, settings.n_steps) if settings.until_broken else settings.n_steps
+    )
+    recorder = _Recorder(atoms, calculator, combined, spring, settings, capacity=budget + 1)
+    integrator.attach(recorder, interval=1)
+    for _ in integrator.irun(budget):
+        if recorder.stop_reason is not None:
+            break
+        step = recorder.n_frames - 1
+        if progress is not None and step % 25 == 0:
+            progress(step, budget)
+        if settings.until_broken and step >= settings.n_steps:
+            broken = recorder.broken_frame
+            if broken is not None and step >= broken + settings.post_break_steps:
+                break
+    n = recorder.n_frames
+    if recorder.stop_reason is not None and not np.isfinite(recorder.energy[n - 1]):
+        n -= 1
+    if n < 1:
+        raise RarelearnError("steered MD produced no usable frame: the first energy is not finite")
+    rest = recorder.rest_length[:n]
+    distance = recorder.distance[:n]
+    uq = recorder.uq[:n]
+    return SMDTrace(
+        time_fs=np.arange(n) * settings.timestep_fs,
+        distance_A=distance.copy(),
+        rest_length_A=rest.copy(),
+        spring_force_eV_per_A=settings.spring_constant_eV_per_A2 * (rest - distance),
+        work_eV=recorder.work[:n].copy(),
+        energy_eV=recorder.energy[:n].copy(),
+        positions_A=recorder.positions[:n].copy(),
+        numbers=atoms.numbers.copy(),
+        uq_eV=None if np.all(np.isnan(uq)) else uq.copy(),
+        broken_frame=recorder.broken_frame
+        if recorder.broken_frame is not None and recorder.broken_frame < n
+        else None,
+        broken_bond=recorder.broken_bond,
+        stopped_reason=recorder.stop_reason or "completed",
+    )
