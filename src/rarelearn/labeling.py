@@ -148,7 +148,9 @@ def _build_custom(target: str, options: dict[str, Any]) -> Calculator:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise LabelingError(f"cannot import module {module_name!r} for method {target!r}: {exc}")
+        raise LabelingError(
+            f"cannot import module {module_name!r} for method {target!r}: {exc}"
+        ) from exc
     calculator_class = getattr(module, class_name, None)
     if calculator_class is None:
         raise LabelingError(f"module {module_name!r} has no class {class_name!r}")

@@ -1,4 +1,4 @@
-"""Systems to pull: n-alkanes built from scratch, any ASE-readable structure, and the pulled atoms."""
+"""Systems to pull: n-alkanes built from scratch, any ASE-readable structure, the pulled atoms."""
 
 from __future__ import annotations
 

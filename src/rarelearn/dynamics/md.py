@@ -30,7 +30,8 @@ def run_md(
     """
     if n_frames < 1 or sample_every < 1 or equilibration_steps < 0 or timestep_fs <= 0:
         raise ConfigError(
-            "MD needs n_frames >= 1, sample_every >= 1, equilibration_steps >= 0 and timestep_fs > 0"
+            "MD needs n_frames >= 1, sample_every >= 1, equilibration_steps >= 0 "
+            "and timestep_fs > 0"
         )
     system = atoms.copy()
     system.calc = calculator

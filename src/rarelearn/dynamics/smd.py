@@ -214,7 +214,7 @@ class SMDTrace:
                 energy_eV=data["energy_eV"],
                 positions_A=data["positions_A"],
                 numbers=data["numbers"],
-                uq_eV=data["uq_eV"] if "uq_eV" in data else None,
+                uq_eV=data.get("uq_eV"),
                 broken_frame=None if broken_frame < 0 else broken_frame,
                 broken_bond=None if bond[0] < 0 else (bond[0], bond[1]),
                 stopped_reason=str(data["stopped_reason"]),

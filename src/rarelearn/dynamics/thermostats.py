@@ -1,4 +1,4 @@
-"""Thermostat settings and the ASE integrators they select (Berendsen as in the paper, Langevin, NVE)."""
+"""Thermostats and the ASE integrators they select: Berendsen (paper), Langevin, NVE (checks)."""
 
 from __future__ import annotations
 
