@@ -98,13 +98,13 @@ class SelectionSettings:
 
     n_reference_steps: int = 1000
     n_sigma: float = 3.0
-    min_distance_A: float = 0.01  # noqa: N815
+    min_distance_A: float = 0.01
     min_energy_kcal_mol: float = 1.0
     post_break_cap: int = 50
     max_selected: int | None = 50
     n_copies: int = 2
-    noise_amplitude_A: float = 0.05  # noqa: N815
-    min_energy_eV: float = field(init=False, repr=False, compare=False)  # noqa: N815
+    noise_amplitude_A: float = 0.05
+    min_energy_eV: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_int("n_reference_steps", self.n_reference_steps, 1)
@@ -140,7 +140,7 @@ class Selection:
     time order). The ``rejected_*`` lists say why each other candidate was dropped.
     """
 
-    threshold_eV: float  # noqa: N815
+    threshold_eV: float
     candidates: list[int]
     selected: list[int]
     rejected_similar: list[int]
