@@ -167,3 +167,20 @@ def test_campaign_store_on_postgres(db_url: str) -> None:
     assert energies == pytest.approx(sorted(r.energy for r in results[:4]), abs=1e-9)
     assert all(atoms.info["source"] == "equilibrium" for atoms in labeled)
     assert store.count() == 5
+
+
+def test_campaign_store_takes_the_password_from_the_environment_only(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_module = pytest.importorskip("rarelearn.store", reason="rarelearn.store not written yet")
+    if os.environ.get("RARELEARN_TEST_PG_URL"):
+        pytest.skip("external server: its authentication is not ours to check")
+    password = os.environ["PGPASSWORD"]
+    monkeypatch.delenv("PGPASSWORD")
+    monkeypatch.delenv("RARELEARN_DB_PASSWORD", raising=False)
+    with pytest.raises(store_module.RarelearnError, match="cannot open the database"):
+        store_module.CampaignStore(db_url)
+    monkeypatch.setenv("RARELEARN_DB_PASSWORD", password)
+    store = store_module.CampaignStore(db_url)
+    assert store.count() == 0
+    assert password not in store.url
