@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from rarelearn.errors import RarelearnError
 from rarelearn.executors import LocalProcessExecutor, label_parallel
 from rarelearn.labeling import attach_label, label_frames, make_labeler
 from rarelearn.molecules import build_alkane
@@ -178,7 +179,7 @@ def test_campaign_store_takes_the_password_from_the_environment_only(
     password = os.environ["PGPASSWORD"]
     monkeypatch.delenv("PGPASSWORD")
     monkeypatch.delenv("RARELEARN_DB_PASSWORD", raising=False)
-    with pytest.raises(store_module.RarelearnError, match="cannot open the database"):
+    with pytest.raises(RarelearnError, match="cannot open the database"):
         store_module.CampaignStore(db_url)
     monkeypatch.setenv("RARELEARN_DB_PASSWORD", password)
     store = store_module.CampaignStore(db_url)
