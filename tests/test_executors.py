@@ -251,6 +251,18 @@ def test_process_pool_gives_up_on_a_task_that_always_kills_its_worker() -> None:
     assert time.monotonic() - start < 30
 
 
+def test_dask_gives_up_on_a_task_that_kills_its_workers() -> None:
+    dask = pytest.importorskip("dask")
+    start = time.monotonic()
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        DaskExecutor(workers=1) as executor,
+        pytest.raises(RarelearnError, match="killed every Dask worker"),
+    ):
+        executor.map(_die, [0])
+    assert time.monotonic() - start < 60
+
+
 def test_unreachable_scheduler_is_a_clear_error_in_bounded_time() -> None:
     pytest.importorskip("distributed")
     start = time.monotonic()
