@@ -45,20 +45,23 @@ def _frames(n: int, seed: int = 0) -> list[Atoms]:
     return frames
 
 
-class _SlowCalculator(Calculator):
-    """Wraps a calculator and sleeps before each evaluation, so a kill lands mid-chunk."""
+class _MarkedCalculator(Calculator):
+    """Wraps a calculator; each evaluation leaves a file `<pid>-<uuid>` in `marker_dir` and then
+    sleeps `delay_s`, so a test can count evaluations and land a kill mid-chunk."""
 
     implemented_properties = ("energy", "forces")
 
-    def __init__(self, inner: Calculator, delay_s: float) -> None:
+    def __init__(self, inner: Calculator, marker_dir: str, delay_s: float) -> None:
         super().__init__()
         self.inner = inner
+        self.marker_dir = marker_dir
         self.delay_s = delay_s
 
     def calculate(
         self, atoms: Atoms | None = None, properties: Any = ("energy",), system_changes=all_changes
     ) -> None:
         super().calculate(atoms, properties, system_changes)
+        Path(self.marker_dir, f"{os.getpid()}-{uuid.uuid4().hex}").touch()
         time.sleep(self.delay_s)
         frame = self.atoms.copy()
         frame.calc = self.inner
@@ -67,7 +70,7 @@ class _SlowCalculator(Calculator):
 
 @dataclass(frozen=True)
 class MarkedSpec:
-    """A labeler spec that leaves a file `<pid>-<uuid>` in `marker_dir` each time a chunk starts."""
+    """A labeler spec whose calculator marks every frame evaluation (see _MarkedCalculator)."""
 
     inner: LabelerSpec
     marker_dir: str
@@ -78,17 +81,16 @@ class MarkedSpec:
         return self.inner.name
 
     def build(self) -> Calculator:
-        Path(self.marker_dir, f"{os.getpid()}-{uuid.uuid4().hex}").touch()
-        return _SlowCalculator(self.inner.build(), self.delay_s)
+        return _MarkedCalculator(self.inner.build(), self.marker_dir, self.delay_s)
 
 
-def _starts(marker_dir: Path) -> list[int]:
-    """Worker pids of every chunk start so far (one entry per chunk execution)."""
+def _evaluations(marker_dir: Path) -> list[int]:
+    """Worker pid of every frame evaluation so far (one entry per evaluation)."""
     return [int(p.name.split("-")[0]) for p in marker_dir.iterdir()]
 
 
 class _Killer(threading.Thread):
-    """Kills (SIGKILL) the worker process that starts the first chunk, once, mid-chunk."""
+    """Kills (SIGKILL) the worker process that evaluates the first frame, once, mid-chunk."""
 
     def __init__(self, marker_dir: Path, delay_s: float = 0.2) -> None:
         super().__init__(daemon=True)
@@ -99,7 +101,7 @@ class _Killer(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            pids = _starts(self.marker_dir)
+            pids = _evaluations(self.marker_dir)
             if pids:
                 time.sleep(self.delay_s)
                 os.kill(pids[0], signal.SIGKILL)
@@ -208,8 +210,8 @@ def test_label_parallel_keeps_caller_indices_and_records_failures(
     assert [r.index for r in results] == indices
     assert [r.ok for r in results] == [True] * 5 + [False] + [True] * 3
     assert "overlap" in results[5].error
-    # Three chunks, each run once: a failed frame is a result, not a retried task.
-    assert len(_starts(tmp_path)) == 3
+    # Each good frame evaluated once: the failed frame is a result, its chunk is not retried.
+    assert len(_evaluations(tmp_path)) == len(batch) - 1
 
 
 def test_process_pool_survives_a_killed_worker(spec, frames, reference, tmp_path: Path) -> None:
@@ -222,8 +224,8 @@ def test_process_pool_survives_a_killed_worker(spec, frames, reference, tmp_path
         killer.stop.set()
         assert executor.map(_square, [3]) == [9]  # the replacement pool keeps working
     assert killer.killed is not None
-    # 4 chunks; the killed chunk (and any other in the broken pool) ran again.
-    assert len(_starts(tmp_path)) > 4
+    # The killed chunk (and any other in the broken pool) ran again.
+    assert len(_evaluations(tmp_path)) > len(frames)
     _assert_same_labels(results, reference)
 
 
@@ -237,7 +239,7 @@ def test_dask_survives_a_killed_worker(
     results = label_parallel(marked, frames, dask_executor, chunk_size=4)
     killer.stop.set()
     assert killer.killed in worker_pids
-    assert len(_starts(tmp_path)) > 4
+    assert len(_evaluations(tmp_path)) > len(frames)
     _assert_same_labels(results, reference)
 
 

@@ -247,7 +247,8 @@ class DaskExecutor(Executor):
     With an address (`tcp://host:8786`) the executor connects to a scheduler started by hand
     or by dask-jobqueue; an unreachable scheduler raises `RarelearnError` after
     `connect_timeout_s`. Without one it starts a LocalCluster of `workers` processes with one
-    thread each on loopback, and shuts it down on `close()`. A worker lost mid-task makes the
+    thread each on loopback (dashboard on a free loopback port, see `client.dashboard_link`),
+    and shuts it down on `close()`. A worker lost mid-task makes the
     scheduler run the task elsewhere (up to `distributed.scheduler.allowed-failures` times);
     `retries` re-runs tasks that raised.
     """
@@ -268,7 +269,7 @@ class DaskExecutor(Executor):
                 threads_per_worker=threads_per_worker,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",
             )
             target: Any = self._cluster
         else:
