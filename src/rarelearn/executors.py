@@ -135,7 +135,8 @@ class LocalProcessExecutor(Executor):
     """A pool of local worker processes (spawn or forkserver, never fork).
 
     The pool is started on first use and kept warm between calls. When a worker dies the whole
-    pool is broken; `map` then starts a fresh pool and resubmits every unfinished task.
+    pool is broken; `map` then starts a fresh pool and resubmits every unfinished task. The
+    pool cannot tell which task killed it, so each unfinished task counts one attempt.
     """
 
     def __init__(
