@@ -198,6 +198,39 @@ def test_label_parallel_equals_in_process_labels(
     _assert_same_labels(results, reference)
 
 
+@pytest.mark.parametrize("kind", ["local", "dask"])
+def test_committee_trains_on_workers_like_in_process(
+    kind: str, spec, frames, reference, dask_executor, process_executor
+) -> None:
+    committee = pytest.importorskip("rarelearn.committee", reason="rarelearn.committee missing")
+    from rarelearn.labeling import attach_label
+    from rarelearn.potentials.ani import ANISettings
+
+    labeled = [attach_label(a, r) for a, r in zip(frames, reference, strict=True)]
+    settings = ANISettings(
+        layers={"H": (16,), "C": (16,)},
+        default_layers=(16,),
+        epochs=3,
+        batch_size=8,
+        plateau_patience=None,
+        threads=1,
+    )
+    executor = {"local": process_executor, "dask": dask_executor}[kind]
+    trained = [
+        committee.Committee.train(labeled, n_members=2, settings=settings, seed=5, executor=ex)
+        for ex in (executor, InProcessExecutor())
+    ]
+    remote, local = (c.predict(labeled) for c in trained)
+    assert trained[0].splits == trained[1].splits
+    assert remote.energies.shape == (2, len(labeled))
+    # Members differ from each other (different seeds and splits) ...
+    assert not np.allclose(remote.energies[0], remote.energies[1])
+    # ... but each equals its in-process twin.
+    np.testing.assert_allclose(remote.energies, local.energies, rtol=0, atol=1e-6)
+    for got, want in zip(remote.forces, local.forces, strict=True):  # per frame: sizes differ
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
 def test_label_parallel_keeps_caller_indices_and_records_failures(
     spec, frames, process_executor, tmp_path: Path
 ) -> None:
