@@ -16,7 +16,7 @@ log() { echo "ci_postgres: $*" >&2; }
 
 find_bindir() {
     local ctl
-    ctl=$(ls -d /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1 || true)
+    ctl=$(printf '%s\n' /usr/lib/postgresql/*/bin/pg_ctl | grep -v '\*' | sort -V | tail -n 1 || true)
     if [[ -z "$ctl" ]] && command -v pg_ctl >/dev/null 2>&1; then
         ctl=$(command -v pg_ctl)
     fi
