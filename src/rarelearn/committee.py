@@ -1,0 +1,524 @@
+"""Committees (ensembles) of ANI models: splits, training, best member, UQ, ASE calculator.
+
+PROTOCOL section 4: N members (3, 5 or 7) of the same architecture, each trained on its own
+train/validation split of the same frames. Frames are identified by `atoms.info["id"]` (the
+stable store id) or, when absent, by their list index.
+
+Split strategies (`make_splits`):
+- ``random``: every member draws a fresh random split of all frames;
+- ``inherited``: every member keeps the train/validation assignment of the previous
+  committee's best-performing member (lowest force MAE over *all* its data, PROTOCOL 4.8) and
+  only frames new since then are split at random, per member.
+
+Best member (`Committee.best_index`): lowest *validation* force MAE; it drives the SMD (the
+paper's choice, which avoids rewarding overfitting). The member whose split is inherited
+(`Committee.inherit_index`) is the one with the lowest force MAE over all its frames.
+
+UQ: the standard deviation of the members' energies (population std, ddof=0), in eV; the
+per-atom force spread is sqrt(mean over members of |F_m - F_mean|^2), in eV/A.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from rarelearn.potentials._static import StackedNetworks, torch_threads
+from rarelearn.potentials.ani import ANIModel, ANISettings, ModelError, _Features, elements_of
+
+STRATEGIES = ("random", "inherited")
+SPLITS_FILE = "splits.json"
+COMMITTEE_FILE = "committee.json"
+
+
+class MapExecutor(Protocol):
+    """Anything with `map(fn, items) -> list` (results in order); fn and items picklable."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]: ...
+
+
+def frame_ids(frames: Sequence[Atoms]) -> list[int]:
+    """Stable ids of frames: `atoms.info["id"]`, else the list index. Ids must be unique."""
+    ids = [int(f.info.get("id", i)) for i, f in enumerate(frames)]
+    if len(set(ids)) != len(ids):
+        raise ModelError("frame ids (atoms.info['id']) are not unique")
+    return ids
+
+
+def _random_split(ids: Sequence[int], val_fraction: float, rng: np.random.Generator) -> dict:
+    ids = list(ids)
+    if not ids:
+        return {"train": [], "val": []}
+    perm = rng.permutation(len(ids))
+    n_val = round(val_fraction * len(ids))
+    if len(ids) > 1:
+        n_val = min(max(n_val, 1), len(ids) - 1)
+    val = sorted(ids[k] for k in perm[:n_val])
+    train = sorted(ids[k] for k in perm[n_val:])
+    return {"train": train, "val": val}
+
+
+def make_splits(
+    ids: Sequence[int],
+    n_members: int,
+    strategy: str = "random",
+    previous: dict[str, Sequence[int]] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> list[dict[str, list[int]]]:
+    """Train/validation id lists for each member.
+
+    `previous` is the split ({"train": ids, "val": ids}) to inherit; with strategy
+    ``inherited`` its assignment is kept exactly for ids still present and only ids not in it
+    are split at random (each member its own draw). Without `previous`, ``inherited`` behaves
+    like ``random`` (first iteration).
+    """
+    if strategy not in STRATEGIES:
+        raise ModelError(f"unknown split strategy {strategy!r} (choose from {STRATEGIES})")
+    if n_members < 1:
+        raise ModelError("a committee needs at least one member")
+    ids = [int(i) for i in ids]
+    present = set(ids)
+    out = []
+    for m in range(n_members):
+        rng = np.random.default_rng([seed, m])
+        if strategy == "random" or previous is None:
+            out.append(_random_split(ids, val_fraction, rng))
+            continue
+        old_train = {int(i) for i in previous["train"]} & present
+        old_val = {int(i) for i in previous["val"]} & present
+        new = [i for i in ids if i not in old_train and i not in old_val]
+        part = _random_split(new, val_fraction, rng)
+        out.append(
+            {
+                "train": sorted(old_train | set(part["train"])),
+                "val": sorted(old_val | set(part["val"])),
+            }
+        )
+    return out
+
+
+@dataclass
+class MemberTask:
+    """Everything one member's training needs; picklable for process/Dask executors."""
+
+    frames: list[Atoms]
+    settings: ANISettings
+    seed: int
+    train_idx: list[int]
+    val_idx: list[int]
+    elements: list[str]
+    init: ANIModel | None = None
+
+
+def train_member(task: MemberTask) -> ANIModel:
+    """Train one committee member (module-level so executors can pickle it)."""
+    return ANIModel.fit(
+        task.frames,
+        task.settings,
+        seed=task.seed,
+        train_idx=task.train_idx,
+        val_idx=task.val_idx,
+        init=task.init,
+        elements=task.elements,
+    )
+
+
+@dataclass
+class CommitteePrediction:
+    """Energies (members, frames) eV; forces (members, frames, atoms, 3) eV/A when all frames
+    have the same size, else a list over frames of (members, atoms, 3); energy_std (frames,)
+    eV (ddof=0); force_std list/array of per-atom spreads (frames, atoms) eV/A."""
+
+    energies: np.ndarray
+    forces: np.ndarray | list[np.ndarray]
+    energy_std: np.ndarray
+    force_std: np.ndarray | list[np.ndarray]
+
+
+@dataclass
+class EvalResult:
+    """One frame from the fast evaluator: member energies (M,), driving forces (N,3),
+    energy std, and (when requested) all members' forces (M,N,3) and per-atom spread (N,)."""
+
+    energies: np.ndarray
+    forces: np.ndarray
+    energy_std: float
+    member_forces: np.ndarray | None = None
+    force_std: np.ndarray | None = None
+
+
+def _force_spread(member_forces: np.ndarray) -> np.ndarray:
+    """Per-atom force spread sqrt(mean_m |F_m - <F>|^2); input (M, ..., N, 3)."""
+    dev = member_forces - member_forces.mean(axis=0, keepdims=True)
+    return np.sqrt((dev**2).sum(-1).mean(axis=0))
+
+
+class CommitteeEvaluator:
+    """Fast energies/forces/UQ of one molecule (fixed atoms and order) for every member.
+
+    The AEV is computed once per frame (static pair/triple tables, TorchANI terms) and shared;
+    all members' networks run as stacked weights. `forces`: ``best`` (driving member only, the
+    SMD case), ``mean`` (forces of the mean energy), ``all`` (every member, for force UQ).
+    Runs with one torch thread by default (tiny kernels; see `torch_threads`).
+    """
+
+    def __init__(
+        self, committee: Committee, numbers: Sequence[int], threads: int | None = 1
+    ) -> None:
+        atoms = Atoms(numbers=list(numbers))
+        for m in committee.members:
+            m.check_elements([atoms])
+        self.numbers = tuple(int(z) for z in numbers)
+        self.threads = threads
+        first = committee.members[0]
+        self.dtype = first.dtype
+        self.aev = first.static_aev(self.numbers)
+        symbols = atoms.get_chemical_symbols()
+        nets = [m._atom_networks() for m in committee.members]
+        self.best = committee.best_index
+        self.nets = StackedNetworks(nets, symbols)
+        # the driver with gradients, the others without: no wasted backward work
+        self.nets_best = StackedNetworks([nets[self.best]], symbols)
+        self.others = [k for k in range(len(nets)) if k != self.best]
+        self.nets_others = (
+            StackedNetworks([nets[k] for k in self.others], symbols) if self.others else None
+        )
+        self.sae = np.array([m.self_energy_of(self.numbers) for m in committee.members])
+
+    def __call__(self, positions: np.ndarray, forces: str = "best") -> EvalResult:
+        """Evaluate one geometry (N, 3) in Angstrom."""
+        with torch_threads(self.threads):
+            x = torch.tensor(np.asarray(positions)[None], dtype=self.dtype).requires_grad_(True)
+            with torch.enable_grad():
+                aev = self.aev(x)
+                member_f = None
+                if forces == "best":
+                    e_best = self.nets_best(aev)[0, 0]
+                    e = torch.empty(self.nets.n_members, dtype=aev.dtype)
+                    if self.nets_others is not None:
+                        with torch.no_grad():
+                            e[self.others] = self.nets_others(aev.detach())[:, 0]
+                    f = -torch.autograd.grad(e_best, x)[0][0]
+                    e[self.best] = e_best.detach()
+                elif forces == "mean":
+                    e = self.nets(aev)[:, 0]
+                    f = -torch.autograd.grad(e.mean(), x)[0][0]
+                    e = e.detach()
+                elif forces == "all":
+                    n_m = self.nets.n_members
+                    rep = aev.detach().expand(n_m, *aev.shape).clone().requires_grad_(True)
+                    e = self.nets(rep)[:, 0]
+                    g = torch.autograd.grad(e.sum(), rep)[0]
+                    mf = -torch.autograd.grad(aev, x, g, is_grads_batched=True)[0][:, 0]
+                    member_f = mf.to(torch.float64).numpy()
+                    f = mf[self.best]
+                    e = e.detach()
+                else:
+                    raise ValueError(f"forces must be best, mean or all, not {forces!r}")
+        energies = e.to(torch.float64).numpy() + self.sae
+        out = EvalResult(
+            energies=energies,
+            forces=f.detach().to(torch.float64).numpy(),
+            energy_std=float(energies.std()),
+        )
+        if member_f is not None:
+            out.member_forces = member_f
+            out.force_std = _force_spread(member_f)
+        return out
+
+
+@dataclass
+class Committee:
+    """A trained committee: members, their splits (frame ids) and per-member metrics."""
+
+    members: list[ANIModel]
+    splits: list[dict[str, list[int]]]
+    strategy: str = "random"
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    seed: int = 0
+
+    @property
+    def n_members(self) -> int:
+        """Number of members."""
+        return len(self.members)
+
+    @property
+    def best_index(self) -> int:
+        """Member with the lowest validation force MAE: the SMD driver."""
+        key = "val_force_mae_eV_A"
+        vals = [m.get(key, m.get("all_force_mae_eV_A", np.inf)) for m in self.metrics]
+        return int(np.argmin(vals)) if vals else 0
+
+    @property
+    def inherit_index(self) -> int:
+        """Member with the lowest force MAE over all its frames: whose split is inherited."""
+        vals = [m.get("all_force_mae_eV_A", np.inf) for m in self.metrics]
+        return int(np.argmin(vals)) if vals else 0
+
+    @property
+    def best(self) -> ANIModel:
+        """The best member (SMD driver)."""
+        return self.members[self.best_index]
+
+    def inherited_split(self) -> dict[str, list[int]]:
+        """The split a next ``inherited`` committee starts from."""
+        return self.splits[self.inherit_index]
+
+    # ------------------------------------------------------------------ train
+    @classmethod
+    def train(
+        cls,
+        frames: Sequence[Atoms],
+        n_members: int = 3,
+        settings: ANISettings | None = None,
+        strategy: str = "random",
+        previous: Committee | dict[str, Sequence[int]] | str | os.PathLike[str] | None = None,
+        seed: int = 0,
+        executor: MapExecutor | None = None,
+        warm_start: bool = False,
+    ) -> Committee:
+        """Train `n_members` members on `frames`, one after another or through `executor`.
+
+        `previous` (a Committee, its folder, or a split dict) is what ``inherited`` splits
+        inherit; with `warm_start` members also start from the previous members' weights.
+        Trained sequentially, the members share one AEV/Jacobian cache.
+        """
+        settings = settings if settings is not None else ANISettings()
+        frames = list(frames)
+        ids = frame_ids(frames)
+        prev_committee: Committee | None = None
+        prev_split: dict[str, Sequence[int]] | None = None
+        if isinstance(previous, (str, os.PathLike)):
+            prev_committee = cls.load(previous)
+        elif isinstance(previous, Committee):
+            prev_committee = previous
+        elif previous is not None:
+            prev_split = previous
+        if prev_committee is not None:
+            prev_split = prev_committee.inherited_split()
+        splits = make_splits(
+            ids, n_members, strategy, prev_split, val_fraction=settings.val_fraction, seed=seed
+        )
+        pos = {i: k for k, i in enumerate(ids)}
+        elements = elements_of(frames)
+        tasks = []
+        for m, sp in enumerate(splits):
+            init = None
+            if warm_start and prev_committee is not None:
+                cand = prev_committee.members[m % prev_committee.n_members]
+                init = cand if cand.elements == elements else None
+            tasks.append(
+                MemberTask(
+                    frames=frames,
+                    settings=settings,
+                    seed=seed * 1000 + m,
+                    train_idx=[pos[i] for i in sp["train"]],
+                    val_idx=[pos[i] for i in sp["val"]],
+                    elements=elements,
+                    init=init,
+                )
+            )
+        if executor is not None:
+            members = list(executor.map(train_member, tasks))
+        else:
+            template = ANIModel(elements, settings)
+            fast = settings.fast and (
+                _Features.jacobian_mb(frames, template.aev_dim) <= settings.jacobian_cache_mb
+            )
+            with torch_threads(settings.threads):
+                try:
+                    feats = _Features(template, frames, with_jacobian=fast)
+                except ModelError:
+                    feats = _Features(template, frames, with_jacobian=False)
+            members = [
+                ANIModel.fit(
+                    t.frames,
+                    t.settings,
+                    seed=t.seed,
+                    train_idx=t.train_idx,
+                    val_idx=t.val_idx,
+                    init=t.init,
+                    elements=t.elements,
+                    features=feats,
+                )
+                for t in tasks
+            ]
+        metrics = [dict(m.history.metrics) for m in members]
+        return cls(members=members, splits=splits, strategy=strategy, metrics=metrics, seed=seed)
+
+    # ---------------------------------------------------------------- predict
+    def predict(self, frames: Sequence[Atoms], forces: bool = True) -> CommitteePrediction:
+        """Energies, forces and UQ of every member for a batch of frames."""
+        per = [m.predict(frames, forces=forces) for m in self.members]
+        energies = np.array([e for e, _ in per])
+        n_frames = len(frames)
+        sizes = {len(f) for f in frames}
+        if len(sizes) <= 1:
+            n_at = sizes.pop() if sizes else 0
+            fa = np.zeros((self.n_members, n_frames, n_at, 3))
+            for m, (_, fl) in enumerate(per):
+                for i, f in enumerate(fl):
+                    fa[m, i] = f
+            fstd: np.ndarray | list[np.ndarray] = _force_spread(fa)
+            out_f: np.ndarray | list[np.ndarray] = fa
+        else:
+            out_f = [
+                np.array([per[m][1][i] for m in range(self.n_members)]) for i in range(n_frames)
+            ]
+            fstd = [_force_spread(f) for f in out_f]
+        return CommitteePrediction(
+            energies=energies, forces=out_f, energy_std=energies.std(axis=0), force_std=fstd
+        )
+
+    def evaluator(self, numbers: Sequence[int], threads: int | None = 1) -> CommitteeEvaluator:
+        """Fast single-frame evaluator for one molecule (the steered-MD loop's path)."""
+        return CommitteeEvaluator(self, numbers, threads=threads)
+
+    def calculator(self, mode: str = "best", force_uq: bool = True) -> CommitteeCalculator:
+        """ASE calculator over this committee (see `CommitteeCalculator`)."""
+        return CommitteeCalculator(self, mode=mode, force_uq=force_uq)
+
+    # ------------------------------------------------------------ persistence
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write member_K/ folders, splits.json and committee.json."""
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        for k, m in enumerate(self.members):
+            m.save(path / f"member_{k}")
+        (path / SPLITS_FILE).write_text(
+            json.dumps(
+                {
+                    "strategy": self.strategy,
+                    "inherit_index": self.inherit_index,
+                    "members": self.splits,
+                },
+                indent=1,
+            )
+        )
+        (path / COMMITTEE_FILE).write_text(
+            json.dumps(
+                {
+                    "n_members": self.n_members,
+                    "strategy": self.strategy,
+                    "seed": self.seed,
+                    "best_index": self.best_index,
+                    "inherit_index": self.inherit_index,
+                    "best_by": "validation force MAE",
+                    "inherit_by": "force MAE over all frames",
+                    "metrics": self.metrics,
+                },
+                indent=1,
+            )
+        )
+        return path
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> Committee:
+        """Read a committee folder; ModelError if it is missing or corrupted."""
+        path = Path(folder)
+        if not path.is_dir():
+            raise ModelError(f"committee folder {path} does not exist")
+        try:
+            info = json.loads((path / COMMITTEE_FILE).read_text())
+            splits = json.loads((path / SPLITS_FILE).read_text())
+            n = int(info["n_members"])
+            member_splits = [
+                {"train": [int(i) for i in s["train"]], "val": [int(i) for i in s["val"]]}
+                for s in splits["members"]
+            ]
+            metrics = [dict(m) for m in info["metrics"]]
+        except Exception as exc:
+            raise ModelError(
+                f"committee folder {path} is missing files or corrupted: {exc}"
+            ) from exc
+        members = [ANIModel.load(path / f"member_{k}") for k in range(n)]
+        if len(member_splits) != n or len(metrics) != n:
+            raise ModelError(f"committee folder {path} is inconsistent (member counts differ)")
+        return cls(
+            members=members,
+            splits=member_splits,
+            strategy=str(info.get("strategy", "random")),
+            metrics=metrics,
+            seed=int(info.get("seed", 0)),
+        )
+
+
+class CommitteeCalculator(Calculator):
+    """ASE calculator over a committee.
+
+    `energy` and `forces` come from the best member (``mode="best"``) or the committee mean
+    (``mode="mean"``). `results` also holds `energies` (every member, eV), `energy_std` (eV,
+    ddof=0: the paper's UQ) and, with `force_uq`, `forces_std` (per-atom spread, eV/A), which
+    needs every member's forces and so costs more per step.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "energy_std", "forces_std"]
+
+    def __init__(
+        self, committee: Committee, mode: str = "best", force_uq: bool = True, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("best", "mean"):
+            raise ValueError(f"mode must be 'best' or 'mean', not {mode!r}")
+        self.committee = committee
+        self.mode = mode
+        self.force_uq = force_uq
+        self._evaluator: CommitteeEvaluator | None = None
+
+    def _get_evaluator(self, numbers: Sequence[int]) -> CommitteeEvaluator:
+        key = tuple(int(z) for z in numbers)
+        if self._evaluator is None or self._evaluator.numbers != key:
+            self._evaluator = self.committee.evaluator(key)
+        return self._evaluator
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = tuple(all_changes),
+    ) -> None:
+        """Fill `results` for `atoms`."""
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        ev = self._get_evaluator(self.atoms.numbers)
+        kind = "all" if self.force_uq else self.mode
+        res = ev(self.atoms.positions, forces=kind)
+        if self.mode == "mean":
+            energy = float(res.energies.mean())
+            forces = res.member_forces.mean(axis=0) if res.member_forces is not None else res.forces
+        else:
+            energy = float(res.energies[ev.best])
+            forces = res.forces
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": forces,
+            "energies": res.energies,
+            "energy_std": res.energy_std,
+        }
+        if res.force_std is not None:
+            self.results["forces_std"] = res.force_std
+
+
+__all__ = [
+    "STRATEGIES",
+    "Committee",
+    "CommitteeCalculator",
+    "CommitteeEvaluator",
+    "CommitteePrediction",
+    "EvalResult",
+    "MemberTask",
+    "frame_ids",
+    "make_splits",
+    "train_member",
+]

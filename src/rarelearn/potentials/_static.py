@@ -1,0 +1,278 @@
+"""Fast paths for one fixed molecule: static-index AEVs, their Jacobian, stacked member networks.
+
+TorchANI's `AEVComputer` builds a neighbour list, sorts pairs into triples and scatters the
+terms on every call; for a 20-atom molecule that bookkeeping (not the arithmetic) dominates the
+cost. Here the pair and triple indices of a molecule of fixed size and element order are built
+once. The physics stays TorchANI's: the radial and angular terms are the AEV computer's own
+`radial` and `angular` modules, and the per-element networks are the models' own
+`AtomicNetwork` weights, evaluated for all committee members at once (stacked weights, bmm).
+
+Two derived quantities make training and committee inference cheap:
+
+- `StaticAEV.aev_and_jacobian` returns the AEVs and their exact Jacobian with respect to the
+  coordinates. Forces are then `-J^T dE/dAEV`, so force training no longer differentiates
+  through the AEV twice per step (the AEVs of a frame never change during a fit).
+- `StackedNetworks` evaluates every member's networks on one shared AEV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.func import jvp
+from torchani.aev import AEVComputer
+from torchani.nn import AtomicNetwork, parse_activation
+
+#: Largest molecule the static all-pairs / all-triples tables are built for.
+MAX_STATIC_ATOMS = 64
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op threads (None: leave as is).
+
+    Single-frame evaluation is a chain of tiny kernels; splitting them over threads only adds
+    synchronisation, and on a shared machine it is much slower (measured ~10x with busy cores).
+    """
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class StaticAEV(torch.nn.Module):
+    """ANI AEVs of a molecule with fixed atom count and element order, from TorchANI's terms.
+
+    All pairs are kept and masked by the radial cutoff; triples are all pairs of neighbours of
+    each central atom, selected by the angular cutoff at call time (as TorchANI does). Output
+    layout is identical to `AEVComputer.forward`: radial blocks per neighbour element, then
+    angular blocks per element pair.
+    """
+
+    def __init__(self, aev_computer: AEVComputer, elem_idxs: Tensor) -> None:
+        super().__init__()
+        elem = elem_idxs.to(torch.long).cpu()
+        n_atoms = int(elem.shape[0])
+        if n_atoms > MAX_STATIC_ATOMS:
+            raise ValueError(f"static AEV tables are for <= {MAX_STATIC_ATOMS} atoms")
+        self.radial = aev_computer.radial
+        self.angular = aev_computer.angular
+        self.radial_cutoff = float(aev_computer.radial.cutoff)
+        self.angular_cutoff = float(aev_computer.angular.cutoff)
+        self.n_atoms = n_atoms
+        self.n_species = int(aev_computer.num_species)
+        self.n_pairs_species = int(aev_computer.num_species_pairs)
+        self.n_radial = int(aev_computer.radial.num_feats)
+        self.n_angular = int(aev_computer.angular.num_feats)
+        self.n_features = int(aev_computer.out_dim)
+        s, f = self.n_species, self.n_features
+
+        pi, pj = torch.triu_indices(n_atoms, n_atoms, 1)
+        n_pairs = int(pi.shape[0])
+        self.register_buffer("pair_i", pi, persistent=False)
+        self.register_buffer("pair_j", pj, persistent=False)
+        self.register_buffer(
+            "radial_rows", torch.cat([pi * s + elem[pj], pj * s + elem[pi]]), persistent=False
+        )
+        pair_id = torch.full((n_atoms, n_atoms), -1, dtype=torch.long)
+        pair_id[pi, pj] = torch.arange(n_pairs)
+        pair_id[pj, pi] = torch.arange(n_pairs)
+        # pair vector is x_j - x_i; the sign turns it into (side - centre)
+        sign = torch.zeros(n_atoms, n_atoms)
+        sign[pi, pj] = -1.0
+        sign[pj, pi] = 1.0
+        centre, side_a, side_b = [], [], []
+        for c in range(n_atoms):
+            others = [k for k in range(n_atoms) if k != c]
+            for u in range(len(others)):
+                for w in range(u + 1, len(others)):
+                    centre.append(c)
+                    side_a.append(others[u])
+                    side_b.append(others[w])
+        c_t = torch.tensor(centre, dtype=torch.long)
+        a_t = torch.tensor(side_a, dtype=torch.long)
+        b_t = torch.tensor(side_b, dtype=torch.long)
+        pair_kind = aev_computer.triu_index[elem[a_t], elem[b_t]].to(torch.long)
+        self.register_buffer("tri_p1", pair_id[c_t, a_t], persistent=False)
+        self.register_buffer("tri_p2", pair_id[c_t, b_t], persistent=False)
+        self.register_buffer("tri_s1", -sign[c_t, a_t], persistent=False)
+        self.register_buffer("tri_s2", -sign[c_t, b_t], persistent=False)
+        self.register_buffer("tri_rows", c_t * self.n_pairs_species + pair_kind, persistent=False)
+        self.register_buffer("tri_c", c_t, persistent=False)
+        self.register_buffer("tri_a", a_t, persistent=False)
+        self.register_buffer("tri_b", b_t, persistent=False)
+        # rows of the flattened (atom, feature) Jacobian where each term block starts
+        nr, na = self.n_radial, self.n_angular
+        self.register_buffer("jac_rad_i", pi * f + elem[pj] * nr, persistent=False)
+        self.register_buffer("jac_rad_j", pj * f + elem[pi] * nr, persistent=False)
+        self.register_buffer("jac_tri", c_t * f + s * nr + pair_kind * na, persistent=False)
+
+    def _geometry(self, coords: Tensor) -> tuple[Tensor, Tensor]:
+        vec = coords.index_select(1, self.pair_j) - coords.index_select(1, self.pair_i)
+        return vec, vec.norm(2, -1)
+
+    def _triples(self, vec: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Triples inside the angular cutoff: (frame, triple id, v1, v2), vectors side - centre."""
+        n_tri = self.tri_p1.shape[0]
+        n_pairs = dist.shape[1]
+        d1 = dist.index_select(1, self.tri_p1)
+        d2 = dist.index_select(1, self.tri_p2)
+        sel = ((d1 <= self.angular_cutoff) & (d2 <= self.angular_cutoff)).flatten().nonzero()
+        sel = sel.flatten()
+        frame = torch.div(sel, n_tri, rounding_mode="floor")
+        tri = sel - frame * n_tri
+        flat = vec.reshape(-1, 3)
+        v1 = flat.index_select(0, frame * n_pairs + self.tri_p1[tri]) * self.tri_s1[tri, None]
+        v2 = flat.index_select(0, frame * n_pairs + self.tri_p2[tri]) * self.tri_s2[tri, None]
+        return frame, tri, v1, v2
+
+    def _angular_terms(self, v1: Tensor, v2: Tensor) -> Tensor:
+        dists = torch.stack([v1.norm(2, -1), v2.norm(2, -1)])
+        return self.angular(dists, torch.stack([v1, v2]))
+
+    def _assemble(self, rad_terms: Tensor, frame: Tensor, tri: Tensor, ang_terms: Tensor) -> Tensor:
+        b = rad_terms.shape[0]
+        n, s, sp = self.n_atoms, self.n_species, self.n_pairs_species
+        rad = rad_terms.new_zeros(b, n * s, self.n_radial)
+        rad = rad.index_add(1, self.radial_rows, torch.cat([rad_terms, rad_terms], 1))
+        rows = frame * (n * sp) + self.tri_rows[tri]
+        ang = ang_terms.new_zeros(b * n * sp, self.n_angular).index_add(0, rows, ang_terms)
+        return torch.cat([rad.view(b, n, s * self.n_radial), ang.view(b, n, -1)], -1)
+
+    def forward(self, coords: Tensor) -> Tensor:
+        """AEVs, shape (frames, atoms, features), differentiable with respect to coords."""
+        vec, dist = self._geometry(coords)
+        b, n_pairs = dist.shape
+        mask = (dist <= self.radial_cutoff).to(coords.dtype).unsqueeze(-1)
+        rad_terms = self.radial(dist.flatten()).view(b, n_pairs, self.n_radial) * mask
+        frame, tri, v1, v2 = self._triples(vec, dist)
+        return self._assemble(rad_terms, frame, tri, self._angular_terms(v1, v2))
+
+    @torch.no_grad()
+    def aev_and_jacobian(self, coords: Tensor) -> tuple[Tensor, Tensor]:
+        """AEVs (B, N, F) and their exact Jacobian d AEV / d coords, shape (B, N*F, N*3).
+
+        The per-pair and per-triple derivatives come from forward-mode differentiation of
+        TorchANI's radial and angular term modules; they are scattered into the dense Jacobian
+        by the chain rule through the pair/triple vectors.
+        """
+        vec, dist = self._geometry(coords)
+        b, n_pairs = dist.shape
+        n, f, nr, na = self.n_atoms, self.n_features, self.n_radial, self.n_angular
+        d = dist.flatten()
+        rad, drad = jvp(self.radial, (d,), (torch.ones_like(d),))
+        mask = (dist <= self.radial_cutoff).to(coords.dtype).unsqueeze(-1)
+        rad = rad.view(b, n_pairs, nr) * mask
+        drad = drad.view(b, n_pairs, nr) * mask
+        frame, tri, v1, v2 = self._triples(vec, dist)
+        n_tri = v1.shape[0]
+        # 6 directional derivatives of every triple's terms in one pass (rows are independent)
+        eye = torch.eye(3, dtype=coords.dtype, device=coords.device)
+        zero = torch.zeros_like(eye)
+        t1 = torch.cat([eye, zero]).repeat_interleave(n_tri, 0)
+        t2 = torch.cat([zero, eye]).repeat_interleave(n_tri, 0)
+        ang, dang = jvp(self._angular_terms, (v1.repeat(6, 1), v2.repeat(6, 1)), (t1, t2))
+        ang = ang[:n_tri]
+        dang = dang.view(6, n_tri, na)
+        aev = self._assemble(rad, frame, tri, ang)
+
+        jac = coords.new_zeros(b * n * f * n * 3)
+        comp = torch.arange(3, device=coords.device)
+        stride_row = n * 3
+        # radial: d/dx_j = R'(d) u, d/dx_i = -R'(d) u, for the rows of atom i and of atom j
+        unit = vec / dist.unsqueeze(-1)
+        jr = (drad.unsqueeze(-1) * unit.unsqueeze(2)).reshape(b, n_pairs, nr * 3)
+        feat = torch.arange(nr, device=coords.device)
+        frame_off = (torch.arange(b, device=coords.device) * (n * f * stride_row)).view(b, 1, 1)
+        for rows in (self.jac_rad_i, self.jac_rad_j):
+            base = (rows.view(1, -1, 1) + feat.view(1, 1, -1)) * stride_row + frame_off
+            for atoms, sgn in ((self.pair_j, 1.0), (self.pair_i, -1.0)):
+                idx = (base.unsqueeze(-1) + (atoms.view(1, -1, 1, 1) * 3 + comp)).reshape(-1)
+                jac.index_add_(0, idx, (jr * sgn).reshape(-1))
+        # angular: side atoms get dT/dv, the centre gets minus their sum
+        d1 = dang[:3].permute(1, 2, 0)
+        d2 = dang[3:].permute(1, 2, 0)
+        feat = torch.arange(na, device=coords.device)
+        base = (self.jac_tri[tri].view(-1, 1) + feat.view(1, -1)) * stride_row
+        base = base + (frame * (n * f * stride_row)).view(-1, 1)
+        for atoms, val in ((self.tri_a, d1), (self.tri_b, d2), (self.tri_c, -(d1 + d2))):
+            idx = (base.unsqueeze(-1) + (atoms[tri].view(-1, 1, 1) * 3 + comp)).reshape(-1)
+            jac.index_add_(0, idx, val.reshape(-1))
+        return aev, jac.view(b, n * f, n * 3)
+
+
+class StackedNetworks(torch.nn.Module):
+    """Every member's per-element networks for one molecule, as stacked weight tensors.
+
+    Built from the members' TorchANI `AtomicNetwork`s (weights copied, not retrained); the
+    first layer of all members is one GEMM on the shared AEV, deeper layers are one bmm each.
+    """
+
+    def __init__(
+        self, member_networks: Sequence[dict[str, AtomicNetwork]], atom_symbols: Sequence[str]
+    ) -> None:
+        super().__init__()
+        self.n_members = len(member_networks)
+        self.groups: list[tuple[str, list[int]]] = []
+        for sym in dict.fromkeys(atom_symbols):
+            self.groups.append((sym, [i for i, s in enumerate(atom_symbols) if s == sym]))
+        self.weights = torch.nn.ParameterList()
+        self.biases = torch.nn.ParameterList()
+        self.n_layers: list[int] = []
+        first = member_networks[0][atom_symbols[0]]
+        self.activation = parse_activation(first.activation)
+        self.has_bias = bool(first.has_biases)
+        for sym, idx in self.groups:
+            self.register_buffer(f"idx_{sym}", torch.tensor(idx, dtype=torch.long))
+            layers = [*member_networks[0][sym].layers, member_networks[0][sym].final_layer]
+            self.n_layers.append(len(layers))
+            for k in range(len(layers)):
+                w = torch.stack([self._layer(nets[sym], k).weight.t() for nets in member_networks])
+                self.weights.append(torch.nn.Parameter(w.detach().clone(), requires_grad=False))
+                if self.has_bias:
+                    b = torch.stack([self._layer(nets[sym], k).bias for nets in member_networks])
+                    self.biases.append(
+                        torch.nn.Parameter(b.detach().clone().unsqueeze(1), requires_grad=False)
+                    )
+
+    @staticmethod
+    def _layer(net: AtomicNetwork, k: int) -> torch.nn.Linear:
+        layers = [*net.layers, net.final_layer]
+        return layers[k]
+
+    def forward(self, aev: Tensor) -> Tensor:
+        """Energies without self energies, shape (members, frames).
+
+        `aev` is (frames, atoms, features), shared by all members, or
+        (members, frames, atoms, features), one input per member (for per-member gradients).
+        """
+        per_member = aev.dim() == 4
+        b = aev.shape[-3]
+        total = None
+        w_at = 0
+        for g, (sym, _) in enumerate(self.groups):
+            idx = getattr(self, f"idx_{sym}")
+            if per_member:
+                x = aev.index_select(2, idx).reshape(aev.shape[0], -1, aev.shape[-1])
+            else:
+                x = aev.index_select(1, idx).reshape(1, -1, aev.shape[-1])
+            n_l = self.n_layers[g]
+            for k in range(n_l):
+                x = torch.matmul(x, self.weights[w_at + k])
+                if self.has_bias:
+                    x = x + self.biases[w_at + k]
+                if k < n_l - 1:
+                    x = self.activation(x)
+            w_at += n_l
+            e = x.view(x.shape[0], b, -1).sum(-1)
+            total = e if total is None else total + e
+        assert total is not None
+        return total

@@ -1,0 +1,622 @@
+"""ANI neural network potential built from TorchANI's AEV computer and atomic networks.
+
+Model: ANI-2x AEVs (`AEVComputer.like_2x`, 128 features with only H and C) feeding one
+`AtomicNetwork` per element (H 256-192-160-1, C 224-192-160-1, GELU), plus self-atomic
+energies fitted by least squares on the training frames so that the networks learn only the
+small remainder. Units: eV and Angstrom throughout.
+
+Training (the paper's recipe, PROTOCOL section 3): loss = mean((dE)^2 / N_atoms)
++ alpha * mean((dF)^2 per component), alpha = 0.1; 80/20 split; shuffled mini-batches of 64;
+300 epochs; the parameters with the best validation energy MSE are kept. The optimizer is
+AdamW (Adam with decoupled weight decay, the choice of TorchANI's own training examples; with
+weight_decay=0 it is plain Adam), with an optional reduce-on-plateau learning-rate schedule
+and early stopping.
+
+Speed: the AEVs of the training frames do not change during a fit, so the fast path
+(`ANISettings.fast`, default) computes them and their exact Jacobian once, and forces are
+`-J^T dE/dAEV`. The baseline path (`fast=False`) calls TorchANI as is on every batch and
+differentiates through the AEV twice; both give the same loss and gradients to float
+tolerance (tests/test_ani.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
+from torch import Tensor
+from torchani.aev import AEVComputer
+from torchani.nn import ANINetworks, AtomicNetwork
+
+from rarelearn.errors import RarelearnError
+from rarelearn.potentials._static import MAX_STATIC_ATOMS, StaticAEV, torch_threads
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.pt"
+META_FILE = "model.json"
+
+#: Hidden layer sizes of the paper's networks; other elements get `ANISettings.default_layers`.
+PAPER_LAYERS: dict[str, tuple[int, ...]] = {"H": (256, 192, 160), "C": (224, 192, 160)}
+
+
+class ModelError(RarelearnError):
+    """A model cannot be used: unknown element in a frame, missing or corrupted model folder."""
+
+
+@dataclass
+class ANISettings:
+    """Every hyperparameter of an ANI model and its training.
+
+    `layers` maps element symbol -> hidden layer sizes; elements not listed get
+    `default_layers`. `force_weight` is alpha in the loss. `patience` (epochs without a better
+    validation energy MSE) enables early stopping when set. `plateau_patience` enables a
+    reduce-on-plateau learning-rate schedule (factor `plateau_factor`, floor `min_lr`).
+    `fast` selects the cached-Jacobian training path; `threads` sets torch's intra-op threads
+    while training (None: leave as is). The default is 1: members are small, they are trained
+    one per core by executors, and on a busy 2-core machine two OpenMP threads per process
+    were measured several times slower than one.
+    """
+
+    layers: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(PAPER_LAYERS))
+    default_layers: tuple[int, ...] = (192, 160, 128)
+    activation: str = "gelu"
+    bias: bool = True
+    epochs: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    force_weight: float = 0.1
+    val_fraction: float = 0.2
+    patience: int | None = None
+    plateau_patience: int | None = 25
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-5
+    fast: bool = True
+    jacobian_cache_mb: float = 4096.0
+    threads: int | None = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ANISettings:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ModelError(f"unknown ANI settings: {sorted(unknown)}")
+        out = dict(data)
+        if "layers" in out:
+            out["layers"] = {k: tuple(v) for k, v in out["layers"].items()}
+        if "default_layers" in out:
+            out["default_layers"] = tuple(out["default_layers"])
+        return cls(**out)
+
+    def hidden_layers(self, symbol: str) -> tuple[int, ...]:
+        """Hidden layer sizes for one element."""
+        return tuple(self.layers.get(symbol, self.default_layers))
+
+
+@dataclass
+class FitHistory:
+    """What a fit did: per-epoch losses, best epoch, final errors (eV, eV/A)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_energy_mse: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    epochs_run: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def frame_labels(frame: Atoms) -> tuple[float, np.ndarray]:
+    """Energy (eV) and forces (eV/A) of a labeled frame; a clear error when it has none."""
+    try:
+        return float(frame.get_potential_energy()), np.asarray(frame.get_forces(), dtype=float)
+    except Exception as exc:
+        raise ModelError(f"frame has no energy/forces label: {exc}") from exc
+
+
+def elements_of(frames: Sequence[Atoms]) -> list[str]:
+    """Element symbols present in the frames, ordered by atomic number."""
+    numbers = sorted({int(z) for f in frames for z in f.numbers})
+    return [chemical_symbols[z] for z in numbers]
+
+
+class _Features:
+    """AEVs (and, for training, Jacobians) of frames grouped by composition.
+
+    Frames of one fit usually share one molecule; frames of a different size or element order
+    form their own group, so nothing is padded. Computed once and shared by committee members.
+    """
+
+    def __init__(
+        self,
+        model: ANIModel,
+        frames: Sequence[Atoms],
+        with_jacobian: bool,
+        labels: bool = True,
+        chunk: int = 32,
+    ) -> None:
+        model.check_elements(frames)
+        self.frame_group: list[tuple[int, int]] = []
+        self.groups: list[dict[str, Any]] = []
+        keys: dict[tuple[int, ...], int] = {}
+        for i, fr in enumerate(frames):
+            key = tuple(int(z) for z in fr.numbers)
+            if key not in keys:
+                keys[key] = len(self.groups)
+                self.groups.append({"numbers": key, "frames": []})
+            g = self.groups[keys[key]]
+            self.frame_group.append((keys[key], len(g["frames"])))
+            g["frames"].append(i)
+        dtype = model.dtype
+        for g in self.groups:
+            sel = [frames[i] for i in g["frames"]]
+            elem = model.elem_idxs(g["numbers"])
+            coords = torch.tensor(np.array([f.positions for f in sel]), dtype=dtype)
+            g["elem"] = elem
+            g["coords"] = coords
+            g["n_atoms"] = len(g["numbers"])
+            if labels:
+                lab = [frame_labels(f) for f in sel]
+                g["energy"] = torch.tensor([e for e, _ in lab], dtype=torch.float64)
+                g["forces"] = torch.tensor(np.array([f for _, f in lab]), dtype=dtype)
+            g["counts"] = torch.bincount(elem, minlength=len(model.elements)).to(torch.float64)
+            static = model.static_aev(g["numbers"]) if g["n_atoms"] <= MAX_STATIC_ATOMS else None
+            with torch.no_grad():
+                if with_jacobian:
+                    if static is None:
+                        raise ModelError("the fast training path needs molecules <= 64 atoms")
+                    parts = [static.aev_and_jacobian(c) for c in coords.split(chunk)]
+                    g["aev"] = torch.cat([a for a, _ in parts])
+                    g["jac"] = torch.cat([j for _, j in parts])
+                else:
+                    g["aev"] = torch.cat(
+                        [
+                            model.aev_computer(elem.expand(len(c), -1).contiguous(), c)
+                            for c in coords.split(256)
+                        ]
+                    )
+
+    @staticmethod
+    def jacobian_mb(frames: Sequence[Atoms], n_features: int) -> float:
+        """Memory the Jacobian cache of these frames would take, in MB (float32)."""
+        return sum(len(f) ** 2 * n_features * 3 * 4 for f in frames) / 1e6
+
+
+class ANIModel:
+    """An ANI potential: TorchANI AEV computer + one TorchANI AtomicNetwork per element.
+
+    Create untrained with `ANIModel(elements, settings, seed)`, or train with
+    `ANIModel.fit(frames, settings, seed)`; `predict` gives energies and forces, `save`/`load`
+    use a folder, `to_torchscript` exports an energy model for use outside Python.
+    """
+
+    def __init__(
+        self, elements: Sequence[str], settings: ANISettings | None = None, seed: int = 0
+    ) -> None:
+        self.settings = copy.deepcopy(settings) if settings is not None else ANISettings()
+        symbols = sorted(set(elements), key=lambda s: atomic_numbers[s])
+        if not symbols:
+            raise ModelError("an ANI model needs at least one element")
+        self.elements: list[str] = symbols
+        self.aev_computer = AEVComputer.like_2x(num_species=len(symbols))
+        aev_dim = int(self.aev_computer.out_dim)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            modules = {
+                s: AtomicNetwork(
+                    (aev_dim, *self.settings.hidden_layers(s), 1),
+                    activation=self.settings.activation,
+                    bias=self.settings.bias,
+                )
+                for s in symbols
+            }
+        self.networks = ANINetworks(modules)
+        self.self_energies: dict[str, float] = {s: 0.0 for s in symbols}
+        self.history = FitHistory()
+        self.dtype = torch.float32
+        self._static: dict[tuple[int, ...], StaticAEV] = {}
+
+    # ----------------------------------------------------------------- basics
+    @property
+    def aev_dim(self) -> int:
+        """Number of AEV features per atom."""
+        return int(self.aev_computer.out_dim)
+
+    def to_dtype(self, dtype: torch.dtype) -> ANIModel:
+        """Convert weights and AEV parameters in place (float64 for finite-difference checks)."""
+        self.aev_computer.to(dtype)
+        self.networks.to(dtype)
+        self.dtype = dtype
+        self._static = {}
+        return self
+
+    def check_elements(self, frames: Sequence[Atoms]) -> None:
+        """Raise ModelError if any frame holds an element the model was not trained on."""
+        known = set(self.elements)
+        for i, fr in enumerate(frames):
+            bad = sorted(set(fr.get_chemical_symbols()) - known)
+            if bad:
+                raise ModelError(
+                    f"frame {i} contains element(s) {', '.join(bad)} the model was not trained "
+                    f"on (model elements: {', '.join(self.elements)})"
+                )
+
+    def elem_idxs(self, numbers: Sequence[int]) -> Tensor:
+        """Element indices (model order) of atomic numbers."""
+        index = {atomic_numbers[s]: k for k, s in enumerate(self.elements)}
+        try:
+            return torch.tensor([index[int(z)] for z in numbers], dtype=torch.long)
+        except KeyError as exc:
+            sym = chemical_symbols[int(exc.args[0])]
+            raise ModelError(
+                f"element {sym} is not one the model was trained on "
+                f"(model elements: {', '.join(self.elements)})"
+            ) from None
+
+    def static_aev(self, numbers: Sequence[int]) -> StaticAEV:
+        """Cached static-index AEV module for one molecule (atom order as given)."""
+        key = tuple(int(z) for z in numbers)
+        if key not in self._static:
+            self._static[key] = StaticAEV(self.aev_computer, self.elem_idxs(key))
+        return self._static[key]
+
+    def self_energy_of(self, numbers: Sequence[int]) -> float:
+        """Sum of the self-atomic energies of the atoms (eV)."""
+        return float(sum(self.self_energies[chemical_symbols[int(z)]] for z in numbers))
+
+    def _atom_networks(self) -> dict[str, AtomicNetwork]:
+        return {s: self.networks[s] for s in self.elements}
+
+    def network_energies(self, aev: Tensor, elem: Tensor) -> Tensor:
+        """Sum of atomic network outputs for frames of one composition, shape (frames,).
+
+        Calls each element's TorchANI AtomicNetwork once on all its atoms of the batch.
+        """
+        total = aev.new_zeros(aev.shape[0])
+        for k, s in enumerate(self.elements):
+            idx = (elem == k).nonzero().flatten()
+            if idx.numel() == 0:
+                continue
+            x = aev.index_select(1, idx)
+            total = total + self.networks[s](x).view(aev.shape[0], -1).sum(1)
+        return total
+
+    # ---------------------------------------------------------------- predict
+    def predict(
+        self, frames: Sequence[Atoms], forces: bool = True, fast: bool = True, batch: int = 256
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Energies (eV, shape (n,)) and forces (list of (atoms, 3) arrays, eV/A) of frames.
+
+        `fast=False` evaluates through TorchANI's AEVComputer and ANINetworks as is.
+        """
+        self.check_elements(frames)
+        energies = np.zeros(len(frames))
+        out_forces: list[np.ndarray] = [np.zeros((len(f), 3)) for f in frames]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, fr in enumerate(frames):
+            groups.setdefault(tuple(int(z) for z in fr.numbers), []).append(i)
+        for numbers, idx in groups.items():
+            for start in range(0, len(idx), batch):
+                part = idx[start : start + batch]
+                coords = torch.tensor(
+                    np.array([frames[i].positions for i in part]), dtype=self.dtype
+                )
+                e, f = self.energies_forces(numbers, coords, forces=forces, fast=fast)
+                for k, i in enumerate(part):
+                    energies[i] = e[k]
+                    if forces:
+                        out_forces[i] = f[k]
+        return energies, out_forces
+
+    def energies_forces(
+        self, numbers: Sequence[int], coords: Tensor, forces: bool = True, fast: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Energies (B,) and forces (B, N, 3) for B frames of one molecule, as numpy arrays."""
+        elem = self.elem_idxs(numbers)
+        x = coords.to(self.dtype).detach().requires_grad_(forces)
+        with torch.enable_grad() if forces else torch.no_grad():
+            if fast and len(numbers) <= MAX_STATIC_ATOMS:
+                aev = self.static_aev(numbers)(x)
+                e = self.network_energies(aev, elem)
+            else:
+                species = elem.expand(x.shape[0], -1).contiguous()
+                e = self.networks(species, self.aev_computer(species, x))
+            f = -torch.autograd.grad(e.sum(), x)[0] if forces else torch.zeros_like(x)
+        e_np = e.detach().to(torch.float64).numpy() + self.self_energy_of(numbers)
+        return e_np, f.detach().to(torch.float64).numpy()
+
+    def energy_and_forces(self, atoms: Atoms) -> tuple[float, np.ndarray]:
+        """Energy (eV) and forces (eV/A) of one structure."""
+        self.check_elements([atoms])
+        coords = torch.tensor(atoms.positions[None], dtype=self.dtype)
+        with torch_threads(1):
+            e, f = self.energies_forces(atoms.numbers, coords)
+        return float(e[0]), f[0]
+
+    # -------------------------------------------------------------------- fit
+    @classmethod
+    def fit(
+        cls,
+        frames: Sequence[Atoms],
+        settings: ANISettings | None = None,
+        seed: int = 0,
+        train_idx: Sequence[int] | None = None,
+        val_idx: Sequence[int] | None = None,
+        init: ANIModel | None = None,
+        elements: Sequence[str] | None = None,
+        features: _Features | None = None,
+    ) -> ANIModel:
+        """Train a model on labeled frames and return it (best validation energy MSE kept).
+
+        Without `train_idx`/`val_idx` the frames are split at random (`val_fraction`) with
+        `seed`. `init` warm-starts from an earlier model with the same elements and layers.
+        `features` lets a committee share one AEV/Jacobian cache between members.
+        Same seed and data give bit-identical weights on one machine.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        settings = copy.deepcopy(settings) if settings is not None else ANISettings()
+        if not frames:
+            raise ModelError("no frames to train on")
+        model = cls(elements or elements_of(frames), settings, seed=seed)
+        if init is not None:
+            if init.elements != model.elements:
+                raise ModelError(
+                    f"warm start model has elements {init.elements}, data need {model.elements}"
+                )
+            model.networks.load_state_dict(init.networks.state_dict())
+        n = len(frames)
+        gen = torch.Generator().manual_seed(seed)
+        if train_idx is None:
+            perm = torch.randperm(n, generator=gen).tolist()
+            n_val = max(1, round(settings.val_fraction * n)) if n > 1 else 0
+            val_list, train_list = sorted(perm[:n_val]), sorted(perm[n_val:])
+        else:
+            train_list = sorted(int(i) for i in train_idx)
+            val_list = sorted(int(i) for i in (val_idx or []))
+        if not train_list:
+            raise ModelError("the training split is empty")
+        fast = settings.fast and all(len(f) <= MAX_STATIC_ATOMS for f in frames)
+        if fast and features is None:
+            fast = _Features.jacobian_mb(frames, model.aev_dim) <= settings.jacobian_cache_mb
+        with torch_threads(settings.threads):
+            if features is not None:
+                feats = features
+                fast = "jac" in feats.groups[0]
+            else:
+                feats = _Features(model, frames, with_jacobian=fast)
+            model._fit_self_energies(feats, train_list)
+            model._train_loop(feats, train_list, val_list, gen, fast)
+            model.history.metrics = model._split_metrics(feats, train_list, val_list)
+        model.history.seconds = time.perf_counter() - t0
+        return model
+
+    def _fit_self_energies(self, feats: _Features, train_idx: Sequence[int]) -> None:
+        counts, energies = [], []
+        for i in train_idx:
+            g, k = feats.frame_group[i]
+            grp = feats.groups[g]
+            counts.append(grp["counts"].numpy())
+            energies.append(float(grp["energy"][k]))
+        sol, *_ = np.linalg.lstsq(np.array(counts), np.array(energies), rcond=None)
+        self.self_energies = {s: float(v) for s, v in zip(self.elements, sol, strict=True)}
+
+    def _batches(
+        self, feats: _Features, idx: Sequence[int], gen: torch.Generator, shuffle: bool
+    ) -> list[tuple[int, Tensor]]:
+        """Mini-batches (group, local frame indices) within composition groups."""
+        per_group: dict[int, list[int]] = {}
+        for i in idx:
+            g, k = feats.frame_group[i]
+            per_group.setdefault(g, []).append(k)
+        bs = self.settings.batch_size
+        out: list[tuple[int, Tensor]] = []
+        for g in sorted(per_group):
+            local = torch.tensor(per_group[g], dtype=torch.long)
+            if shuffle:
+                local = local[torch.randperm(len(local), generator=gen)]
+            out.extend((g, chunk) for chunk in local.split(bs))
+        if shuffle and len(per_group) > 1:
+            order = torch.randperm(len(out), generator=gen).tolist()
+            out = [out[o] for o in order]
+        return out
+
+    def _targets(self, grp: dict[str, Any], rows: Tensor) -> Tensor:
+        sae = float(grp["counts"] @ self._sae_vector())
+        return (grp["energy"][rows] - sae).to(self.dtype)
+
+    def _sae_vector(self) -> Tensor:
+        return torch.tensor([self.self_energies[s] for s in self.elements], dtype=torch.float64)
+
+    def batch_loss(self, grp: dict[str, Any], rows: Tensor, fast: bool) -> Tensor:
+        """Training loss of one mini-batch: mean (dE)^2/N + alpha * mean (dF)^2."""
+        n_atoms = grp["n_atoms"]
+        e_ref = self._targets(grp, rows)
+        f_ref = grp["forces"][rows]
+        elem = grp["elem"]
+        if fast:
+            aev = grp["aev"][rows].requires_grad_(True)
+            e = self.network_energies(aev, elem)
+            g = torch.autograd.grad(e.sum(), aev, create_graph=True)[0]
+            jac = grp["jac"][rows]
+            f = -torch.bmm(g.reshape(len(rows), 1, -1), jac).view(len(rows), n_atoms, 3)
+        else:
+            x = grp["coords"][rows].clone().requires_grad_(True)
+            species = elem.expand(len(rows), -1).contiguous()
+            e = self.networks(species, self.aev_computer(species, x))
+            f = -torch.autograd.grad(e.sum(), x, create_graph=True)[0]
+        e_loss = ((e - e_ref) ** 2 / n_atoms).mean()
+        f_loss = ((f - f_ref) ** 2).mean()
+        return e_loss + self.settings.force_weight * f_loss
+
+    def _val_energy_mse(self, feats: _Features, val_idx: Sequence[int]) -> float:
+        if not val_idx:
+            return math.nan
+        sq, n = 0.0, 0
+        with torch.no_grad():
+            for g, rows in self._batches(feats, val_idx, torch.Generator(), shuffle=False):
+                grp = feats.groups[g]
+                e = self.network_energies(grp["aev"][rows], grp["elem"])
+                sq += float(((e.double() - self._targets(grp, rows).double()) ** 2).sum())
+                n += len(rows)
+        return sq / n
+
+    def _train_loop(
+        self,
+        feats: _Features,
+        train_idx: Sequence[int],
+        val_idx: Sequence[int],
+        gen: torch.Generator,
+        fast: bool,
+    ) -> None:
+        st = self.settings
+        params = list(self.networks.parameters())
+        opt = torch.optim.AdamW(params, lr=st.lr, weight_decay=st.weight_decay)
+        sched = None
+        if st.plateau_patience is not None:
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, factor=st.plateau_factor, patience=st.plateau_patience, min_lr=st.min_lr
+            )
+        best = math.inf
+        best_state = copy.deepcopy(self.networks.state_dict())
+        since_best = 0
+        hist = self.history
+        for epoch in range(st.epochs):
+            total, count = 0.0, 0
+            for g, rows in self._batches(feats, train_idx, gen, shuffle=True):
+                loss = self.batch_loss(feats.groups[g], rows, fast)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(rows)
+                count += len(rows)
+            val = self._val_energy_mse(feats, val_idx) if val_idx else total / count
+            hist.train_loss.append(total / count)
+            hist.val_energy_mse.append(val)
+            hist.epochs_run = epoch + 1
+            if sched is not None:
+                sched.step(val)
+            if val < best:
+                best, since_best = val, 0
+                hist.best_epoch = epoch
+                best_state = copy.deepcopy(self.networks.state_dict())
+            else:
+                since_best += 1
+                if st.patience is not None and since_best >= st.patience:
+                    break
+        self.networks.load_state_dict(best_state)
+
+    def _split_metrics(
+        self, feats: _Features, train_idx: Sequence[int], val_idx: Sequence[int]
+    ) -> dict[str, float]:
+        """Energy and force MAE on train, validation and all frames of the fit."""
+        e_pred, f_err, e_ref = {}, {}, {}
+        for grp in feats.groups:
+            e, f = self.energies_forces(grp["numbers"], grp["coords"])
+            for k, i in enumerate(grp["frames"]):
+                e_pred[i] = e[k]
+                e_ref[i] = float(grp["energy"][k])
+                f_err[i] = np.abs(f[k] - grp["forces"][k].double().numpy()).mean()
+        out: dict[str, float] = {}
+        for name, idx in (("train", train_idx), ("val", val_idx)):
+            if idx:
+                out[f"{name}_energy_mae_eV"] = float(
+                    np.mean([abs(e_pred[i] - e_ref[i]) for i in idx])
+                )
+                out[f"{name}_force_mae_eV_A"] = float(np.mean([f_err[i] for i in idx]))
+        all_idx = sorted(e_pred)
+        out["all_energy_mae_eV"] = float(np.mean([abs(e_pred[i] - e_ref[i]) for i in all_idx]))
+        out["all_force_mae_eV_A"] = float(np.mean([f_err[i] for i in all_idx]))
+        return out
+
+    # ------------------------------------------------------------ persistence
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write weights.pt (state_dict) and model.json (settings, elements, self energies)."""
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.networks.state_dict(), path / WEIGHTS_FILE)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "kind": "ani",
+            "elements": self.elements,
+            "self_energies_eV": self.self_energies,
+            "aev": "ani-2x",
+            "aev_dim": self.aev_dim,
+            "settings": self.settings.to_dict(),
+            "history": asdict(self.history),
+        }
+        (path / META_FILE).write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> ANIModel:
+        """Read a model folder written by `save`; ModelError if it is missing or corrupted."""
+        path = Path(folder)
+        if not path.is_dir():
+            raise ModelError(f"model folder {path} does not exist")
+        try:
+            meta = json.loads((path / META_FILE).read_text())
+            settings = ANISettings.from_dict(meta["settings"])
+            model = cls(meta["elements"], settings)
+            model.self_energies = {s: float(v) for s, v in meta["self_energies_eV"].items()}
+            state = torch.load(path / WEIGHTS_FILE, weights_only=True, map_location="cpu")
+            model.networks.load_state_dict(state)
+            hist = meta.get("history") or {}
+            model.history = FitHistory(**hist)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"model folder {path} is missing files or corrupted: {exc}") from exc
+        return model
+
+    # ------------------------------------------------------------ TorchScript
+    def to_torchscript(self, path: str | os.PathLike[str] | None = None) -> torch.jit.ScriptModule:
+        """TorchScript module: (atomic numbers (B,N) long, coords (B,N,3)) -> energies (B,) eV.
+
+        Forces: differentiate the output with respect to coords (autograd works on it).
+        Saved with `torch.jit.save` when `path` is given; load with `torch.jit.load`.
+        """
+        module = _ScriptableANI(self)
+        scripted = torch.jit.script(module)
+        if path is not None:
+            torch.jit.save(scripted, str(path))
+        return scripted
+
+
+class _ScriptableANI(torch.nn.Module):
+    """TorchANI AEV computer + ANINetworks + self energies as one scriptable module."""
+
+    def __init__(self, model: ANIModel) -> None:
+        super().__init__()
+        self.aev_computer = copy.deepcopy(model.aev_computer)
+        self.networks = copy.deepcopy(model.networks)
+        table = torch.full((119,), -1, dtype=torch.long)
+        for k, s in enumerate(model.elements):
+            table[atomic_numbers[s]] = k
+        self.register_buffer("z_to_idx", table)
+        self.register_buffer(
+            "sae",
+            torch.tensor([model.self_energies[s] for s in model.elements], dtype=torch.float64),
+        )
+
+    def forward(self, numbers: Tensor, coords: Tensor) -> Tensor:
+        elem = self.z_to_idx[numbers]
+        if bool((elem < 0).any()):
+            raise ValueError("element not known to the model")
+        e = self.networks(elem, self.aev_computer(elem, coords))
+        return e.to(torch.float64) + self.sae[elem].sum(1)
