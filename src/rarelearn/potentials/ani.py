@@ -492,7 +492,8 @@ class ANIModel:
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 opt, factor=st.plateau_factor, patience=st.plateau_patience, min_lr=st.min_lr
             )
-        best = math.inf
+        # the starting weights compete too, so a warm start never ends worse on validation
+        best = self._val_energy_mse(feats, val_idx) if val_idx else math.inf
         best_state = copy.deepcopy(self.networks.state_dict())
         since_best = 0
         hist = self.history
