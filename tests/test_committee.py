@@ -1,0 +1,193 @@
+"""Committee: splits (random, inherited), training (in order and through an executor),
+save/load, UQ far from the data, fast evaluator == TorchANI as is, ASE NVE energy
+conservation, and the metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms, units
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.verlet import VelocityVerlet
+
+from _ani_data import stretched, xtb_md_frames
+from rarelearn.committee import Committee, CommitteeCalculator, frame_ids, make_splits
+from rarelearn.metrics import energy_mae, evaluate, force_mae, relative_energy_mae
+from rarelearn.potentials import ANISettings, ModelError
+from rarelearn.units import EV_TO_KCAL_MOL
+
+
+@pytest.fixture(scope="module")
+def propane() -> list[Atoms]:
+    return xtb_md_frames(3, 300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def committee(propane: list[Atoms]) -> Committee:
+    return Committee.train(propane[:250], n_members=3, settings=ANISettings(epochs=40), seed=0)
+
+
+class ListExecutor:
+    """The executor contract: map(fn, items) -> list, in order."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def map(self, fn, items):
+        self.calls += 1
+        return [fn(item) for item in items]
+
+
+def test_random_splits_differ_between_members_and_cover_all_ids() -> None:
+    ids = list(range(100, 200))
+    splits = make_splits(ids, 5, "random", seed=3)
+    for sp in splits:
+        assert sorted(sp["train"] + sp["val"]) == ids
+        assert len(sp["val"]) == 20
+    assert len({tuple(sp["val"]) for sp in splits}) == 5
+
+
+def test_inherited_splits_keep_earlier_assignment_and_split_only_new_ids() -> None:
+    old_ids = list(range(100))
+    previous = make_splits(old_ids, 1, "random", seed=1)[0]
+    new_ids = list(range(1000, 1050))
+    splits = make_splits(old_ids + new_ids, 3, "inherited", previous=previous, seed=2)
+    for sp in splits:
+        assert set(previous["train"]) <= set(sp["train"])
+        assert set(previous["val"]) <= set(sp["val"])
+        new_train = set(sp["train"]) - set(previous["train"])
+        new_val = set(sp["val"]) - set(previous["val"])
+        assert new_train | new_val == set(new_ids) and not new_train & new_val
+        assert len(new_val) == 10
+    assert len({tuple(sp["val"]) for sp in splits}) == 3  # new frames split per member
+
+
+def test_frame_ids_use_store_id_else_index(propane: list[Atoms]) -> None:
+    frames = [f.copy() for f in propane[:3]]
+    frames[0].info["id"] = 42
+    frames[1].info.pop("id")
+    frames[2].info.pop("id")
+    assert frame_ids(frames) == [42, 1, 2]
+    frames[1].info["id"] = 42
+    with pytest.raises(ModelError):
+        frame_ids(frames)
+
+
+def test_committee_best_member_metrics_and_save_load(tmp_path, committee, propane) -> None:
+    m = committee.metrics
+    assert committee.n_members == 3
+    assert committee.best_index == int(np.argmin([x["val_force_mae_eV_A"] for x in m]))
+    assert committee.inherit_index == int(np.argmin([x["all_force_mae_eV_A"] for x in m]))
+    folder = committee.save(tmp_path / "c")
+    info = json.loads((folder / "committee.json").read_text())
+    assert info["best_index"] == committee.best_index and len(info["metrics"]) == 3
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "committee.json",
+        "member_0",
+        "member_1",
+        "member_2",
+        "splits.json",
+    ]
+    loaded = Committee.load(folder)
+    assert loaded.splits == committee.splits and loaded.best_index == committee.best_index
+    a = committee.predict(propane[250:255])
+    b = loaded.predict(propane[250:255])
+    np.testing.assert_array_equal(a.energies, b.energies)
+    (folder / "splits.json").write_text("[")
+    with pytest.raises(ModelError, match="corrupted"):
+        Committee.load(folder)
+    with pytest.raises(ModelError, match="does not exist"):
+        Committee.load(tmp_path / "absent")
+
+
+def test_inherited_committee_from_saved_folder(tmp_path, propane: list[Atoms]) -> None:
+    settings = ANISettings(epochs=1)
+    first = Committee.train(propane[:100], 2, settings, strategy="random", seed=0)
+    folder = first.save(tmp_path / "it0")
+    inherited = first.inherited_split()
+    second = Committee.train(propane[:150], 2, settings, strategy="inherited", previous=folder)
+    for sp in second.splits:
+        assert set(inherited["train"]) <= set(sp["train"])
+        assert set(inherited["val"]) <= set(sp["val"])
+        assert set(sp["train"]) | set(sp["val"]) == set(range(150))
+
+
+def test_executor_training_equals_in_process_training(propane: list[Atoms]) -> None:
+    settings = ANISettings(epochs=2)
+    ex = ListExecutor()
+    a = Committee.train(propane[:80], 2, settings, seed=4, executor=ex)
+    b = Committee.train(propane[:80], 2, settings, seed=4)
+    assert ex.calls == 1
+    for ma, mb in zip(a.members, b.members, strict=True):
+        sa, sb = ma.networks.state_dict(), mb.networks.state_dict()
+        assert all((sa[k] == sb[k]).all() for k in sa)
+
+
+def test_uq_larger_far_from_training_data(committee: Committee, propane: list[Atoms]) -> None:
+    near = committee.predict(propane[250:])
+    far = committee.predict([stretched(f, 1.3) for f in propane[250:]])
+    assert near.energies.shape == (3, 50) and near.forces.shape == (3, 50, 11, 3)
+    np.testing.assert_allclose(near.energy_std, near.energies.std(axis=0))
+    assert np.median(far.energy_std) > 2 * np.median(near.energy_std)
+    assert np.median(far.force_std) > np.median(near.force_std)
+
+
+def test_fast_evaluator_equals_torchani_as_is(committee: Committee, propane: list[Atoms]):
+    frame = propane[260]
+    ev = committee.evaluator(frame.numbers)
+    ref = [m.predict([frame], fast=False) for m in committee.members]
+    ref_e = np.array([e[0] for e, _ in ref])
+    ref_f = np.array([f[0] for _, f in ref])
+    for mode in ("best", "mean", "all"):
+        res = ev(frame.positions, forces=mode)
+        np.testing.assert_allclose(res.energies, ref_e, atol=2e-4, rtol=0)
+        want = ref_f.mean(0) if mode == "mean" else ref_f[committee.best_index]
+        np.testing.assert_allclose(res.forces, want, atol=2e-4, rtol=0)
+        assert res.energy_std == pytest.approx(ref_e.std(), abs=2e-4)
+    res = ev(frame.positions, forces="all")
+    np.testing.assert_allclose(res.member_forces, ref_f, atol=2e-4, rtol=0)
+
+
+def test_calculator_runs_velocity_verlet_and_conserves_energy(committee, propane) -> None:
+    """NVE, 0.5 fs, 400 steps (0.2 ps) from 300 K: measured drift ~1e-4 eV/atom/ps."""
+    atoms = propane[270].copy()
+    atoms.calc = CommitteeCalculator(committee, mode="best", force_uq=True)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    dyn = VelocityVerlet(atoms, 0.5 * units.fs)
+    totals, stds = [], []
+
+    def record() -> None:
+        totals.append(atoms.get_potential_energy() + atoms.get_kinetic_energy())
+        stds.append(atoms.calc.results["energy_std"])
+
+    dyn.attach(record, interval=1)
+    dyn.run(400)
+    assert "forces_std" in atoms.calc.results and atoms.calc.results["forces_std"].shape == (11,)
+    assert all(s > 0 for s in stds)
+    t_ps = np.arange(len(totals)) * 0.5e-3
+    drift = abs(np.polyfit(t_ps, totals, 1)[0]) / len(atoms)  # eV/atom/ps
+    assert drift < 0.01
+    assert np.ptp(totals) < 0.02
+
+
+def test_metrics() -> None:
+    assert energy_mae([1.0, 2.0], [1.5, 1.0]) == pytest.approx(0.75)
+    assert relative_energy_mae([1.0, 2.0], [11.0, 12.0]) == pytest.approx(0.0)
+    assert relative_energy_mae([1.0, 3.0], [0.0, 0.0]) == pytest.approx(1.0)
+    assert force_mae([np.ones((2, 3))], [np.zeros((2, 3))]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        energy_mae([1.0], [1.0, 2.0])
+
+
+def test_evaluate_on_labeled_frames(committee: Committee, propane: list[Atoms]) -> None:
+    frames = propane[250:]
+    e, f = committee.best.predict(frames)
+    out = evaluate(e, f, frames)
+    assert out["energy_mae_kcal_mol"] == pytest.approx(out["energy_mae_eV"] * EV_TO_KCAL_MOL)
+    ref = np.array([fr.get_potential_energy() for fr in frames])
+    assert out["relative_energy_mae_eV"] == pytest.approx(relative_energy_mae(e, ref))
+    assert out["relative_energy_mae_eV"] > 0
+    assert 0 < out["force_mae_eV_A"] < 0.5
