@@ -4,6 +4,9 @@ The spring is a calculator term (``MovingSpring``) summed with any ASE calculato
 attached to the ASE integrator records each frame and then advances the rest length. The work is
 accumulated as the exact change of spring energy when R0 moves (dW = U(d, R0 + v dt) - U(d, R0)),
 the discrete form of W = integral k (R0 - d) v dt, so that in NVE the total energy changes by W.
+Per step that is k (R0 - d) dR0 + k dR0^2 / 2 (the midpoint rule in R0); it differs from a
+continuous-time integral by O(dR0), k L dR0 / 2 over a pull of length L (0.016 eV for the paper's
+settings), the same for every calculator, so it cancels in NNP-versus-reference comparisons.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.mixing import SumCalculator
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 from rarelearn.dynamics.spring import MovingSpring
@@ -136,6 +140,10 @@ class SMDTrace:
     energy_eV: np.ndarray
     positions_A: np.ndarray
     numbers: np.ndarray
+    #: Kinetic energy, so that total-energy bookkeeping (NVE: dE_total = W) can be checked.
+    kinetic_eV: np.ndarray | None = None
+    #: Forces of the calculator alone (without the spring): reference labels for free.
+    forces_eV_per_A: np.ndarray | None = None
     uq_eV: np.ndarray | None = None
     broken_frame: int | None = None
     broken_bond: tuple[int, int] | None = None
@@ -155,10 +163,21 @@ class SMDTrace:
         """Spring distance at the frame where the first bond broke (None: no bond broke)."""
         return None if self.broken_frame is None else float(self.distance_A[self.broken_frame])
 
-    def frame(self, index: int) -> Atoms:
-        """Frame ``index`` as ASE Atoms with the spring distance in ``info``."""
+    def frame(self, index: int, labeled: bool = False) -> Atoms:
+        """Frame ``index`` as ASE Atoms with the spring distance in ``info``.
+
+        ``labeled=True`` attaches the calculator's own energy and forces of that frame.
+        """
         atoms = Atoms(numbers=self.numbers, positions=self.positions_A[index])
         atoms.info["spring_distance"] = float(self.distance_A[index])
+        if labeled:
+            if self.forces_eV_per_A is None:
+                raise ValueError("this trace has no forces recorded")
+            atoms.calc = SinglePointCalculator(
+                atoms,
+                energy=float(self.energy_eV[index]),
+                forces=self.forces_eV_per_A[index].copy(),
+            )
         return atoms
 
     def summary(self) -> dict[str, Any]:
@@ -196,6 +215,9 @@ class SMDTrace:
         }
         if self.uq_eV is not None:
             arrays["uq_eV"] = self.uq_eV
+        for key in ("forces_eV_per_A", "kinetic_eV"):
+            if getattr(self, key) is not None:
+                arrays[key] = getattr(self, key)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(temporary, **arrays)
         temporary.replace(path)
@@ -215,6 +237,8 @@ class SMDTrace:
                 positions_A=data["positions_A"],
                 numbers=data["numbers"],
                 uq_eV=data.get("uq_eV"),
+                forces_eV_per_A=data.get("forces_eV_per_A"),
+                kinetic_eV=data.get("kinetic_eV"),
                 broken_frame=None if broken_frame < 0 else broken_frame,
                 broken_bond=None if bond[0] < 0 else (bond[0], bond[1]),
                 stopped_reason=str(data["stopped_reason"]),
@@ -245,6 +269,8 @@ class _Recorder:
         self.energy = np.empty(capacity)
         self.uq = np.full(capacity, np.nan)
         self.positions = np.empty((capacity, n_atoms, 3))
+        self.forces = np.empty((capacity, n_atoms, 3))
+        self.kinetic = np.empty(capacity)
         self.n_frames = 0
         self.accumulated_work = 0.0
         self.stop_reason: str | None = None
@@ -273,6 +299,8 @@ class _Recorder:
         self.work[index] = self.accumulated_work
         self.energy[index] = base_energy
         self.positions[index] = positions
+        self.forces[index] = self.combined.results["forces_contributions"][0]
+        self.kinetic[index] = self.atoms.get_kinetic_energy()
         uq = self.base.results.get("energy_std")
         if uq is not None:
             self.uq[index] = float(uq)
@@ -362,6 +390,8 @@ def run_smd(
         work_eV=recorder.work[:n].copy(),
         energy_eV=recorder.energy[:n].copy(),
         positions_A=recorder.positions[:n].copy(),
+        forces_eV_per_A=recorder.forces[:n].copy(),
+        kinetic_eV=recorder.kinetic[:n].copy(),
         numbers=atoms.numbers.copy(),
         uq_eV=None if np.all(np.isnan(uq)) else uq.copy(),
         broken_frame=recorder.broken_frame

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from ase import Atoms, units
+from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.md import MolecularDynamics
 from ase.md.nvtberendsen import NVTBerendsen
@@ -51,12 +52,15 @@ def make_integrator(
             atoms, dt, temperature_K=thermostat.temperature_K, taut=thermostat.tau_fs * units.fs
         )
     if thermostat.kind == "langevin":
+        # ASE 3.28+ asks for FixCom instead of fixcm=True, which biases small systems.
+        atoms.set_constraint(FixCom())
         return Langevin(
             atoms,
             dt,
             temperature_K=thermostat.temperature_K,
             friction=thermostat.friction_per_fs / units.fs,
             rng=np.random.default_rng(seed),
+            fixcm=False,
         )
     return VelocityVerlet(atoms, dt)
 

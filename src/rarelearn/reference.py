@@ -1,0 +1,229 @@
+"""Reference data: equilibrium MD (initial training set) and the reference SMD (unseen test set).
+
+Writes into a run folder: every frame with provenance into the store, and under ``reference/``
+the SMD trace(s), the relaxed start state every later SMD starts from, and ``reference.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from rarelearn.dynamics import (
+    SMDSettings,
+    SMDTrace,
+    StartState,
+    Thermostat,
+    relax_start_state,
+    run_md,
+    run_smd,
+)
+from rarelearn.errors import ConfigError
+from rarelearn.labeling import LabelerSpec
+from rarelearn.molecules import PulledAtoms, relax
+from rarelearn.progress import StageProgress
+from rarelearn.store import CampaignStore
+
+
+@dataclass(frozen=True)
+class EquilibriumSettings:
+    """Equilibrium MD that makes the initial training set (paper: 500 K, 0.5 fs, 2000 frames)."""
+
+    temperature_K: float = 500.0
+    timestep_fs: float = 0.5
+    n_frames: int = 2000
+    equilibration_steps: int = 200
+    sample_every: int = 1
+    tau_fs: float = 100.0
+
+    def validate(self) -> None:
+        if self.temperature_K <= 0 or self.timestep_fs <= 0 or self.tau_fs <= 0:
+            raise ConfigError("equilibrium temperature_K, timestep_fs and tau_fs must be positive")
+        if self.n_frames < 1 or self.sample_every < 1 or self.equilibration_steps < 0:
+            raise ConfigError(
+                "equilibrium n_frames and sample_every must be >= 1, equilibration_steps >= 0"
+            )
+
+
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """Everything the reference stage needs besides the system and the labeler."""
+
+    equilibrium: EquilibriumSettings = field(default_factory=EquilibriumSettings)
+    smd: SMDSettings = field(default_factory=SMDSettings)
+    replicas: int = 1
+    seed: int = 0
+    relax_geometry: bool = True
+
+    def validate(self) -> None:
+        self.equilibrium.validate()
+        self.smd.validate()
+        if not isinstance(self.replicas, int) or self.replicas < 1:
+            raise ConfigError(f"replicas must be an integer >= 1, got {self.replicas!r}")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically: a kill leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    os.replace(temporary, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def reference_replica(
+    spec: LabelerSpec,
+    atoms: Atoms,
+    pulled: PulledAtoms,
+    settings: SMDSettings,
+    seed: int,
+    progress: StageProgress | None = None,
+    label: str = "",
+) -> tuple[StartState, SMDTrace]:
+    """Relax at low temperature and pull once with the reference (module-level: picklable)."""
+    calculator = spec.build(reuse_wavefunction=True)
+    if progress is None:
+        start = relax_start_state(atoms, calculator, pulled, settings, seed)
+        return start, run_smd(start, calculator, settings, seed)
+    with progress.stage(f"relax 10 K{label}", settings.relax_steps) as update:
+        start = relax_start_state(atoms, calculator, pulled, settings, seed, progress=update)
+    with progress.stage(f"reference SMD{label}", settings.n_steps) as update:
+        trace = run_smd(start, calculator, settings, seed, progress=update)
+    return start, trace
+
+
+def run_reference(
+    atoms: Atoms,
+    pulled: PulledAtoms,
+    spec: LabelerSpec,
+    settings: ReferenceSettings,
+    run_dir: Path,
+    store: CampaignStore,
+    progress: StageProgress,
+) -> dict[str, Any]:
+    """Run (or finish, if partly done) the reference stage; return ``reference.json``'s content.
+
+    Each part is skipped when its output already exists, so a stopped run resumes here.
+    """
+    settings.validate()
+    pulled.validate(len(atoms))
+    reference_dir = run_dir / "reference"
+    reference_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = reference_dir / "reference.json"
+    if summary_path.is_file():
+        return json.loads(summary_path.read_text())
+
+    geometry = atoms
+    if settings.relax_geometry:
+        progress.message(f"relaxing the start geometry with {spec.name}")
+        geometry = relax(atoms, spec.build())
+
+    if store.count(batch="equilibrium") == 0:
+        eq = settings.equilibrium
+        thermostat = Thermostat("berendsen", eq.temperature_K, tau_fs=eq.tau_fs)
+        total = eq.equilibration_steps + eq.n_frames * eq.sample_every
+        with progress.stage(f"equilibrium MD {eq.temperature_K:g} K", total) as update:
+            frames = run_md(
+                geometry,
+                spec.build(reuse_wavefunction=True),
+                thermostat,
+                eq.timestep_fs,
+                eq.n_frames,
+                settings.seed,
+                equilibration_steps=eq.equilibration_steps,
+                sample_every=eq.sample_every,
+                progress=update,
+            )
+        provenance = [
+            dict(
+                source="equilibrium", iteration=-1, labeler=spec.name, batch="equilibrium", frame=i
+            )
+            for i in range(len(frames))
+        ]
+        store.add_frames(frames, provenance)
+
+    traces: list[SMDTrace] = []
+    for replica in range(settings.replicas):
+        trace_path = reference_dir / ("smd.npz" if replica == 0 else f"smd_replica{replica}.npz")
+        if trace_path.is_file():
+            traces.append(SMDTrace.load(trace_path))
+            continue
+        label = f" (replica {replica + 1}/{settings.replicas})" if settings.replicas > 1 else ""
+        start, trace = reference_replica(
+            spec, geometry, pulled, settings.smd, settings.seed + replica, progress, label
+        )
+        if replica == 0:
+            start.save(reference_dir / "start_state.traj")
+            _store_reference_frames(store, trace, spec)
+        trace.save(trace_path)
+        traces.append(trace)
+
+    summary = _reference_summary(traces, spec, settings, pulled)
+    write_json(summary_path, summary)
+    return summary
+
+
+def _store_reference_frames(store: CampaignStore, trace: SMDTrace, spec: LabelerSpec) -> None:
+    if store.count(batch="reference_smd"):
+        return
+    frames = [trace.frame(i, labeled=True) for i in range(trace.n_frames)]
+    provenance = [
+        dict(
+            source="reference_smd",
+            iteration=-1,
+            labeler=spec.name,
+            batch="reference_smd",
+            frame=i,
+            spring_distance=float(trace.distance_A[i]),
+        )
+        for i in range(trace.n_frames)
+    ]
+    store.add_frames(frames, provenance)
+
+
+def _reference_summary(
+    traces: Sequence[SMDTrace], spec: LabelerSpec, settings: ReferenceSettings, pulled: PulledAtoms
+) -> dict[str, Any]:
+    main = traces[0].summary()
+    smd = settings.smd
+    summary: dict[str, Any] = {
+        **main,
+        "labeler": spec.name,
+        "labeler_spec": asdict(spec),
+        "pulled_atoms": pulled.to_list(),
+        "pull_speed_A_per_ps": smd.pull_speed_A_per_ps,
+        "spring_constant_eV_per_A2": smd.spring_constant_eV_per_A2,
+        "temperature_K": smd.thermostat.temperature_K,
+        "thermostat": smd.thermostat.to_dict(),
+        "timestep_fs": smd.timestep_fs,
+        "relax_steps": smd.relax_steps,
+        "n_steps": smd.n_steps,
+        "seed": settings.seed,
+        "replicas": settings.replicas,
+        "n_equilibrium_frames": settings.equilibrium.n_frames,
+        "equilibrium_temperature_K": settings.equilibrium.temperature_K,
+    }
+    if len(traces) > 1:
+        values = [t.activation_energy_eV for t in traces]
+        summary["activation_energy_replicas_eV"] = values
+        summary["activation_energy_mean_eV"] = float(np.mean(values))
+        summary["activation_energy_std_eV"] = float(np.std(values, ddof=1))
+        distances = [t.breaking_distance_A for t in traces]
+        summary["breaking_distance_replicas_A"] = distances
+    return summary

@@ -1,0 +1,140 @@
+"""The campaign's labeled frames, with provenance, in an ASE database (SQLite or PostgreSQL).
+
+Only the coordinating process writes here. Every row carries ``campaign`` (so several campaigns
+can share one PostgreSQL database) and a ``batch``/``task`` pair naming the unit of work that
+produced it, so a resumed campaign can tell which labels are already stored and never stores a
+label twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.db import connect
+
+from rarelearn.errors import RarelearnError
+from rarelearn.labeling import LabelResult
+
+SOURCES = ("equilibrium", "reference_smd", "active", "augmented")
+_PASSWORD_VARIABLES = ("RARELEARN_DB_PASSWORD", "PGPASSWORD")
+
+
+def resolve_database_url(url: str) -> str:
+    """Add the password from the environment to a PostgreSQL URL that has none.
+
+    The password never appears in the configuration written to the run folder.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or parts.password is not None:
+        return url
+    password = next((os.environ[v] for v in _PASSWORD_VARIABLES if os.environ.get(v)), None)
+    if password is None or parts.username is None:
+        return url
+    host = parts.hostname or "localhost"
+    netloc = f"{parts.username}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _clean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
+    """Key-value pairs ASE's database accepts: drop None, turn numpy scalars into Python ones."""
+    clean = {}
+    for key, value in provenance.items():
+        if value is None:
+            continue
+        clean[key] = value.item() if hasattr(value, "item") else value
+    return clean
+
+
+class CampaignStore:
+    """Labeled frames of one campaign; a path means SQLite, a ``postgresql://`` URL PostgreSQL."""
+
+    def __init__(self, location: str | Path, campaign: str = "default") -> None:
+        self.campaign = campaign
+        text = str(location)
+        if "://" in text:
+            self.url = text
+            try:
+                self.db = connect(resolve_database_url(text), type="postgresql")
+                self.db.count()
+            except Exception as exc:  # psycopg2 missing, server down, bad credentials
+                raise RarelearnError(f"cannot open the database {text}: {exc}") from exc
+        else:
+            path = Path(location)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.url = str(path)
+            self.db = connect(path, type="db")
+
+    def add_labeled(
+        self,
+        frames: Sequence[Atoms],
+        results: Sequence[LabelResult],
+        provenance: dict[str, Any] | Sequence[dict[str, Any]],
+    ) -> list[int]:
+        """Store good labels as labeled frames, failures with their reason; one transaction."""
+        if isinstance(provenance, dict):
+            provenance = [provenance] * len(frames)
+        if not len(frames) == len(results) == len(provenance):
+            raise ValueError("frames, results and provenance differ in length")
+        ids = []
+        with self.db:
+            for atoms, result, extra in zip(frames, results, provenance, strict=True):
+                row = atoms.copy()
+                row.info = {}
+                keys = _clean_provenance({**extra, "campaign": self.campaign})
+                if result.ok:
+                    row.calc = SinglePointCalculator(
+                        row, energy=result.energy, forces=result.forces
+                    )
+                    ids.append(self.db.write(row, failed=False, **keys))
+                else:
+                    ids.append(self.db.write(row, failed=True, error=result.error, **keys))
+        return ids
+
+    def add_frames(
+        self, frames: Sequence[Atoms], provenance: dict[str, Any] | Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """Store frames that already carry their label (a SinglePointCalculator)."""
+        results = [
+            LabelResult(i, energy=a.get_potential_energy(), forces=a.get_forces())
+            for i, a in enumerate(frames)
+        ]
+        return self.add_labeled(frames, results, provenance)
+
+    def _select(self, **selection: Any) -> Iterable[Any]:
+        return self.db.select(campaign=self.campaign, sort="id", **selection)
+
+    def labeled(
+        self, sources: Sequence[str] | None = None, max_iteration: int | None = None
+    ) -> list[Atoms]:
+        """Good labeled frames (optionally of some sources / up to an iteration), in stored order.
+
+        Each frame's ``info`` holds its provenance and ``id``, the stable row id used in splits.
+        """
+        frames = []
+        for row in self._select(failed=False):
+            if sources is not None and row.get("source") not in sources:
+                continue
+            if max_iteration is not None and row.get("iteration", -1) > max_iteration:
+                continue
+            atoms = row.toatoms()
+            atoms.info = {**row.key_value_pairs, "id": row.id}
+            frames.append(atoms)
+        return frames
+
+    def count(self, **selection: Any) -> int:
+        """Number of rows of this campaign matching ``selection`` (ASE key=value filters)."""
+        return self.db.count(campaign=self.campaign, **selection)
+
+    def tasks_done(self, batch: str) -> set[int]:
+        """Task numbers of ``batch`` already stored (good or failed): a resume skips them."""
+        return {int(row.task) for row in self._select(batch=batch) if "task" in row}
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Provenance and reason of every failed label."""
+        return [dict(row.key_value_pairs, id=row.id) for row in self._select(failed=True)]

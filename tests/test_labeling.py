@@ -1,0 +1,89 @@
+"""Labelers: specs are picklable, failures are recorded per frame, bad methods are rejected."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from rarelearn.errors import LabelingError
+from rarelearn.labeling import LabelerSpec, attach_label, label_frames, make_labeler
+from rarelearn.molecules import build_alkane
+from rarelearn.store import CampaignStore
+
+
+def _frames(n):
+    base = build_alkane(2)
+    frames = []
+    for i in range(n):
+        atoms = base.copy()
+        atoms.positions += np.random.default_rng(i).normal(0, 0.02, atoms.positions.shape)
+        frames.append(atoms)
+    return frames
+
+
+def test_spec_survives_pickling_and_labels_identically():
+    spec = make_labeler("GFN2-xTB")
+    clone = pickle.loads(pickle.dumps(spec))
+    frames = _frames(3)
+    first = label_frames(spec, frames)
+    second = label_frames(clone, list(reversed(frames)))[::-1]
+    assert all(r.ok for r in first)
+    # Labels do not depend on the order frames are computed in (no SCF state carried over: with
+    # one reused calculator the forces differed by 3e-5 eV/A); what remains is round-off.
+    for a, b in zip(first, second, strict=True):
+        assert a.energy == pytest.approx(b.energy, abs=1e-11)
+        np.testing.assert_allclose(a.forces, b.forces, rtol=0, atol=1e-12)
+
+
+def test_xtb_forces_are_minus_energy_gradient():
+    spec = make_labeler("GFN2-xTB")
+    atoms = _frames(1)[0]
+    result = label_frames(spec, [atoms])[0]
+    step = 1e-4
+    shifted_up, shifted_down = atoms.copy(), atoms.copy()
+    shifted_up.positions[2, 0] += step
+    shifted_down.positions[2, 0] -= step
+    up, down = label_frames(spec, [shifted_up, shifted_down])
+    numerical = -(up.energy - down.energy) / (2 * step)
+    assert result.forces[2, 0] == pytest.approx(numerical, abs=1e-4)
+
+
+def test_failed_frames_are_recorded_and_the_rest_kept(tmp_path):
+    spec = LabelerSpec("failing_calculator:FlakyCalculator")
+    frames = _frames(5)
+    frames[1].positions[0] = [6.0, 0.0, 0.0]  # the calculator raises
+    frames[2].positions[0] = [0.0, 6.0, 0.0]  # the calculator returns NaN
+    frames[3].positions[1] = frames[3].positions[0] + [0.1, 0.0, 0.0]  # overlapping atoms
+    results = label_frames(spec, frames, indices=[10, 11, 12, 13, 14])
+    assert [r.index for r in results] == [10, 11, 12, 13, 14]
+    assert [r.ok for r in results] == [True, False, False, False, True]
+    assert "crashed" in results[1].error
+    assert "non-finite" in results[2].error
+    assert "overlap" in results[3].error
+    store = CampaignStore(tmp_path / "data.db")
+    store.add_labeled(frames, results, {"source": "active", "iteration": 0})
+    assert len(store.labeled()) == 2
+    assert sorted(f["error"][:7] for f in store.failures()) == ["Runtime", "atoms 0", "non-fin"]
+    labeled = attach_label(frames[0], results[0])
+    assert labeled.get_potential_energy() == results[0].energy
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ("B3LYP-magic", "unknown method"),
+        ("nosuchmodule:Calc", "cannot import"),
+        ("ase.calculators.emt:NoSuchClass", "has no class"),
+        ("dftb", "DFTB\\+ program"),
+    ],
+)
+def test_unusable_methods_fail_before_any_work(method, message, monkeypatch):
+    monkeypatch.delenv("ASE_DFTB_COMMAND", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(LabelingError, match=message):
+        make_labeler(method)
+
+
+def test_unknown_xtb_option_is_rejected():
+    with pytest.raises(LabelingError, match="unknown xTB option"):
+        make_labeler("GFN2-xTB", acuracy=1.0)
