@@ -151,7 +151,10 @@ def test_fast_evaluator_equals_torchani_as_is(committee: Committee, propane: lis
 
 
 def test_calculator_runs_velocity_verlet_and_conserves_energy(committee, propane) -> None:
-    """NVE, 0.5 fs, 400 steps (0.2 ps) from 300 K: measured drift ~1e-4 eV/atom/ps."""
+    """NVE, 0.5 fs, 400 steps (0.2 ps) from 300 K, float32 model.
+
+    Measured: drift -7e-6 eV/atom/ps, total-energy range 2.6 meV; bounds 1e-3 and 0.01.
+    """
     atoms = propane[270].copy()
     atoms.calc = CommitteeCalculator(committee, mode="best", force_uq=True)
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
@@ -169,8 +172,8 @@ def test_calculator_runs_velocity_verlet_and_conserves_energy(committee, propane
     assert all(s > 0 for s in stds)
     t_ps = np.arange(len(totals)) * 0.5e-3
     drift = abs(np.polyfit(t_ps, totals, 1)[0]) / len(atoms)  # eV/atom/ps
-    assert drift < 0.01
-    assert np.ptp(totals) < 0.02
+    assert drift < 1e-3
+    assert np.ptp(totals) < 0.01
 
 
 def test_metrics() -> None:

@@ -1,0 +1,262 @@
+"""Speed of the ANI committee on hexane (C6H14, 20 atoms), fast paths against TorchANI as is.
+
+Usage: python benchmarks/speed.py --json FILE [--threads 1]
+
+Measured in one run, so ratios are like for like on a busy machine (medians of repeats):
+- training: E+F mini-batch steps (batch 64) per member, fast path (cached AEV + Jacobian)
+  vs baseline (TorchANI AEVComputer + ANINetworks, double backward through the AEV);
+- committee inference for one frame: member energies + driving forces + energy-std UQ, fast
+  evaluator (AEV once, stacked members) vs baseline (each member's TorchANI call in turn);
+- GFN2-xTB (tblite) energy+forces of the same hexane frames (fastest of 1 and 2 threads);
+- one steered-MD step through rarelearn.dynamics.run_smd (ASE integrator) on the
+  CommitteeCalculator with committee UQ every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from _ani_data import alkane, xtb_md_frames
+from rarelearn.committee import Committee, CommitteeCalculator
+from rarelearn.potentials import ANIModel, ANISettings
+from rarelearn.potentials._static import torch_threads
+from rarelearn.potentials.ani import _Features
+
+
+def _median_time(fn, n: int, repeats: int = 5) -> float:
+    """Median over `repeats` of the mean seconds per call of `fn` over `n` calls."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        out.append((time.perf_counter() - t) / n)
+    return statistics.median(out)
+
+
+def bench_training(frames, threads: int) -> dict[str, float]:
+    """Steady-state E+F training throughput per member, fast vs baseline."""
+    settings = ANISettings()
+    model = ANIModel(["H", "C"], settings, seed=0)
+    batch = frames[:64]
+    t = time.perf_counter()
+    with torch_threads(threads):
+        fast = _Features(model, batch, with_jacobian=True).groups[0]
+    feat_ms = (time.perf_counter() - t) / len(batch) * 1e3
+    base = _Features(model, batch, with_jacobian=False).groups[0]
+    model._fit_self_energies(_Features(model, batch, with_jacobian=False), list(range(64)))
+    opt = torch.optim.AdamW(model.networks.parameters(), lr=1e-4)
+    rows = torch.arange(64)
+
+    def step(grp, is_fast):
+        def run():
+            loss = model.batch_loss(grp, rows, is_fast)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return run
+
+    with torch_threads(threads):
+        t_fast = _median_time(step(fast, True), 10)
+        t_base = _median_time(step(base, False), 3)
+    # end to end: a real fit (features, SAE, epochs, validation, metrics) of 240 frames
+    t = time.perf_counter()
+    fit = ANIModel.fit(frames[:240], ANISettings(epochs=10, threads=threads), seed=0)
+    e2e = 10 * 192 / (time.perf_counter() - t)
+    return {
+        "train_conf_per_s": 64 / t_fast,
+        "train_conf_per_s_baseline": 64 / t_base,
+        "train_speedup": t_base / t_fast,
+        "train_conf_per_s_end_to_end_fit": e2e,
+        "train_fit_best_epoch": fit.history.best_epoch,
+        "jacobian_cache_ms_per_frame": feat_ms,
+    }
+
+
+def _baseline_committee_call(members, numbers, positions) -> tuple[np.ndarray, np.ndarray]:
+    """TorchANI as is, member after member: AEVComputer + ANINetworks + autograd forces."""
+    energies, forces = [], []
+    for m in members:
+        e, f = m.energies_forces(numbers, torch.tensor(positions[None]), fast=False)
+        energies.append(e[0])
+        forces.append(f[0])
+    e = np.array(energies)
+    return e, forces[0]
+
+
+def bench_inference(committee7: Committee, frame, threads: int) -> dict[str, float]:
+    """One frame, E (all members) + driving F + energy-std UQ, for 1, 3 and 7 members."""
+    out: dict[str, float] = {}
+    numbers, pos = frame.numbers, frame.positions
+    for n in (1, 3, 7):
+        sub = Committee(
+            members=committee7.members[:n],
+            splits=committee7.splits[:n],
+            metrics=committee7.metrics[:n],
+        )
+        ev = sub.evaluator(numbers, threads=threads)
+        out[f"committee{n}_ms"] = _median_time(lambda ev=ev: ev(pos), 100) * 1e3
+        with torch_threads(threads):
+            out[f"committee{n}_ms_baseline"] = (
+                _median_time(
+                    lambda sub=sub: _baseline_committee_call(sub.members, numbers, pos), 20
+                )
+                * 1e3
+            )
+        if n == 7:
+            out["committee7_allforces_ms"] = (
+                _median_time(lambda ev=ev: ev(pos, forces="all"), 50) * 1e3
+            )
+    out["committee7_speedup"] = out["committee7_ms_baseline"] / out["committee7_ms"]
+    return out
+
+
+_XTB_CODE = """
+import sys, time, statistics, numpy as np
+from ase.io import read
+from tblite.ase import TBLite
+frames = read(sys.argv[1], ':')
+atoms = frames[0].copy()
+atoms.calc = TBLite(method='GFN2-xTB', verbosity=0)
+atoms.get_forces()
+runs = []
+for r in range(3):
+    t = time.perf_counter()
+    for f in frames[1:21]:
+        atoms.positions = f.positions
+        atoms.get_forces()
+    runs.append((time.perf_counter() - t) / 20)
+print(statistics.median(runs) * 1e3)
+"""
+
+
+def bench_xtb(frames, tmp: Path) -> dict[str, float]:
+    """GFN2-xTB energy+forces per frame (child process; fastest of 1 and 2 OpenMP threads)."""
+    from ase.io import write
+
+    path = tmp / "xtb_frames.extxyz"
+    write(path, frames[:21])
+    out = {}
+    for n in (1, 2):
+        env = dict(os.environ, OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n))
+        res = subprocess.run(
+            [sys.executable, "-c", _XTB_CODE, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out[f"xtb_ms_{n}threads"] = float(res.stdout.strip().splitlines()[-1])
+    out["xtb_ms"] = min(out["xtb_ms_1threads"], out["xtb_ms_2threads"])
+    return out
+
+
+def bench_smd(committee: Committee, frame, n_steps: int, force_uq: bool) -> tuple[float, str]:
+    """Milliseconds per steered-MD step on the CommitteeCalculator (UQ every step)."""
+    calc = CommitteeCalculator(committee, mode="best", force_uq=force_uq)
+    atoms = frame.copy()
+    try:
+        from rarelearn.dynamics import SMDSettings, StartState, draw_velocities, run_smd
+        from rarelearn.molecules import default_pulled_atoms
+    except ImportError:
+        return _bench_ase_md(atoms, calc, n_steps), "ase.VelocityVerlet"
+    draw_velocities(atoms, SMDSettings().thermostat.temperature_K, seed=0)
+    start = StartState(atoms=atoms, pulled=default_pulled_atoms(atoms))
+    settings = SMDSettings(n_steps=n_steps, relax_steps=0)
+    run_smd(start, calc, SMDSettings(n_steps=5, relax_steps=0))
+    t = time.perf_counter()
+    trace = run_smd(start, calc, settings)
+    dt = (time.perf_counter() - t) / max(len(trace.time_fs) - 1, 1)
+    assert trace.uq_eV is not None
+    return dt * 1e3, "rarelearn.dynamics.run_smd"
+
+
+def _bench_ase_md(atoms, calc, n_steps: int) -> float:
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    atoms.calc = calc
+    dyn = VelocityVerlet(atoms, 0.5 * units.fs)
+    dyn.run(5)
+    t = time.perf_counter()
+    dyn.run(n_steps)
+    return (time.perf_counter() - t) / n_steps * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, required=True, help="where to write the figures")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--smd-steps", type=int, default=300)
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    print("generating GFN2-xTB hexane frames ...", flush=True)
+    frames = xtb_md_frames(6, 260, temperature_K=500.0, stride=2, seed=0)
+    assert len(frames[0]) == 20 and alkane(6).get_chemical_formula() == "C6H14"
+    res: dict[str, float | str] = {"threads": args.threads, "molecule": "C6H14"}
+    res.update(bench_training(frames, args.threads))
+    print("training committee of 7 for the inference and SMD figures ...", flush=True)
+    committee7 = Committee.train(
+        frames[:240], 7, ANISettings(epochs=30, threads=args.threads), seed=0
+    )
+    res.update(bench_inference(committee7, frames[250], args.threads))
+    res.update(bench_xtb(frames, args.json.parent if args.json.parent.exists() else Path(".")))
+    committee3 = Committee(
+        members=committee7.members[:3], splits=committee7.splits[:3], metrics=committee7.metrics[:3]
+    )
+    smd3, driver = bench_smd(committee3, frames[250], args.smd_steps, force_uq=False)
+    smd7, _ = bench_smd(committee7, frames[250], args.smd_steps, force_uq=False)
+    smd7_fuq, _ = bench_smd(committee7, frames[250], args.smd_steps, force_uq=True)
+    res.update(
+        {
+            "smd_driver": driver,
+            "smd_step_ms": smd3,
+            "smd_step_ms_7members": smd7,
+            "smd_step_ms_7members_force_uq": smd7_fuq,
+            "smd_speedup_vs_xtb": float(res["xtb_ms"]) / smd3,
+            "smd_speedup_vs_xtb_7members": float(res["xtb_ms"]) / smd7,
+        }
+    )
+    res["wall_s"] = time.perf_counter() - t0
+    lines = [
+        ("train_conf_per_s", "train_conf_per_s_baseline", "E+F training conf/s per member"),
+        ("committee1_ms", "committee1_ms_baseline", "1 member E+F+UQ ms"),
+        ("committee3_ms", "committee3_ms_baseline", "3 members E+F+UQ ms"),
+        ("committee7_ms", "committee7_ms_baseline", "7 members E+F+UQ ms"),
+    ]
+    for key, base, label in lines:
+        val, ref, xtb = float(res[key]), float(res[base]), float(res["xtb_ms"])
+        print(
+            f"{label:34s} {val:9.2f}  baseline {ref:9.2f}  ratio {val / ref:6.3f}"
+            f"  vs xTB {val / xtb:6.3f}"
+        )
+    print(f"{'7 members, all forces (force UQ) ms':34s} {res['committee7_allforces_ms']:9.2f}")
+    print(f"{'GFN2-xTB E+F ms':34s} {res['xtb_ms']:9.2f}")
+    print(
+        f"{'SMD step ms (3 members, UQ)':34s} {res['smd_step_ms']:9.2f}  "
+        f"speed-up vs xTB {res['smd_speedup_vs_xtb']:.1f}x ({driver})"
+    )
+    print(
+        f"{'SMD step ms (7 members, UQ)':34s} {res['smd_step_ms_7members']:9.2f}  "
+        f"speed-up vs xTB {res['smd_speedup_vs_xtb_7members']:.1f}x"
+    )
+    print(f"wall {res['wall_s']:.0f} s")
+    args.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
