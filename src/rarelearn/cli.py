@@ -11,6 +11,7 @@ from pathlib import Path
 from rarelearn.errors import RarelearnError
 
 EXIT_USER_ERROR = 2
+PRESETS = ("quick", "paper")
 
 
 def _positive(kind: type) -> Callable[[str], float | int]:
@@ -76,6 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reference.add_argument("--relax-steps", type=int, default=2000, help="10 K steps before pull")
     reference.add_argument("--out", type=Path, required=True, help="output folder")
+
+    run = commands.add_parser(
+        "run", help="the active-learning campaign (default: quick preset, hexane, GFN2-xTB)"
+    )
+    run.add_argument("--config", type=Path, help="TOML configuration (see examples/)")
+    run.add_argument("--preset", choices=PRESETS, help="start from a preset (default: quick)")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/<name>); resumes it")
+    run.add_argument("--iterations", type=_positive(int), help="override the iteration count")
+    run.add_argument("--seed", type=int, help="override the seed")
+    run.add_argument("--no-baselines", action="store_true", help="skip the baseline committees")
+
+    report = commands.add_parser("report", help="rebuild figures and report.html of a run folder")
+    report.add_argument("run_dir", type=Path)
+
+    smd = commands.add_parser("smd", help="steered MD with a trained committee")
+    smd.add_argument(
+        "--model", type=Path, required=True, help="an iteration folder (or its committee/)"
+    )
+    _add_system_arguments(smd, default_chain=None)
+    _add_smd_arguments(smd)
+    smd.add_argument("--relax-steps", type=int, default=2000, help="10 K steps before pull")
+    smd.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
 
 
@@ -160,7 +183,113 @@ def _print_reference(summary: dict, out: Path) -> None:
     console.print(f"written: {out / 'reference' / 'reference.json'}, {out / 'data.db'}")
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"reference": command_reference}
+def command_run(args: argparse.Namespace) -> int:
+    from rarelearn.campaign import run_campaign
+    from rarelearn.config import load_config, load_resolved
+
+    overrides: dict = {}
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.no_baselines:
+        overrides["baselines"] = False
+    if args.out is not None:
+        overrides["out"] = str(args.out)
+    config = load_config(args.config, args.preset, overrides)
+    run_dir = config.run_dir
+    if (run_dir / "config.toml").is_file():
+        stored = load_resolved(run_dir)
+        asked = args.config or args.preset or overrides.keys() - {"out"}
+        if asked and _comparable(stored) != _comparable(config):
+            raise RarelearnError(
+                f"{run_dir} holds a campaign started with another configuration "
+                f"(see {run_dir / 'config.toml'}); resume it without settings, or use another --out"
+            )
+        config = stored.with_out(str(run_dir))
+        print(f"resuming the campaign in {run_dir}", file=sys.stderr)
+    summary = run_campaign(config, quiet=args.quiet)
+    _print_summary(summary, run_dir)
+    return 0
+
+
+def _comparable(config) -> dict:
+    values = config.to_dict()
+    values.pop("out")
+    return values
+
+
+def _print_summary(summary: dict, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Ea_ref = {summary['ea_ref_eV']:.3f} eV")
+    columns = [
+        ("iteration", "iter", "{}"),
+        ("n_labels", "labels", "{}"),
+        ("ea_nnp_eV", "Ea NNP (eV)", "{:.3f}"),
+        ("ea_error_kcal_mol", "|dEa| (kcal/mol)", "{:.2f}"),
+        ("mae_unseen_kcal_mol", "unseen MAE (kcal/mol)", "{:.2f}"),
+        ("n_selected", "selected", "{}"),
+    ]
+    for _, title, _ in columns:
+        table.add_column(title, justify="right")
+    named = [(str(r["iteration"]), r) for r in summary["iterations"]]
+    named += [(name, r) for name, r in summary.get("baselines", {}).items()]
+    for name, row in named:
+        cells = [name] + [
+            "-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in columns[1:]
+        ]
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    console.print(f"report: {run_dir / 'report.html'}")
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from rarelearn.report import build_report
+
+    if not args.run_dir.is_dir():
+        raise RarelearnError(f"run folder not found: {args.run_dir}")
+    print(build_report(args.run_dir))
+    return 0
+
+
+def command_smd(args: argparse.Namespace) -> int:
+    from rarelearn.model_smd import run_model_smd
+
+    if not args.model.exists():
+        raise RarelearnError(f"model folder not found: {args.model}")
+    if args.relax_steps < 0:
+        raise RarelearnError("--relax-steps must be >= 0")
+    atoms, pulled = resolve_system(args.chain, args.structure, args.pull)
+    result = run_model_smd(
+        model=args.model,
+        atoms=atoms,
+        pulled=pulled,
+        pull_speed=args.pull_speed,
+        spring_constant=args.spring_constant,
+        temperature=args.temperature,
+        steps=args.steps,
+        relax_steps=args.relax_steps,
+        until_broken=args.until_broken,
+        seed=args.seed,
+        replicas=args.replicas,
+        out=args.out,
+        quiet=args.quiet,
+    )
+    distance = result["breaking_distance_A"]
+    broke = f"breaks at d = {distance:.2f} A" if distance is not None else "no bond broke"
+    print(f"Ea = {result['activation_energy_eV']:.3f} eV, {broke}; written {args.out / 'smd.json'}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "reference": command_reference,
+    "run": command_run,
+    "report": command_report,
+    "smd": command_smd,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,8 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     command = args.command or "run"
-    if command not in COMMANDS:
-        parser.error(f"command {command!r} is not available")
+    if args.command is None:
+        args = parser.parse_args([*(argv or sys.argv[1:]), "run"])
     try:
         return COMMANDS[command](args)
     except RarelearnError as exc:

@@ -29,7 +29,7 @@ from rarelearn.errors import ConfigError
 from rarelearn.labeling import LabelerSpec
 from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
-from rarelearn.store import CampaignStore
+from rarelearn.store import CampaignStore, uid
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,13 @@ def run_reference(
             )
         provenance = [
             dict(
-                source="equilibrium", iteration=-1, labeler=spec.name, batch="equilibrium", frame=i
+                source="equilibrium",
+                iteration=-1,
+                labeler=spec.name,
+                batch="equilibrium",
+                frame=i,
+                task=i,
+                uid=uid(0, i),
             )
             for i in range(len(frames))
         ]
@@ -190,6 +196,8 @@ def _store_reference_frames(store: CampaignStore, trace: SMDTrace, spec: Labeler
             labeler=spec.name,
             batch="reference_smd",
             frame=i,
+            task=i,
+            uid=uid(1, i),
             spring_distance=float(trace.distance_A[i]),
         )
         for i in range(trace.n_frames)

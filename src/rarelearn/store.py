@@ -22,6 +22,20 @@ from rarelearn.errors import RarelearnError
 from rarelearn.labeling import LabelResult
 
 SOURCES = ("equilibrium", "reference_smd", "active", "augmented")
+_UID_STRIDE = 1_000_000
+
+
+def uid(stage: int, task: int) -> int:
+    """Deterministic frame id: stage 0 equilibrium, 1 reference SMD, i + 2 AL iteration i.
+
+    Unlike database row ids it does not depend on insertion order or on the database engine,
+    so splits and training order are the same after a resume or on PostgreSQL.
+    """
+    if not 0 <= task < _UID_STRIDE:
+        raise ValueError(f"task {task} out of range for a uid")
+    return stage * _UID_STRIDE + task
+
+
 _PASSWORD_VARIABLES = ("RARELEARN_DB_PASSWORD", "PGPASSWORD")
 
 

@@ -1,0 +1,482 @@
+"""The active-learning campaign: reference data, then train -> SMD -> select -> label, repeated.
+
+A campaign's progress is the set of files in its run folder (layout in docs/architecture.md):
+each step writes its output atomically when it finishes, and on start every step whose output
+exists is loaded instead of recomputed. So a stopped campaign, killed at any moment, resumes
+where it stopped and gives the same numbers it would have given uninterrupted. Labels are
+stored chunk by chunk under a deterministic ``uid``, so a resumed labeling stores only the
+missing ones, and training order and splits never depend on database row ids.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from rarelearn.committee import Committee
+from rarelearn.config import CampaignConfig
+from rarelearn.dynamics import SMDTrace, StartState, run_smd
+from rarelearn.errors import ConfigError
+from rarelearn.executors import Executor, label_parallel, make_executor
+from rarelearn.labeling import LabelerSpec
+from rarelearn.metrics import relative_energy_mae
+from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
+from rarelearn.progress import StageProgress
+from rarelearn.reference import run_reference, write_json
+from rarelearn.selection import Selection, augment, select_frames
+from rarelearn.store import CampaignStore, uid
+from rarelearn.units import EV_TO_KCAL_MOL
+
+TRAINING_SOURCES = ("equilibrium", "active", "augmented")
+ROW_KEYS = (
+    "iteration",
+    "n_labels",
+    "ea_nnp_eV",
+    "ea_ref_eV",
+    "ea_error_eV",
+    "ea_error_kcal_mol",
+    "breaking_distance_nnp_A",
+    "mae_unseen_kcal_mol",
+    "train_mae_kcal_mol",
+    "val_mae_kcal_mol",
+    "n_candidates",
+    "n_selected",
+    "n_augmented",
+    "n_label_failures",
+    "wall_s",
+)
+
+
+def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
+    """The molecule and the pulled atoms a configuration names, validated."""
+    system = config.system
+    atoms = read_structure(system.structure) if system.structure else build_alkane(system.chain)
+    pulled = PulledAtoms.from_list(system.pull) if system.pull else default_pulled_atoms(atoms)
+    pulled.validate(len(atoms))
+    return atoms, pulled
+
+
+def labeler_of(config: CampaignConfig) -> LabelerSpec:
+    return LabelerSpec(config.labeler.method, dict(config.labeler.options))
+
+
+def open_store(config: CampaignConfig, run_dir: Path) -> CampaignStore:
+    return CampaignStore(config.store.url or run_dir / "data.db", campaign=config.name)
+
+
+def training_frames(
+    store: CampaignStore, sources: Sequence[str], max_iteration: int | None = None
+) -> list[Atoms]:
+    """Labeled frames ordered by uid, with ``info["id"]`` = uid (what splits are made of)."""
+    frames = store.labeled(sources=sources, max_iteration=max_iteration)
+    for atoms in frames:
+        atoms.info["id"] = int(atoms.info["uid"])
+    return sorted(frames, key=lambda a: a.info["id"])
+
+
+def _save_committee(committee: Committee, folder: Path) -> None:
+    """Save through a temporary folder and rename: a kill never leaves half a committee."""
+    temporary = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(temporary, ignore_errors=True)
+    committee.save(temporary)
+    temporary.rename(folder)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+@dataclass
+class _Iteration:
+    """Paths of one iteration's outputs."""
+
+    folder: Path
+
+    @property
+    def committee(self) -> Path:
+        return self.folder / "committee"
+
+    @property
+    def smd(self) -> Path:
+        return self.folder / "smd.npz"
+
+    @property
+    def unseen(self) -> Path:
+        return self.folder / "unseen.npz"
+
+    @property
+    def selection(self) -> Path:
+        return self.folder / "selection.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.json"
+
+    @property
+    def timing(self) -> Path:
+        return self.folder / "timing.json"
+
+
+class Campaign:
+    """One campaign in its run folder; ``run()`` does (or finishes) all of it."""
+
+    def __init__(self, config: CampaignConfig, progress: StageProgress) -> None:
+        self.config = config
+        self.progress = progress
+        self.run_dir = config.run_dir
+        self.spec = labeler_of(config)
+        self.atoms, self.pulled = system_of(config)
+        self._executor: Executor | None = None
+
+    # ----------------------------------------------------------------- set-up
+    @property
+    def executor(self) -> Executor:
+        """Started on first use: a resumed campaign with nothing to label starts no workers."""
+        if self._executor is None:
+            settings = self.config.executor
+            self._executor = make_executor(settings.kind, settings.workers, settings.address)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+    def run(self) -> dict[str, Any]:
+        """Run the whole campaign and return ``summary.json``'s content."""
+        self.spec.check()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_path = self.run_dir / "config.toml"
+        if not config_path.is_file():
+            temporary = config_path.with_name("config.toml.tmp")
+            temporary.write_text(self.config.to_toml())
+            temporary.replace(config_path)
+        self.store = open_store(self.config, self.run_dir)
+        try:
+            self.reference = run_reference(
+                self.atoms,
+                self.pulled,
+                self.spec,
+                self.config.reference,
+                self.run_dir,
+                self.store,
+                self.progress,
+            )
+            self.start = StartState.load(self.run_dir / "reference" / "start_state.traj")
+            self.unseen = training_frames(self.store, ["reference_smd"])
+            rows = []
+            previous: Committee | None = None
+            for iteration in range(self.config.iterations):
+                row, previous = self.iteration(iteration, previous)
+                rows.append(row)
+                self.write_summary(rows, self.baselines(rows, final=False))
+            summary = self.write_summary(rows, self.baselines(rows, final=True))
+        finally:
+            self.close()
+        return summary
+
+    # -------------------------------------------------------------- iteration
+    def iteration(self, i: int, previous: Committee | None) -> tuple[dict, Committee]:
+        """One active-learning iteration; every finished step is reused on resume."""
+        paths = _Iteration(self.run_dir / "iterations" / f"{i:03d}")
+        paths.folder.mkdir(parents=True, exist_ok=True)
+        if paths.metrics.is_file():
+            return _read_json(paths.metrics), Committee.load(paths.committee)
+        timing = _read_json(paths.timing) if paths.timing.is_file() else {}
+        label = f"iteration {i}"
+
+        frames = training_frames(self.store, TRAINING_SOURCES, max_iteration=i - 1)
+        committee = self.committee(paths.committee, frames, previous, i, timing, label)
+        trace = self.steered_md(paths.smd, committee, timing, label)
+        e_pred = self.unseen_predictions(paths.unseen, committee)
+        row = self.metrics_row(i, committee, frames, trace, e_pred)
+
+        last = i == self.config.iterations - 1
+        if last:
+            row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
+        else:
+            selection = self.select(paths.selection, trace)
+            failures = self.label(i, selection, trace, timing, label)
+            row.update(
+                n_candidates=selection.n_candidates,
+                n_selected=selection.n_selected,
+                n_augmented=selection.n_selected * self.config.selection.n_copies,
+                n_label_failures=failures,
+            )
+        row["wall_s"] = round(sum(timing.values()), 2)
+        row = {key: row[key] for key in ROW_KEYS}
+        write_json(paths.metrics, row)
+        self.progress.message(_row_line(row))
+        return row, committee
+
+    def _timed(self, timing: dict, stage: str, path: Path, started: float) -> None:
+        timing[stage] = time.perf_counter() - started
+        write_json(path, timing)
+
+    def committee(
+        self,
+        folder: Path,
+        frames: list[Atoms],
+        previous: Committee | None,
+        seed_offset: int,
+        timing: dict,
+        label: str,
+    ) -> Committee:
+        if (folder / "committee.json").is_file():
+            return Committee.load(folder)
+        settings = self.config.committee
+        started = time.perf_counter()
+        self.progress.message(
+            f"{label}: training {settings.n_members} members on {len(frames)} frames "
+            f"({settings.ani.epochs} epochs, {settings.strategy} splits)"
+        )
+        committee = Committee.train(
+            frames,
+            n_members=settings.n_members,
+            settings=settings.ani,
+            strategy=settings.strategy,
+            previous=previous,
+            seed=self.config.seed * 1000 + seed_offset,
+            executor=self.executor if settings.parallel else None,
+            warm_start=settings.warm_start,
+        )
+        _save_committee(committee, folder)
+        self._timed(timing, "train_s", folder.parent / "timing.json", started)
+        return committee
+
+    def steered_md(self, path: Path, committee: Committee, timing: dict, label: str) -> SMDTrace:
+        """SMD with the best member, from the reference's start state; UQ on every frame."""
+        if path.is_file():
+            return SMDTrace.load(path)
+        started = time.perf_counter()
+        settings = self.config.reference.smd
+        with self.progress.stage(f"{label}: NNP steered MD", settings.n_steps) as update:
+            trace = run_smd(
+                self.start, committee.calculator("best"), settings, self.config.seed, update
+            )
+        if trace.stopped_reason != "completed":
+            self.progress.message(
+                f"{label}: NNP SMD stopped after {trace.n_frames} frames "
+                f"({trace.stopped_reason}); its frames are kept"
+            )
+        trace.save(path)
+        self._timed(timing, "smd_s", path.parent / "timing.json", started)
+        return trace
+
+    def unseen_predictions(self, path: Path, committee: Committee) -> np.ndarray:
+        """Best member's energies on the unseen reference-SMD frames (saved for the parity plot)."""
+        if path.is_file():
+            with np.load(path) as data:
+                return data["e_pred_eV"]
+        e_ref = np.array([a.get_potential_energy() for a in self.unseen])
+        e_pred, _ = committee.best.predict(self.unseen, forces=False)
+        temporary = path.with_name(path.name + ".tmp.npz")
+        np.savez(temporary, e_ref_eV=e_ref, e_pred_eV=e_pred)
+        temporary.replace(path)
+        return e_pred
+
+    def metrics_row(
+        self,
+        i: int,
+        committee: Committee,
+        frames: list[Atoms],
+        trace: SMDTrace,
+        e_pred_unseen: np.ndarray,
+    ) -> dict[str, Any]:
+        ea_ref = float(self.reference["activation_energy_eV"])
+        ea = trace.activation_energy_eV
+        e_ref_unseen = np.array([a.get_potential_energy() for a in self.unseen])
+        train_mae, val_mae = _split_maes(committee, frames)
+        return {
+            "iteration": i,
+            "n_labels": len(frames),
+            "ea_nnp_eV": ea,
+            "ea_ref_eV": ea_ref,
+            "ea_error_eV": abs(ea - ea_ref),
+            "ea_error_kcal_mol": abs(ea - ea_ref) * EV_TO_KCAL_MOL,
+            "breaking_distance_nnp_A": trace.breaking_distance_A,
+            "mae_unseen_kcal_mol": relative_energy_mae(e_pred_unseen, e_ref_unseen)
+            * EV_TO_KCAL_MOL,
+            "train_mae_kcal_mol": train_mae,
+            "val_mae_kcal_mol": val_mae,
+        }
+
+    # ------------------------------------------------------ select and label
+    def select(self, path: Path, trace: SMDTrace) -> Selection:
+        if path.is_file():
+            return Selection.from_dict(_read_json(path))
+        if trace.uq_eV is None:
+            raise ConfigError("the NNP steered MD recorded no uncertainty")
+        selection = select_frames(
+            trace.uq_eV,
+            trace.distance_A,
+            trace.energy_eV,
+            trace.broken_frame,
+            self.config.selection,
+        )
+        write_json(path, selection.to_dict())
+        return selection
+
+    def candidate_frames(
+        self, i: int, selection: Selection, trace: SMDTrace
+    ) -> tuple[list[Atoms], list[dict]]:
+        """Selected frames and their noisy copies, with provenance and deterministic uids."""
+        settings = self.config.selection
+        stride = 1 + settings.n_copies
+        originals = []
+        for k, frame_index in enumerate(selection.selected):
+            atoms = trace.frame(frame_index)
+            atoms.info["id"] = uid(i + 2, k * stride)
+            originals.append(atoms)
+        copies = augment(
+            originals,
+            settings.n_copies,
+            settings.noise_amplitude_A,
+            rng=np.random.default_rng([self.config.seed, i]),
+        )
+        frames, provenance = [], []
+        for k, (frame_index, original) in enumerate(
+            zip(selection.selected, originals, strict=True)
+        ):
+            common = dict(
+                iteration=i,
+                labeler=self.spec.name,
+                batch=f"iteration{i:03d}",
+                frame=int(frame_index),
+                uq=float(trace.uq_eV[frame_index]),
+                spring_distance=float(trace.distance_A[frame_index]),
+            )
+            frames.append(original)
+            provenance.append(
+                dict(common, source="active", parent=-1, task=k * stride, uid=original.info["id"])
+            )
+            for c in range(settings.n_copies):
+                frames.append(copies[k * settings.n_copies + c])
+                task = k * stride + c + 1
+                provenance.append(
+                    dict(
+                        common,
+                        source="augmented",
+                        parent=original.info["id"],
+                        task=task,
+                        uid=uid(i + 2, task),
+                    )
+                )
+        return frames, provenance
+
+    def label(self, i: int, selection: Selection, trace: SMDTrace, timing: dict, label: str) -> int:
+        """Label what is not stored yet, storing chunk groups as they finish; return failures."""
+        frames, provenance = self.candidate_frames(i, selection, trace)
+        batch = f"iteration{i:03d}"
+        done = self.store.tasks_done(batch)
+        pending = [k for k, p in enumerate(provenance) if p["task"] not in done]
+        if pending:
+            started = time.perf_counter()
+            chunk = self.config.executor.chunk_size
+            group = chunk * max(1, self.executor.workers)
+            with self.progress.stage(f"{label}: labeling", len(pending), "labels") as update:
+                for start in range(0, len(pending), group):
+                    part = pending[start : start + group]
+                    results = label_parallel(
+                        self.spec,
+                        [frames[k] for k in part],
+                        self.executor,
+                        chunk_size=chunk,
+                        indices=part,
+                    )
+                    self.store.add_labeled(
+                        [frames[k] for k in part], results, [provenance[k] for k in part]
+                    )
+                    update(start + len(part), len(pending))
+            self._timed(
+                timing, "label_s", self.run_dir / "iterations" / f"{i:03d}" / "timing.json", started
+            )
+        return self.store.count(batch=batch, failed=True)
+
+    # ---------------------------------------------------------------- baselines
+    def baselines(self, rows: list[dict], final: bool) -> dict[str, Any]:
+        """Paper Fig. 2c/2d: committees on the equilibrium data only and on the SMD data only."""
+        if not self.config.baselines or not rows:
+            return {}
+        equilibrium_only = dict(rows[0])
+        equilibrium_only["note"] = "the iteration-0 committee: same data, same seed"
+        result: dict[str, Any] = {"equilibrium_only": equilibrium_only}
+        folder = self.run_dir / "baselines" / "smd_only"
+        if (folder / "metrics.json").is_file():
+            result["smd_only"] = _read_json(folder / "metrics.json")
+        elif final:
+            result["smd_only"] = self.smd_only_baseline(folder)
+        return result
+
+    def smd_only_baseline(self, folder: Path) -> dict[str, Any]:
+        folder.mkdir(parents=True, exist_ok=True)
+        timing = _read_json(folder / "timing.json") if (folder / "timing.json").is_file() else {}
+        frames = self.unseen
+        committee = self.committee(
+            folder / "committee", frames, None, 999, timing, "baseline smd_only"
+        )
+        trace = self.steered_md(folder / "smd.npz", committee, timing, "baseline smd_only")
+        e_pred = self.unseen_predictions(folder / "unseen.npz", committee)
+        row = self.metrics_row(-1, committee, frames, trace, e_pred)
+        del row["iteration"]
+        row["note"] = "trained on the reference-SMD frames: mae_unseen is on its training data"
+        row["wall_s"] = round(sum(timing.values()), 2)
+        write_json(folder / "metrics.json", row)
+        return row
+
+    def write_summary(self, rows: list[dict], baselines: dict[str, Any]) -> dict[str, Any]:
+        summary = {
+            "ea_ref_eV": float(self.reference["activation_energy_eV"]),
+            "reference": self.reference,
+            "config": self.config.to_dict(),
+            "baselines": baselines,
+            "iterations": rows,
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def _split_maes(committee: Committee, frames: list[Atoms]) -> tuple[float, float]:
+    """Relative-energy MAE (kcal/mol) of the best member on its own train and validation frames."""
+    split = committee.splits[committee.best_index]
+    by_id = {a.info["id"]: a for a in frames}
+    maes = []
+    for part in ("train", "val"):
+        chosen = [by_id[k] for k in split[part] if k in by_id]
+        if not chosen:
+            maes.append(float("nan"))
+            continue
+        e_pred, _ = committee.best.predict(chosen, forces=False)
+        e_ref = [a.get_potential_energy() for a in chosen]
+        maes.append(relative_energy_mae(e_pred, e_ref) * EV_TO_KCAL_MOL)
+    return maes[0], maes[1]
+
+
+def _row_line(row: dict[str, Any]) -> str:
+    distance = row["breaking_distance_nnp_A"]
+    broke = f"breaks at {distance:.2f} A" if distance is not None else "no break"
+    return (
+        f"iteration {row['iteration']}: {row['n_labels']} labels, Ea = {row['ea_nnp_eV']:.3f} eV "
+        f"(ref {row['ea_ref_eV']:.3f}, error {row['ea_error_kcal_mol']:.2f} kcal/mol), {broke}, "
+        f"unseen MAE {row['mae_unseen_kcal_mol']:.2f} kcal/mol, "
+        f"{row['n_selected']} selected"
+    )
+
+
+def run_campaign(config: CampaignConfig, quiet: bool = False) -> dict[str, Any]:
+    """Run (or resume) a campaign with a live progress display; return the summary."""
+    with StageProgress(quiet=quiet) as progress:
+        campaign = Campaign(config, progress)
+        summary = campaign.run()
+        from rarelearn.report import build_report
+
+        build_report(config.run_dir)
+    return summary

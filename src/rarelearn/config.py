@@ -1,0 +1,334 @@
+"""Campaign configuration: a TOML file with every number of the protocol, two presets, validation.
+
+Every setting lives in one of the sections below; an unknown key or a bad value is rejected
+before any work starts, with one message naming the setting (``committee.n_members``, ...).
+The resolved configuration is written to the run folder as ``config.toml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from rarelearn.dynamics import SMDSettings, Thermostat
+from rarelearn.errors import ConfigError, RarelearnError
+from rarelearn.potentials.ani import ANISettings
+from rarelearn.reference import EquilibriumSettings, ReferenceSettings
+from rarelearn.selection import SelectionSettings
+
+PRESETS = ("quick", "paper")
+EXECUTOR_KINDS = ("inprocess", "local", "dask")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The molecule: an n-alkane (``chain``) or a structure file, and the pulled atoms."""
+
+    chain: int | None = 6
+    structure: str | None = None
+    #: Two groups of atom indices, e.g. [[0], [5]]; empty: the two terminal carbons.
+    pull: list[list[int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelerConfig:
+    """Reference method: GFN2-xTB (default), GFN1-xTB, dftb, pyscf or ``module:Class``."""
+
+    method: str = "GFN2-xTB"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CommitteeConfig:
+    """Committee size, split strategy, and the ANI settings of every member."""
+
+    n_members: int = 3
+    strategy: str = "random"
+    #: Start each member from the previous iteration's weights (fewer epochs needed).
+    warm_start: bool = False
+    #: Train members through the executor (one per worker) instead of in this process.
+    parallel: bool = False
+    ani: ANISettings = field(default_factory=ANISettings)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where labels (and optionally members) are computed."""
+
+    kind: str = "local"
+    workers: int | None = None
+    address: str | None = None
+    chunk_size: int = 16
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where labeled frames live: empty url = ``data.db`` (SQLite) in the run folder.
+
+    A ``postgresql://user@host:port/db`` URL shares a store between machines; the password comes
+    from RARELEARN_DB_PASSWORD or PGPASSWORD, never from this file.
+    """
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """Everything a campaign needs. Defaults are the paper's protocol."""
+
+    name: str = "paper"
+    out: str = ""
+    seed: int = 0
+    #: Committees trained (0 = equilibrium data only); labels are added between them.
+    iterations: int = 10
+    baselines: bool = True
+    system: SystemConfig = field(default_factory=SystemConfig)
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    reference: ReferenceSettings = field(default_factory=ReferenceSettings)
+    committee: CommitteeConfig = field(default_factory=CommitteeConfig)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (the resolved configuration), TOML- and JSON-ready."""
+        return _to_plain(self)
+
+    def with_out(self, out: str) -> CampaignConfig:
+        """The same configuration writing to another run folder."""
+        return replace(self, out=out)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_drop_none(self.to_dict()))
+
+
+def _to_plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in fields(value) if f.init}
+    if isinstance(value, dict):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: unset optional settings are left out (they fall back to defaults)."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The settings of a preset as a nested dict (overrides of the paper defaults)."""
+    if name == "paper":
+        return {"name": "paper"}
+    if name == "quick":
+        return copy.deepcopy(QUICK)
+    raise ConfigError(f"unknown preset {name!r}; choose one of {PRESETS}")
+
+
+#: The paper's loop scaled to about 20 minutes on 2 CPU cores (see README for measurements):
+#: fewer equilibrium frames, fewer epochs with warm starts, 6 committees.
+QUICK: dict[str, Any] = {
+    "name": "quick",
+    "iterations": 6,
+    "reference": {"equilibrium": {"n_frames": 1000, "sample_every": 2}},
+    "committee": {"warm_start": True, "ani": {"epochs": 60}},
+}
+
+
+def _check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        name = f"{section}.{unknown[0]}" if section else unknown[0]
+        raise ConfigError(f"unknown setting {name!r} (allowed here: {sorted(allowed)})")
+
+
+def _build(section: str, cls: type, data: Any) -> Any:
+    """Construct dataclass ``cls`` from ``data``, naming the setting on any error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"setting {section!r} must be a table, got {data!r}")
+    names = {f.name for f in fields(cls) if f.init}
+    _check_keys(section, data, names)
+    try:
+        return cls(**data)
+    except ConfigError as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+
+
+def _require(condition: bool, setting: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{setting} {message}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def from_dict(data: dict[str, Any]) -> CampaignConfig:
+    """Validate a nested settings dict (paper defaults filled in) and build the config."""
+    top_level = {f.name for f in fields(CampaignConfig)}
+    _check_keys("", data, top_level)
+    values = dict(data)
+
+    reference = dict(values.get("reference", {}))
+    _check_keys(
+        "reference", reference, {"equilibrium", "smd", "replicas", "seed", "relax_geometry"}
+    )
+    smd = dict(reference.get("smd", {}))
+    if "thermostat" in smd:
+        smd["thermostat"] = _build("reference.smd.thermostat", Thermostat, smd["thermostat"])
+    reference_settings = ReferenceSettings(
+        equilibrium=_build(
+            "reference.equilibrium", EquilibriumSettings, reference.get("equilibrium", {})
+        ),
+        smd=_build("reference.smd", SMDSettings, smd),
+        replicas=reference.get("replicas", 1),
+        seed=values.get("seed", 0),
+        relax_geometry=reference.get("relax_geometry", True),
+    )
+    try:
+        reference_settings.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"reference: {exc}") from None
+
+    committee = dict(values.get("committee", {}))
+    ani = committee.pop("ani", {})
+    if not isinstance(ani, dict):
+        raise ConfigError("committee.ani must be a table")
+    try:
+        ani_settings = ANISettings.from_dict(ani)
+    except RarelearnError as exc:
+        raise ConfigError(f"committee.ani: {exc}") from None
+    committee_config = _build("committee", CommitteeConfig, {**committee, "ani": ani_settings})
+
+    config = CampaignConfig(
+        name=values.get("name", "paper"),
+        out=values.get("out", ""),
+        seed=values.get("seed", 0),
+        iterations=values.get("iterations", 10),
+        baselines=values.get("baselines", True),
+        system=_build("system", SystemConfig, values.get("system", {})),
+        labeler=_build("labeler", LabelerConfig, values.get("labeler", {})),
+        reference=reference_settings,
+        committee=committee_config,
+        selection=_build("selection", SelectionSettings, values.get("selection", {})),
+        executor=_build("executor", ExecutorConfig, values.get("executor", {})),
+        store=_build("store", StoreConfig, values.get("store", {})),
+    )
+    validate(config)
+    return config
+
+
+def validate(config: CampaignConfig) -> None:
+    """Cross-field checks that the section dataclasses cannot do alone."""
+    _require(isinstance(config.name, str) and config.name.strip() != "", "name", "must be set")
+    _require(_is_int(config.seed), "seed", f"must be an integer, got {config.seed!r}")
+    _require(
+        _is_int(config.iterations) and config.iterations >= 1,
+        "iterations",
+        f"must be an integer >= 1, got {config.iterations!r}",
+    )
+    _require(isinstance(config.baselines, bool), "baselines", "must be true or false")
+    system = config.system
+    _require(
+        (system.chain is None) != (system.structure is None),
+        "system",
+        "needs exactly one of chain or structure",
+    )
+    _require(
+        not system.pull or (len(system.pull) == 2 and all(system.pull)),
+        "system.pull",
+        "must be two non-empty lists of atom indices, e.g. [[0], [5]]",
+    )
+    committee = config.committee
+    _require(
+        _is_int(committee.n_members) and committee.n_members >= 2,
+        "committee.n_members",
+        f"must be an integer >= 2 (a committee needs a spread), got {committee.n_members!r}",
+    )
+    _require(
+        committee.strategy in ("random", "inherited"),
+        "committee.strategy",
+        f"must be 'random' or 'inherited', got {committee.strategy!r}",
+    )
+    ani = committee.ani
+    _require(_is_int(ani.epochs) and ani.epochs >= 1, "committee.ani.epochs", "must be >= 1")
+    _require(
+        _is_int(ani.batch_size) and ani.batch_size >= 1, "committee.ani.batch_size", "must be >= 1"
+    )
+    _require(ani.lr > 0, "committee.ani.lr", "must be positive")
+    _require(0 < ani.val_fraction < 1, "committee.ani.val_fraction", "must be between 0 and 1")
+    _require(ani.force_weight >= 0, "committee.ani.force_weight", "must be >= 0")
+    executor = config.executor
+    _require(
+        executor.kind in EXECUTOR_KINDS,
+        "executor.kind",
+        f"must be one of {EXECUTOR_KINDS}, got {executor.kind!r}",
+    )
+    _require(
+        executor.workers is None or (_is_int(executor.workers) and executor.workers >= 1),
+        "executor.workers",
+        "must be an integer >= 1",
+    )
+    _require(
+        _is_int(executor.chunk_size) and executor.chunk_size >= 1,
+        "executor.chunk_size",
+        "must be an integer >= 1",
+    )
+    url = config.store.url
+    _require(
+        url == "" or url.startswith(("postgresql://", "postgres://")),
+        "store.url",
+        "must be empty (SQLite in the run folder) or a postgresql:// URL",
+    )
+    _require(
+        "@" not in url or ":" not in url.split("@")[0].split("//")[-1],
+        "store.url",
+        "must not contain a password: set RARELEARN_DB_PASSWORD or PGPASSWORD instead",
+    )
+
+
+def load_config(
+    path: Path | None = None, preset_name: str | None = None, overrides: dict | None = None
+) -> CampaignConfig:
+    """A preset (default ``quick`` when no file is given), then the file, then ``overrides``."""
+    base = preset(preset_name or ("quick" if path is None else "paper"))
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"configuration file not found: {path}")
+        try:
+            file_values = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        base = _merge(base, file_values)
+    if overrides:
+        base = _merge(base, overrides)
+    return from_dict(base)
+
+
+def load_resolved(run_dir: Path) -> CampaignConfig:
+    """The configuration a run folder was started with (its ``config.toml``)."""
+    return load_config(run_dir / "config.toml", preset_name="paper")
