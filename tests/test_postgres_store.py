@@ -185,3 +185,66 @@ def test_campaign_store_takes_the_password_from_the_environment_only(
     store = store_module.CampaignStore(db_url)
     assert store.count() == 0
     assert password not in store.url
+
+
+def test_tiny_campaign_on_postgres(db_url: str, tmp_path: Path) -> None:
+    """A whole (tiny) campaign with its store on PostgreSQL and labels on 2 worker processes."""
+    campaign = pytest.importorskip("rarelearn.campaign", reason="rarelearn.campaign missing")
+    from rarelearn.config import from_dict
+    from rarelearn.store import CampaignStore
+
+    run_dir = tmp_path / "run"
+    config = from_dict(
+        {
+            "name": "tiny-pg",
+            "out": str(run_dir),
+            "seed": 1,
+            "iterations": 2,
+            "baselines": False,
+            "system": {"chain": 2},
+            "reference": {
+                "equilibrium": {"n_frames": 40, "equilibration_steps": 10},
+                "smd": {
+                    "n_steps": 300,
+                    "relax_steps": 20,
+                    "pull_speed_A_per_ps": 10.0,
+                    "post_break_steps": 50,
+                },
+            },
+            "committee": {
+                "n_members": 2,
+                "ani": {
+                    "epochs": 2,
+                    "layers": {"H": [16], "C": [16]},
+                    "default_layers": [16],
+                    "batch_size": 16,
+                },
+            },
+            # Select generously so that iteration 0 labels frames through the executor.
+            "selection": {
+                "n_reference_steps": 50,
+                "n_sigma": 0.0,
+                "min_energy_kcal_mol": 0.0,
+                "max_selected": 6,
+                "n_copies": 1,
+            },
+            "executor": {"kind": "local", "workers": 2, "chunk_size": 4},
+            "store": {"url": db_url},
+        }
+    )
+    summary = campaign.run_campaign(config, quiet=True)
+
+    rows = summary["iterations"]
+    assert [row["iteration"] for row in rows] == [0, 1]
+    store = CampaignStore(db_url, campaign="tiny-pg")
+    assert store.count(source="equilibrium") == 40
+    assert store.count(source="reference_smd") > 0
+    n_active = rows[0]["n_selected"] + rows[0]["n_augmented"]
+    assert rows[0]["n_selected"] > 0, rows[0]
+    assert store.count(source="active") + store.count(source="augmented") == n_active
+    assert rows[1]["n_labels"] == rows[0]["n_labels"] + n_active - rows[0]["n_label_failures"]
+    assert not (run_dir / "data.db").exists()
+    password = os.environ.get("PGPASSWORD", "")
+    for path in run_dir.rglob("*"):
+        if path.is_file() and password:
+            assert password.encode() not in path.read_bytes(), path
