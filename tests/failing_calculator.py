@@ -18,3 +18,18 @@ class FlakyCalculator(Calculator):
         if y > 5.0:
             energy = float("nan")
         self.results = {"energy": energy, "forces": -self.atoms.positions.copy()}
+
+
+def SlowStartXTB(**options):
+    """GFN2-xTB whose construction takes RARELEARN_TEST_LABEL_DELAY seconds.
+
+    Labeling builds one calculator per frame and MD one per run, so this slows labeling alone:
+    enough for a test to kill a campaign in the middle of a labeling batch.
+    """
+    import os
+    import time
+
+    from rarelearn.labeling import LabelerSpec
+
+    time.sleep(float(os.environ.get("RARELEARN_TEST_LABEL_DELAY", "0")))
+    return LabelerSpec("GFN2-xTB", options).build()

@@ -290,3 +290,19 @@ def test_augment_amplitude_and_zero_copies():
     assert augment(frames, n_copies=0, rng=0) == []
     with pytest.raises(ValueError, match="amplitude_A"):
         augment(frames, amplitude_A=-1.0, rng=0)
+
+
+def test_short_trace_uses_its_first_half_as_threshold_window_and_forced_frames_join():
+    """An NNP SMD that blew up after 40 frames: its rising UQ tail is still selectable."""
+    uq = np.concatenate([np.full(20, 0.01), np.linspace(0.02, 0.5, 20)])
+    distance = np.linspace(3.0, 4.0, 40)
+    energy = np.linspace(0.0, 2.0, 40)
+    settings = SelectionSettings(n_reference_steps=1000, n_sigma=3.0, max_selected=None)
+    selection = select_frames(uq, distance, energy, None, settings)
+    assert selection.n_reference_frames == 20
+    assert selection.candidates == list(range(20, 40))
+    flat = np.full(40, 0.01)
+    forced = select_frames(flat, distance, energy, None, settings, forced_candidates=[38, 39])
+    assert forced.candidates == [38, 39] and forced.selected == [38, 39]
+    with pytest.raises(ValueError, match="forced_candidates"):
+        select_frames(flat, distance, energy, None, settings, forced_candidates=[40])

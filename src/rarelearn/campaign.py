@@ -36,6 +36,9 @@ from rarelearn.store import CampaignStore, uid
 from rarelearn.units import EV_TO_KCAL_MOL
 
 TRAINING_SOURCES = ("equilibrium", "active", "augmented")
+#: When the NNP SMD blows up, this many last frames are candidates whatever their UQ: they are
+#: where the model went wrong (screening still thins them).
+FRAMES_BEFORE_BLOW_UP = 20
 ROW_KEYS = (
     "iteration",
     "n_labels",
@@ -260,7 +263,11 @@ class Campaign:
         settings = self.config.reference.smd
         with self.progress.stage(f"{label}: NNP steered MD", settings.n_steps) as update:
             trace = run_smd(
-                self.start, committee.calculator("best"), settings, self.config.seed, update
+                self.start,
+                committee.calculator("best", force_uq=False),
+                settings,
+                self.config.seed,
+                update,
             )
         if trace.stopped_reason != "completed":
             self.progress.message(
@@ -315,12 +322,16 @@ class Campaign:
             return Selection.from_dict(_read_json(path))
         if trace.uq_eV is None:
             raise ConfigError("the NNP steered MD recorded no uncertainty")
+        forced: list[int] = []
+        if trace.stopped_reason != "completed":
+            forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
         selection = select_frames(
             trace.uq_eV,
             trace.distance_A,
             trace.energy_eV,
             trace.broken_frame,
             self.config.selection,
+            forced_candidates=forced,
         )
         write_json(path, selection.to_dict())
         return selection

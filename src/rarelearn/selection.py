@@ -241,8 +241,14 @@ def select_frames(
     energy_eV: Any,
     broken_frame: int | None,
     settings: SelectionSettings | None = None,
+    forced_candidates: Sequence[int] = (),
 ) -> Selection:
     """Pick the SMD frames to label next (PROTOCOL section 4, steps 4-5).
+
+    Short traces (an NNP SMD that blew up early): the threshold window is at most the first
+    half of the trace, so that the frames leading to the failure can exceed it.
+    ``forced_candidates`` (e.g. the last frames before a blow-up, where the model failed
+    whatever its UQ says) join the candidates and go through the same screening.
 
     ``uq``, ``distance_A`` (spring distance) and ``energy_eV`` (potential energy without the
     spring) are per-frame arrays of one SMD trace; ``broken_frame`` is the first frame with the
@@ -270,8 +276,13 @@ def select_frames(
         if broken_frame < 0:
             raise ValueError(f"broken_frame must be >= 0, got {broken_frame}")
 
-    threshold = uq_threshold(uq_arr, settings.n_reference_steps, settings.n_sigma)
-    candidates = [int(i) for i in np.flatnonzero(uq_arr > threshold)]
+    window = min(settings.n_reference_steps, max(1, uq_arr.size // 2))
+    threshold = uq_threshold(uq_arr, window, settings.n_sigma)
+    above = {int(i) for i in np.flatnonzero(uq_arr > threshold)}
+    forced = {int(i) for i in forced_candidates}
+    if any(not 0 <= i < uq_arr.size for i in forced):
+        raise ValueError("forced_candidates must be frame indices of the trace")
+    candidates = sorted(above | forced)
     accepted, similar, capped = screen_candidates(
         candidates,
         d_arr,
@@ -296,7 +307,7 @@ def select_frames(
         rejected_total_cap=trimmed,
         broken_frame=broken_frame,
         n_frames=int(uq_arr.size),
-        n_reference_frames=int(min(settings.n_reference_steps, uq_arr.size)),
+        n_reference_frames=int(window),
     )
 
 

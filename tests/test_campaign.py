@@ -1,0 +1,270 @@
+"""The campaign end to end: run folder contract, resume after kill -9, config and CLI errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ase.db import connect
+
+from rarelearn.campaign import ROW_KEYS
+from rarelearn.cli import main
+from rarelearn.config import load_config, load_resolved
+from rarelearn.errors import ConfigError
+
+TESTS = Path(__file__).parent
+
+TINY = """
+name = "tiny"
+iterations = 3
+seed = 1
+[system]
+chain = 3
+[labeler]
+method = "failing_calculator:SlowStartXTB"
+[reference.equilibrium]
+n_frames = 60
+equilibration_steps = 20
+[reference.smd]
+n_steps = 500
+relax_steps = 50
+pull_speed_A_per_ps = 10.0
+[committee]
+n_members = 2
+[committee.ani]
+epochs = 4
+layers = {H = [16, 8], C = [16, 8]}
+[selection]
+n_reference_steps = 100
+max_selected = 6
+post_break_cap = 3
+[executor]
+kind = "inprocess"
+chunk_size = 2
+"""
+
+
+def _write_config(folder: Path) -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def _env(delay: float = 0.0) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env["RARELEARN_TEST_LABEL_DELAY"] = str(delay)
+    return env
+
+
+def _run_cli(args, delay=0.0) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rarelearn.cli", "--quiet", *args],
+        env=_env(delay),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _comparable(summary: dict) -> dict:
+    """Summary without wall times (the only thing a resume may change)."""
+    rows = [{k: v for k, v in row.items() if k != "wall_s"} for row in summary["iterations"]]
+    baselines = {
+        name: {k: v for k, v in row.items() if k != "wall_s"}
+        for name, row in summary["baselines"].items()
+    }
+    return {"iterations": rows, "baselines": baselines, "ea_ref_eV": summary["ea_ref_eV"]}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One uninterrupted tiny campaign (propane, 3 iterations), run as a user would."""
+    folder = tmp_path_factory.mktemp("campaign")
+    process = _run_cli(
+        ["run", "--config", str(_write_config(folder)), "--out", str(folder / "run")]
+    )
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    return folder / "run"
+
+
+def test_run_folder_is_complete(finished_run):
+    for name in [
+        "config.toml",
+        "data.db",
+        "summary.json",
+        "report.html",
+        "reference/reference.json",
+        "reference/smd.npz",
+        "reference/start_state.traj",
+        "baselines/smd_only/metrics.json",
+        "figures/work.png",
+        "figures/ea_error.png",
+        "figures/parity.png",
+    ]:
+        assert (finished_run / name).is_file(), name
+    for i in range(3):
+        folder = finished_run / "iterations" / f"{i:03d}"
+        for name in ["committee/committee.json", "smd.npz", "unseen.npz", "metrics.json"]:
+            assert (folder / name).is_file(), f"{folder}/{name}"
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert [tuple(row) for row in summary["iterations"]] == [ROW_KEYS] * 3
+    assert set(summary["baselines"]) == {"equilibrium_only", "smd_only"}
+    assert summary["config"]["name"] == "tiny"
+    first, second = summary["iterations"][:2]
+    assert (
+        second["n_labels"]
+        == first["n_labels"] + first["n_selected"] * 3 - first["n_label_failures"]
+    )
+    assert first["n_selected"] > 0
+    # Every label has provenance; the equilibrium frames are the training set of iteration 0.
+    db = connect(finished_run / "data.db")
+    sources = {row.source for row in db.select()}
+    assert sources == {"equilibrium", "reference_smd", "active", "augmented"}
+    assert db.count(source="equilibrium") == first["n_labels"]
+    # The resolved configuration reloads to the same campaign.
+    assert load_resolved(finished_run).to_dict()["committee"] == summary["config"]["committee"]
+
+
+def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path):
+    (finished_run / "report.html").unlink()
+    assert main(["report", str(finished_run)]) == 0
+    assert (finished_run / "report.html").is_file()
+    out = tmp_path / "smd"
+    model = finished_run / "iterations" / "002"
+    code = main(
+        [
+            "--quiet",
+            "smd",
+            "--model",
+            str(model),
+            "--chain",
+            "3",
+            "--steps",
+            "200",
+            "--relax-steps",
+            "20",
+            "--replicas",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    result = json.loads((out / "smd.json").read_text())
+    assert len(result["activation_energy_replicas_eV"]) == 2
+    assert len(result["uq_eV"]) == 201
+
+
+def _wait_for(process, condition, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.05)
+    raise TimeoutError("the campaign never reached the kill point")
+
+
+def _labels_stored(run_dir: Path, batch: str) -> int:
+    try:
+        return connect(run_dir / "data.db").count(batch=batch)
+    except Exception:  # the writer may hold the lock for a moment
+        return 0
+
+
+def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, tmp_path):
+    config = _write_config(tmp_path)
+    run_dir = tmp_path / "run"
+    kill_points = [
+        ("during the reference MD", lambda: (run_dir / "data.db").is_file(), 0.0),
+        ("after iteration 0 training", lambda: (run_dir / "iterations/000/committee").is_dir(), 0),
+        ("after iteration 0 SMD", lambda: (run_dir / "iterations/000/smd.npz").is_file(), 0.0),
+        (
+            "in the middle of labeling",
+            lambda: _labels_stored(run_dir, "iteration000") > 0,
+            0.3,
+        ),
+        ("in iteration 2", lambda: (run_dir / "iterations/001/metrics.json").is_file(), 0.0),
+    ]
+    killed = []
+    for name, condition, delay in kill_points:
+        process = _run_cli(["run", "--config", str(config), "--out", str(run_dir)], delay)
+        if _wait_for(process, condition):
+            process.send_signal(signal.SIGKILL)
+            killed.append(name)
+        process.communicate(timeout=60)
+    assert len(killed) >= 4, f"killed only at {killed}"
+    labeled_before = _labels_stored(run_dir, "iteration000")
+    process = _run_cli(["run", "--out", str(run_dir)])
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    assert "resuming" in output
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    reference = json.loads((finished_run / "summary.json").read_text())
+    assert _comparable(resumed) == _comparable(reference)
+    # Labels finished before a kill were kept and none was stored twice.
+    db = connect(run_dir / "data.db")
+    uids = [row.uid for row in db.select()]
+    assert len(uids) == len(set(uids))
+    assert labeled_before > 0
+
+
+def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[committee]\nn_memers = 3\n")
+    out = tmp_path / "never"
+    assert main(["run", "--config", str(bad), "--out", str(out)]) == 2
+    assert "committee.n_memers" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("toml", "setting"),
+    [
+        ("iterations = 0", "iterations"),
+        ("[committee]\nn_members = 1", "committee.n_members"),
+        ("[committee]\nstrategy = 'fancy'", "committee.strategy"),
+        ("[reference.smd]\npull_speed_A_per_ps = -1.0", "pull_speed_A_per_ps"),
+        ("[selection]\nn_sigma = -2.0", "n_sigma"),
+        ("[executor]\nkind = 'slurm'", "executor.kind"),
+        ("[store]\nurl = 'postgresql://me:secret@db/x'", "password"),
+        ("[system]\nchain = 6\nstructure = 'x.xyz'", "system"),
+        ("iterations = [", "not valid TOML"),
+    ],
+)
+def test_each_bad_setting_is_named(tmp_path, toml, setting):
+    path = tmp_path / "c.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=setting):
+        load_config(path)
+
+
+def test_presets_differ_and_paper_matches_the_protocol():
+    paper = load_config(preset_name="paper")
+    assert paper.iterations == 10
+    assert paper.reference.equilibrium.n_frames == 2000
+    assert paper.reference.smd.n_steps == 6500
+    assert paper.committee.n_members == 3 and paper.committee.ani.epochs == 300
+    assert paper.selection.post_break_cap == 50 and paper.selection.n_copies == 2
+    quick = load_config()
+    assert quick.name == "quick" and quick.committee.ani.epochs < 300
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    code = main(
+        ["smd", "--model", str(tmp_path / "nomodel"), "--chain", "3", "--out", str(tmp_path / "o")]
+    )
+    assert code == 2
+    assert "model folder not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["smd", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a committee folder" in capsys.readouterr().err
