@@ -4,6 +4,7 @@
 #   scripts/ci_postgres.sh [start] [DIR]   install PostgreSQL (Debian) if missing, start a server
 #                                          in DIR (default: a new temp folder), print its URL
 #   scripts/ci_postgres.sh stop DIR        stop that server and delete DIR
+#   scripts/ci_postgres.sh install         only install PostgreSQL (Debian) if missing
 #
 # stdout gets exactly one line, the URL (postgresql://postgres@127.0.0.1:PORT/rarelearn);
 # progress goes to stderr. Auth is `trust` on loopback, or, when RARELEARN_PG_PASSWORD is set,
@@ -115,8 +116,11 @@ stop)
     shift
     stop "${1:-}"
     ;;
+install)
+    find_bindir >/dev/null || install_postgres
+    ;;
 *)
-    echo "usage: $0 [start [DIR] | stop DIR]" >&2
+    echo "usage: $0 [start [DIR] | stop DIR | install]" >&2
     exit 2
     ;;
 esac
