@@ -158,7 +158,9 @@ def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path):
     assert code == 0
     result = json.loads((out / "smd.json").read_text())
     assert len(result["activation_energy_replicas_eV"]) == 2
-    assert len(result["uq_eV"]) == 201
+    # A 4-epoch model may blow up early: the trace is then shorter, but always consistent.
+    assert 1 <= result["n_frames"] <= 201
+    assert len(result["uq_eV"]) == len(result["distance_A"]) == result["n_frames"]
 
 
 def _wait_for(process, condition, timeout=300):
