@@ -270,3 +270,9 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["smd", "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "not a committee folder" in capsys.readouterr().err
+
+
+def test_documented_example_is_the_paper_preset():
+    """examples/paper.toml documents every setting; it must stay equal to the preset."""
+    example = load_config(TESTS.parent / "examples" / "paper.toml")
+    assert example.to_dict() == load_config(preset_name="paper").to_dict()
