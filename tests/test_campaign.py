@@ -135,6 +135,9 @@ def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path):
     (finished_run / "report.html").unlink()
     assert main(["report", str(finished_run)]) == 0
     assert (finished_run / "report.html").is_file()
+    figure = tmp_path / "compare.png"
+    assert main(["compare", str(finished_run), str(finished_run), "--out", str(figure)]) == 0
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "smd"
     model = finished_run / "iterations" / "002"
     code = main(

@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild figures and report.html of a run folder")
     report.add_argument("run_dir", type=Path)
 
+    compare = commands.add_parser(
+        "compare", help="Ea error and unseen MAE of several run folders side by side"
+    )
+    compare.add_argument("run_dirs", type=Path, nargs="+")
+    compare.add_argument("--labels", nargs="+", help="one label per run folder")
+    compare.add_argument("--out", type=Path, default=Path("compare.png"), help="PNG to write")
+
     smd = commands.add_parser("smd", help="steered MD with a trained committee")
     smd.add_argument(
         "--model", type=Path, required=True, help="an iteration folder (or its committee/)"
@@ -255,6 +262,18 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_compare(args: argparse.Namespace) -> int:
+    from rarelearn.report import compare_runs
+
+    for run_dir in args.run_dirs:
+        if not (run_dir / "summary.json").is_file():
+            raise RarelearnError(f"{run_dir} is not a run folder (no summary.json)")
+    if args.labels and len(args.labels) != len(args.run_dirs):
+        raise RarelearnError("--labels needs one label per run folder")
+    print(compare_runs(args.run_dirs, args.out, labels=args.labels))
+    return 0
+
+
 def command_smd(args: argparse.Namespace) -> int:
     from rarelearn.model_smd import run_model_smd
 
@@ -288,6 +307,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reference": command_reference,
     "run": command_run,
     "report": command_report,
+    "compare": command_compare,
     "smd": command_smd,
 }
 
