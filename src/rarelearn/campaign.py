@@ -430,7 +430,7 @@ class Campaign:
     def smd_only_baseline(self, folder: Path) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         timing = _read_json(folder / "timing.json") if (folder / "timing.json").is_file() else {}
-        frames = self.unseen
+        frames = self.unseen[:: self.config.baseline_smd_every]
         committee = self.committee(
             folder / "committee", frames, None, 999, timing, "baseline smd_only"
         )

@@ -203,13 +203,8 @@ class CommitteeEvaluator:
                 aev = self.aev(x)
                 member_f = None
                 if forces == "best":
-                    e_best = self.nets_best(aev)[0, 0]
-                    e = torch.empty(self.nets.n_members, dtype=aev.dtype)
-                    if self.nets_others is not None:
-                        with torch.no_grad():
-                            e[self.others] = self.nets_others(aev.detach())[:, 0]
-                    f = -torch.autograd.grad(e_best, x)[0][0]
-                    e[self.best] = e_best.detach()
+                    e, g = self.nets.energies_and_input_grad(aev.detach()[0], self.best)
+                    f = -torch.autograd.grad(aev, x, g.unsqueeze(0))[0][0]
                 elif forces == "mean":
                     e = self.nets(aev)[:, 0]
                     f = -torch.autograd.grad(e.mean(), x)[0][0]

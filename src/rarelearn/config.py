@@ -87,6 +87,8 @@ class CampaignConfig:
     #: Committees trained (0 = equilibrium data only); labels are added between them.
     iterations: int = 10
     baselines: bool = True
+    #: The smd_only baseline trains on every n-th reference-SMD frame (paper: all, 1).
+    baseline_smd_every: int = 1
     system: SystemConfig = field(default_factory=SystemConfig)
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
     reference: ReferenceSettings = field(default_factory=ReferenceSettings)
@@ -230,6 +232,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         seed=values.get("seed", 0),
         iterations=values.get("iterations", 10),
         baselines=values.get("baselines", True),
+        baseline_smd_every=values.get("baseline_smd_every", 1),
         system=_build("system", SystemConfig, values.get("system", {})),
         labeler=_build("labeler", LabelerConfig, values.get("labeler", {})),
         reference=reference_settings,
@@ -252,6 +255,11 @@ def validate(config: CampaignConfig) -> None:
         f"must be an integer >= 1, got {config.iterations!r}",
     )
     _require(isinstance(config.baselines, bool), "baselines", "must be true or false")
+    _require(
+        _is_int(config.baseline_smd_every) and config.baseline_smd_every >= 1,
+        "baseline_smd_every",
+        "must be an integer >= 1",
+    )
     system = config.system
     _require(
         (system.chain is None) != (system.structure is None),

@@ -1,9 +1,10 @@
 """Steered MD: relax at low temperature, then pull two atom groups apart with a moving spring.
 
-The spring is a calculator term (``MovingSpring``) summed with any ASE calculator; an observer
-attached to the ASE integrator records each frame and then advances the rest length. The work is
-accumulated as the exact change of spring energy when R0 moves (dW = U(d, R0 + v dt) - U(d, R0)),
-the discrete form of W = integral k (R0 - d) v dt, so that in NVE the total energy changes by W.
+The spring is a calculator term (``MovingSpring``) summed with any ASE calculator (``SpringSum``,
+a lean ``SumCalculator``); an observer attached to the ASE integrator records each frame and then
+advances the rest length. The work is accumulated as the exact change of spring energy when R0
+moves (dW = U(d, R0 + v dt) - U(d, R0)), the discrete form of W = integral k (R0 - d) v dt, so
+that in NVE the total energy changes by W.
 Per step that is k (R0 - d) dR0 + k dR0^2 / 2 (the midpoint rule in R0); it differs from a
 continuous-time integral by O(dR0), k L dR0 / 2 over a pull of length L (0.016 eV for the paper's
 settings), the same for every calculator, so it cancels in NNP-versus-reference comparisons.
@@ -19,11 +20,10 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
-from ase.calculators.mixing import SumCalculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
-from rarelearn.dynamics.spring import MovingSpring
+from rarelearn.dynamics.spring import MovingSpring, SpringSum
 from rarelearn.dynamics.thermostats import Thermostat, draw_velocities, make_integrator
 from rarelearn.errors import ConfigError, RarelearnError
 from rarelearn.molecules import PulledAtoms, bonded_pairs
@@ -252,7 +252,7 @@ class _Recorder:
         self,
         atoms: Atoms,
         base: Calculator,
-        combined: SumCalculator,
+        combined: SpringSum,
         spring: MovingSpring,
         settings: SMDSettings,
         capacity: int,
@@ -286,7 +286,7 @@ class _Recorder:
         self.bond_limit = settings.break_factor * np.linalg.norm(
             start[self.bond_j] - start[self.bond_i], axis=1
         )
-        self.off_diagonal = ~np.eye(n_atoms, dtype=bool)
+        self.diagonal = np.eye(n_atoms, dtype=bool)
 
     def __call__(self) -> None:
         index = self.n_frames
@@ -312,9 +312,9 @@ class _Recorder:
             distance, old_rest
         )
         self.spring.rest_length = new_rest
-        # SumCalculator caches on the atoms alone and has no reset(); forget its sum so the next
-        # force call adds the moved spring (the reference's own cache stays valid).
-        self.combined.results = {}
+        # The sum caches on the atoms alone; forget it so the next force call adds the moved
+        # spring (the calculator's own cache stays valid).
+        self.combined.reset()
 
     def _check(self, index: int, positions: np.ndarray, energy: float) -> None:
         if self.broken_frame is None and len(self.bond_i):
@@ -327,12 +327,14 @@ class _Recorder:
         if not np.isfinite(energy) or not np.all(np.isfinite(positions)):
             self.stop_reason = "non-finite energy or positions"
             return
+        # nearest-neighbour distance of every atom; sqrt after the min (monotonic: same values)
         deltas = positions[:, None, :] - positions[None, :, :]
-        distances = np.sqrt(np.einsum("ijk,ijk->ij", deltas, deltas))[self.off_diagonal]
-        distances = distances.reshape(len(positions), len(positions) - 1)
-        if distances.min() < self.settings.min_distance_A:
+        squared = np.einsum("ijk,ijk->ij", deltas, deltas)
+        squared[self.diagonal] = np.inf
+        nearest = np.sqrt(squared.min(axis=1))
+        if nearest.min() < self.settings.min_distance_A:
             self.stop_reason = f"atoms closer than {self.settings.min_distance_A} A"
-        elif distances.min(axis=1).max() > self.settings.isolated_atom_A:
+        elif nearest.max() > self.settings.isolated_atom_A:
             self.stop_reason = (
                 f"an atom is farther than {self.settings.isolated_atom_A} A from all others"
             )
@@ -356,7 +358,7 @@ def run_smd(
     atoms.set_momenta(start.atoms.get_momenta())
     spring = MovingSpring(start.pulled, settings.spring_constant_eV_per_A2, rest_length=0.0)
     spring.rest_length = spring.axis(atoms)[0]
-    combined = SumCalculator([calculator, spring])
+    combined = SpringSum(calculator, spring)
     atoms.calc = combined
     integrator = make_integrator(atoms, settings.thermostat, settings.timestep_fs, seed)
     budget = (

@@ -1,7 +1,8 @@
 """The moving harmonic spring of steered MD, as an ASE calculator term.
 
 U = k/2 (d - R0)^2 with d the distance between the centres of mass of the two pulled groups.
-Summed with any calculator through ASE's ``SumCalculator``; an observer moves R0 each step.
+Summed with any calculator (``SpringSum`` in the steered-MD loop, or ASE's ``SumCalculator``);
+an observer moves R0 each step.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class MovingSpring(Calculator):
         self._rest_length = float(rest_length)
         self._group_a = np.array(pulled.group_a)
         self._group_b = np.array(pulled.group_b)
+        self._weight_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def rest_length(self) -> float:
@@ -35,15 +37,39 @@ class MovingSpring(Calculator):
         self._rest_length = float(value)
         self.reset()
 
-    def axis(self, atoms: Atoms) -> tuple[float, np.ndarray]:
-        """Spring distance d (A) and the unit vector from group A's centre to group B's."""
-        masses = atoms.get_masses()
-        positions = atoms.positions
+    def _weights(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+        """Mass weights of both groups, cached while the masses stay the same (every MD step)."""
+        masses = atoms.arrays.get("masses")
+        if masses is None:
+            masses = atoms.get_masses()
+        cached = self._weight_cache
+        if cached is not None and np.array_equal(cached[0], masses):
+            return cached[1], cached[2]
         weights_a = masses[self._group_a] / masses[self._group_a].sum()
         weights_b = masses[self._group_b] / masses[self._group_b].sum()
+        self._weight_cache = (masses.copy(), weights_a, weights_b)
+        return weights_a, weights_b
+
+    def axis(self, atoms: Atoms) -> tuple[float, np.ndarray]:
+        """Spring distance d (A) and the unit vector from group A's centre to group B's."""
+        weights_a, weights_b = self._weights(atoms)
+        positions = atoms.positions
         separation = weights_b @ positions[self._group_b] - weights_a @ positions[self._group_a]
         distance = float(np.linalg.norm(separation))
         return distance, separation / distance
+
+    def energy_and_forces(self, atoms: Atoms) -> tuple[float, np.ndarray]:
+        """Spring energy (eV) and forces (eV/A) of ``atoms`` without ASE's calculator caching.
+
+        The force on a group's centre is shared among its atoms by mass, as the centre is.
+        """
+        distance, unit = self.axis(atoms)
+        weights_a, weights_b = self._weights(atoms)
+        tension = self.spring_constant * (distance - self._rest_length)
+        forces = np.zeros((len(atoms), 3))
+        forces[self._group_a] += tension * unit * weights_a[:, None]
+        forces[self._group_b] -= tension * unit * weights_b[:, None]
+        return self.energy(distance), forces
 
     def energy(self, distance: float, rest_length: float | None = None) -> float:
         """Spring energy (eV) at distance d for rest length R0 (default: the current one)."""
@@ -57,15 +83,87 @@ class MovingSpring(Calculator):
         system_changes: list[str] = all_changes,
     ) -> None:
         super().calculate(atoms, properties, system_changes)
-        distance, unit = self.axis(self.atoms)
-        tension = self.spring_constant * (distance - self._rest_length)
-        masses = self.atoms.get_masses()
-        forces = np.zeros((len(self.atoms), 3))
-        # The force on a group's centre is shared among its atoms by mass, as the centre is.
-        forces[self._group_a] += (
-            tension * unit * (masses[self._group_a] / masses[self._group_a].sum())[:, None]
+        energy, forces = self.energy_and_forces(self.atoms)
+        self.results = {"energy": energy, "forces": forces}
+
+
+class SpringSum(Calculator):
+    """A calculator plus a `MovingSpring`, summed like ASE's ``SumCalculator`` but leaner.
+
+    ASE's ``SumCalculator`` copies the atoms and compares them property by property (with
+    ``np.allclose``) once per sub-calculator and per property, which costs about as much as an
+    NNP force call. Here the state check is an exact comparison of positions, numbers, cell and
+    pbc, the spring is evaluated directly and the sub-calculator is asked once for energy and
+    once for forces. ``results`` carries ``energy_contributions`` and ``forces_contributions``
+    (calculator first, spring second) like ``SumCalculator``; sums are bit-identical to it.
+    """
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, base: Calculator, spring: MovingSpring) -> None:
+        super().__init__()
+        self.base = base
+        self.spring = spring
+        self._state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """Changes since the last calculation: exact comparison of what the sum depends on."""
+        state = self._state
+        if state is None:
+            return list(all_changes)
+        changes = []
+        if not np.array_equal(state[0], atoms.positions):
+            changes.append("positions")
+        if not np.array_equal(state[1], atoms.numbers):
+            changes.append("numbers")
+        if not np.array_equal(state[2], atoms.cell.array):
+            changes.append("cell")
+        if not np.array_equal(state[3], atoms.pbc):
+            changes.append("pbc")
+        return changes
+
+    def get_property(
+        self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True
+    ) -> object:
+        """ASE's `get_property` with the cheap state check and without copying the atoms."""
+        if atoms is None:
+            atoms = self.atoms
+        elif self.check_state(atoms):
+            self.results = {}
+        if name not in self.results:
+            if not allow_calculation:
+                return None
+            self.calculate(atoms, [name], all_changes)
+        result = self.results[name]
+        return result.copy() if isinstance(result, np.ndarray) else result
+
+    def reset(self) -> None:
+        """Forget results (the spring moved, or the system changed)."""
+        super().reset()
+        self._state = None
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: list[str] | None = None,
+        system_changes: list[str] = all_changes,
+    ) -> None:
+        """Energy and forces of the calculator plus the spring, for ``atoms``."""
+        assert atoms is not None
+        self.atoms = atoms
+        # forces first: a calculator that computes only what is asked then does one calculation
+        base_forces = self.base.get_property("forces", atoms)
+        base_energy = self.base.get_property("energy", atoms)
+        spring_energy, spring_forces = self.spring.energy_and_forces(atoms)
+        self.results = {
+            "energy": base_energy + spring_energy,
+            "forces": base_forces + spring_forces,
+            "energy_contributions": [base_energy, spring_energy],
+            "forces_contributions": [base_forces, spring_forces],
+        }
+        self._state = (
+            atoms.positions.copy(),
+            atoms.numbers.copy(),
+            atoms.cell.array.copy(),
+            atoms.pbc.copy(),
         )
-        forces[self._group_b] -= (
-            tension * unit * (masses[self._group_b] / masses[self._group_b].sum())[:, None]
-        )
-        self.results = {"energy": self.energy(distance), "forces": forces}

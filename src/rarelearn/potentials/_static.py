@@ -276,3 +276,49 @@ class StackedNetworks(torch.nn.Module):
             total = e if total is None else total + e
         assert total is not None
         return total
+
+    def _activation_grad(self, grad: Tensor, pre: Tensor) -> Tensor:
+        """grad * activation'(pre): ATen's own GELU backward, else autograd on the activation."""
+        act = self.activation
+        if isinstance(act, torch.nn.GELU):
+            return torch.ops.aten.gelu_backward(grad, pre, approximate=act.approximate)
+        with torch.enable_grad():
+            leaf = pre.detach().requires_grad_(True)
+            return torch.autograd.grad(act(leaf), leaf, grad)[0]
+
+    @torch.no_grad()
+    def energies_and_input_grad(self, aev: Tensor, member: int) -> tuple[Tensor, Tensor]:
+        """All members' energies (members,) of one frame and d E_member / d aev, (atoms, features).
+
+        One forward pass for every member (no autograd graph), then the backward pass of the
+        driving member alone, written out layer by layer: the same arithmetic autograd does,
+        without its per-node overhead. `aev` is (atoms, features) of one frame.
+        """
+        energies = aev.new_zeros(self.n_members)
+        grad = torch.zeros_like(aev)
+        w_at = 0
+        for g, (sym, _) in enumerate(self.groups):
+            idx = getattr(self, f"idx_{sym}")
+            x = aev.index_select(0, idx)
+            n_l = self.n_layers[g]
+            pre = []
+            h = x.unsqueeze(0)
+            for k in range(n_l):
+                w = self.weights[w_at + k]
+                if self.has_bias:
+                    z = torch.baddbmm(self.biases[w_at + k], h.expand(w.shape[0], -1, -1), w)
+                else:
+                    z = torch.matmul(h, w)
+                if k < n_l - 1:
+                    pre.append(z[member])
+                    h = self.activation(z)
+                else:
+                    energies += z.sum((1, 2))
+            # backward of the driving member: dE/dh of the last hidden layer is its output weight
+            weights = [self.weights[w_at + k][member] for k in range(n_l)]
+            up = weights[-1].t().expand(x.shape[0], -1)
+            for k in range(n_l - 2, -1, -1):
+                up = self._activation_grad(up, pre[k]).mm(weights[k].t())
+            grad.index_add_(0, idx, up)
+            w_at += n_l
+        return energies, grad
