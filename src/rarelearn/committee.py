@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from torch import Tensor
 
 from rarelearn.potentials._static import StackedNetworks, torch_threads
 from rarelearn.potentials.ani import ANIModel, ANISettings, ModelError, _Features, elements_of
@@ -197,39 +198,50 @@ class CommitteeEvaluator:
 
     def __call__(self, positions: np.ndarray, forces: str = "best") -> EvalResult:
         """Evaluate one geometry (N, 3) in Angstrom."""
+        member_f = None
         with torch_threads(self.threads):
-            x = torch.tensor(np.asarray(positions)[None], dtype=self.dtype).requires_grad_(True)
-            with torch.enable_grad():
-                aev = self.aev(x)
-                member_f = None
-                if forces == "best":
-                    e, g = self.nets.energies_and_input_grad(aev.detach()[0], self.best)
-                    f = -torch.autograd.grad(aev, x, g.unsqueeze(0))[0][0]
-                elif forces == "mean":
-                    e = self.nets(aev)[:, 0]
-                    f = -torch.autograd.grad(e.mean(), x)[0][0]
-                    e = e.detach()
-                elif forces == "all":
-                    n_m = self.nets.n_members
-                    rep = aev.detach().expand(n_m, *aev.shape).clone().requires_grad_(True)
-                    e = self.nets(rep)[:, 0]
-                    g = torch.autograd.grad(e.sum(), rep)[0]
-                    mf = -torch.autograd.grad(aev, x, g, is_grads_batched=True)[0][:, 0]
-                    member_f = mf.to(torch.float64).numpy()
-                    f = mf[self.best]
-                    e = e.detach()
-                else:
-                    raise ValueError(f"forces must be best, mean or all, not {forces!r}")
+            if forces == "best":
+                x = torch.as_tensor(np.asarray(positions), dtype=self.dtype)
+                aev, pullback = self.aev.aev_and_pullback(x)
+                e, g = self.nets.energies_and_input_grad(aev, self.best)
+                f = -pullback(g)
+            else:
+                e, f, member_f = self._autograd_call(positions, forces)
         energies = e.to(torch.float64).numpy() + self.sae
         out = EvalResult(
             energies=energies,
-            forces=f.detach().to(torch.float64).numpy(),
+            forces=f.to(torch.float64).numpy(),
             energy_std=float(energies.std()),
         )
         if member_f is not None:
             out.member_forces = member_f
             out.force_std = _force_spread(member_f)
         return out
+
+    def _autograd_call(
+        self, positions: np.ndarray, forces: str
+    ) -> tuple[Tensor, Tensor, np.ndarray | None]:
+        """Energies, driving forces and (``all``) every member's forces through autograd."""
+        x = torch.tensor(np.asarray(positions)[None], dtype=self.dtype).requires_grad_(True)
+        member_f = None
+        with torch.enable_grad():
+            aev = self.aev(x)
+            if forces == "mean":
+                e = self.nets(aev)[:, 0]
+                f = -torch.autograd.grad(e.mean(), x)[0][0]
+                e = e.detach()
+            elif forces == "all":
+                n_m = self.nets.n_members
+                rep = aev.detach().expand(n_m, *aev.shape).clone().requires_grad_(True)
+                e = self.nets(rep)[:, 0]
+                g = torch.autograd.grad(e.sum(), rep)[0]
+                mf = -torch.autograd.grad(aev, x, g, is_grads_batched=True)[0][:, 0]
+                member_f = mf.to(torch.float64).numpy()
+                f = mf[self.best]
+                e = e.detach()
+            else:
+                raise ValueError(f"forces must be best, mean or all, not {forces!r}")
+        return e.detach(), f.detach(), member_f
 
 
 @dataclass
@@ -476,6 +488,26 @@ class CommitteeCalculator(Calculator):
             self._evaluator = self.committee.evaluator(key)
         return self._evaluator
 
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """Changes since the last calculation, by exact comparison of what the model reads.
+
+        ASE's default compares every per-atom array with `np.allclose` (tolerance 1e-15, so
+        in effect exact); on a 20-atom molecule that costs a large part of an MD step.
+        """
+        old = self.atoms
+        if old is None:
+            return list(all_changes)
+        changes = []
+        if not np.array_equal(old.positions, atoms.positions):
+            changes.append("positions")
+        if not np.array_equal(old.numbers, atoms.numbers):
+            changes.append("numbers")
+        if not np.array_equal(old.cell.array, atoms.cell.array):
+            changes.append("cell")
+        if not np.array_equal(old.pbc, atoms.pbc):
+            changes.append("pbc")
+        return changes
+
     def calculate(
         self,
         atoms: Atoms | None = None,
@@ -483,7 +515,9 @@ class CommitteeCalculator(Calculator):
         system_changes: Sequence[str] = tuple(all_changes),
     ) -> None:
         """Fill `results` for `atoms`."""
-        super().calculate(atoms, properties, system_changes)
+        if atoms is not None and (self.atoms is None or self.check_state(atoms)):
+            # `get_property` has just stored a copy of `atoms`; copy only when called directly
+            super().calculate(atoms, properties, system_changes)
         assert self.atoms is not None
         ev = self._get_evaluator(self.atoms.numbers)
         kind = "all" if self.force_uq else self.mode

@@ -18,7 +18,7 @@ Two derived quantities make training and committee inference cheap:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -155,6 +155,53 @@ class StaticAEV(torch.nn.Module):
         rad_terms = self.radial(dist.flatten()).view(b, n_pairs, self.n_radial) * mask
         frame, tri, v1, v2 = self._triples(vec, dist)
         return self._assemble(rad_terms, frame, tri, self._angular_terms(v1, v2))
+
+    @torch.no_grad()
+    def aev_and_pullback(self, coords: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """AEVs (N, F) of one frame (N, 3) and a function taking dE/dAEV to dE/dcoords (N, 3).
+
+        The single-frame force path with autograd over TorchANI's radial and angular term
+        modules only (their inputs are leaves: pair distances, triple vectors); the gathers,
+        scatters and masks around them, and the chain rule through the pair vectors, are
+        written out, which saves most of the autograd graph's per-node overhead.
+        """
+        vec = coords.index_select(0, self.pair_j) - coords.index_select(0, self.pair_i)
+        dist = vec.norm(2, -1)
+        mask = (dist <= self.radial_cutoff).to(coords.dtype).unsqueeze(-1)
+        d1 = dist.index_select(0, self.tri_p1)
+        d2 = dist.index_select(0, self.tri_p2)
+        tri = ((d1 <= self.angular_cutoff) & (d2 <= self.angular_cutoff)).nonzero().flatten()
+        centre = self.tri_c.index_select(0, tri)
+        side_a = self.tri_a.index_select(0, tri)
+        side_b = self.tri_b.index_select(0, tri)
+        at_centre = coords.index_select(0, centre)
+        leaves = (
+            dist.requires_grad_(True),
+            (coords.index_select(0, side_a) - at_centre).requires_grad_(True),
+            (coords.index_select(0, side_b) - at_centre).requires_grad_(True),
+        )
+        with torch.enable_grad():
+            terms = (self.radial(leaves[0]), self._angular_terms(leaves[1], leaves[2]))
+        rad = terms[0].detach() * mask
+        aev = self._assemble(rad.unsqueeze(0), tri.new_zeros(tri.shape), tri, terms[1].detach())
+        n, s, nr = self.n_atoms, self.n_species, self.n_radial
+        n_pairs = int(dist.shape[0])
+        tri_rows = self.tri_rows.index_select(0, tri)
+        unit = vec / dist.detach().unsqueeze(-1)
+
+        @torch.no_grad()
+        def pullback(grad_aev: Tensor) -> Tensor:
+            g_rad = grad_aev[:, : s * nr].reshape(n * s, nr).index_select(0, self.radial_rows)
+            g_rad = (g_rad[:n_pairs] + g_rad[n_pairs:]) * mask
+            g_ang = grad_aev[:, s * nr :].reshape(-1, self.n_angular).index_select(0, tri_rows)
+            g_dist, g1, g2 = torch.autograd.grad(terms, leaves, (g_rad, g_ang))
+            g_vec = g_dist.unsqueeze(-1) * unit
+            out = torch.zeros_like(coords)
+            out.index_add_(0, self.pair_j, g_vec).index_add_(0, self.pair_i, -g_vec)
+            out.index_add_(0, side_a, g1).index_add_(0, side_b, g2)
+            return out.index_add_(0, centre, -(g1 + g2))
+
+        return aev[0], pullback
 
     @torch.no_grad()
     def aev_and_jacobian(self, coords: Tensor) -> tuple[Tensor, Tensor]:
