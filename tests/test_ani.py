@@ -174,3 +174,21 @@ def test_missing_or_corrupted_folder_is_one_clear_error(tmp_path, trained: ANIMo
     (folder / "model.json").write_text("{ broken")
     with pytest.raises(RarelearnError):
         ANIModel.load(folder)
+
+
+def test_static_aev_pullback_equals_autograd_float64(propane: list[Atoms]) -> None:
+    """The single-frame force path (terms-only autograd + written-out chain rule) is exact."""
+    model = ANIModel(["H", "C"], seed=3).to_dtype(torch.float64)
+    frame = propane[40]
+    static = model.static_aev(frame.numbers)
+    coords = torch.tensor(frame.positions, dtype=torch.float64)
+    aev, pullback = static.aev_and_pullback(coords)
+    leaf = coords[None].clone().requires_grad_(True)
+    ref = static(leaf)
+    torch.testing.assert_close(aev, ref[0].detach(), rtol=0, atol=1e-12)
+    rng = torch.Generator().manual_seed(0)
+    grad_aev = torch.randn(aev.shape, dtype=torch.float64, generator=rng)
+    want = torch.autograd.grad(ref, leaf, grad_aev[None])[0][0]
+    got = pullback(grad_aev)
+    assert want.abs().max() > 0.1
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms, units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
@@ -194,3 +195,31 @@ def test_evaluate_on_labeled_frames(committee: Committee, propane: list[Atoms]) 
     assert out["relative_energy_mae_eV"] == pytest.approx(relative_energy_mae(e, ref))
     assert out["relative_energy_mae_eV"] > 0
     assert 0 < out["force_mae_eV_A"] < 0.5
+
+
+def test_fast_best_path_equals_autograd_through_the_aev(committee, propane) -> None:
+    """The SMD path (one forward for all members, written-out backward of the driver and the
+    AEV pullback) equals autograd through the static AEV and stacked networks."""
+    ev = committee.evaluator(propane[0].numbers)
+    for frame in propane[255:260]:
+        x = torch.tensor(frame.positions[None], dtype=torch.float32, requires_grad=True)
+        energies = ev.nets(ev.aev(x))[:, 0]
+        want_f = -torch.autograd.grad(energies[ev.best], x)[0][0].numpy()
+        res = ev(frame.positions, forces="best")
+        np.testing.assert_allclose(res.energies, energies.detach().numpy() + ev.sae, atol=1e-5)
+        np.testing.assert_allclose(res.forces, want_f, atol=1e-5, rtol=0)
+        assert res.energy_std == pytest.approx(float(res.energies.std()))
+
+
+def test_calculator_recomputes_only_when_the_geometry_changes(committee, propane) -> None:
+    atoms = propane[260].copy()
+    calc = CommitteeCalculator(committee, mode="best", force_uq=False)
+    atoms.calc = calc
+    first = atoms.get_forces()
+    assert calc.check_state(atoms) == []
+    atoms.positions[0, 0] += 0.01
+    assert calc.check_state(atoms) == ["positions"]
+    moved = atoms.get_forces()
+    assert not np.array_equal(first, moved)
+    calc.calculate(propane[260].copy())
+    np.testing.assert_array_equal(calc.results["forces"], first)

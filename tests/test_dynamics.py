@@ -186,3 +186,47 @@ def test_bad_smd_settings_are_rejected_with_the_setting_named():
             SMDSettings(**{field: value}).validate()
     with pytest.raises(ConfigError, match="thermostat"):
         Thermostat("nose-hoover").validate()
+
+
+def test_spring_sum_equals_ase_sum_calculator_bit_for_bit():
+    from ase.calculators.mixing import SumCalculator
+
+    from rarelearn.dynamics.spring import SpringSum
+
+    atoms = build_alkane(3)
+    atoms.positions += np.random.default_rng(1).normal(0, 0.05, atoms.positions.shape)
+    pulled = PulledAtoms.pair(0, 2)
+    lean_spring, ase_spring = MovingSpring(pulled, 10.0, 3.0), MovingSpring(pulled, 10.0, 3.0)
+    lean = SpringSum(MorsePotential(epsilon=4.0, r0=1.5, rho0=6.0), lean_spring)
+    reference = SumCalculator([MorsePotential(epsilon=4.0, r0=1.5, rho0=6.0), ase_spring])
+    for step in range(3):
+        for spring, calc in ((lean_spring, lean), (ase_spring, reference)):
+            spring.rest_length = 3.0 + 0.1 * step
+            calc.results = {}
+        assert lean.get_potential_energy(atoms) == reference.get_potential_energy(atoms)
+        np.testing.assert_array_equal(lean.get_forces(atoms), reference.get_forces(atoms))
+        for key in ("energy_contributions", "forces_contributions"):
+            for a, b in zip(lean.results[key], reference.results[key], strict=True):
+                np.testing.assert_array_equal(a, b)
+        atoms.positions[1] += 0.01
+
+
+def test_smd_stops_when_atoms_collide_and_keeps_no_later_frame():
+    class _Attract(Calculator):
+        """Pulls atoms 0 and 1 together hard: the first frame closer than 0.5 A stops the run."""
+
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            forces = np.zeros((len(self.atoms), 3))
+            pull = self.atoms.positions[1] - self.atoms.positions[0]
+            forces[0], forces[1] = 50 * pull, -50 * pull
+            self.results = {"energy": 0.0, "forces": forces}
+
+    settings = SMDSettings(n_steps=400, relax_steps=0, thermostat=Thermostat("nve", 0.0))
+    start = StartState(build_alkane(2), PulledAtoms.pair(2, 5))
+    trace = run_smd(start, _Attract(), settings)
+    assert trace.stopped_reason.startswith("atoms closer than")
+    gaps = np.linalg.norm(trace.positions_A[:, 0] - trace.positions_A[:, 1], axis=1)
+    assert gaps[-1] < 0.5 and np.all(gaps[:-1] >= 0.5)
