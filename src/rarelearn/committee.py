@@ -170,6 +170,9 @@ class CommitteeEvaluator:
     The AEV is computed once per frame (static pair/triple tables, TorchANI terms) and shared;
     all members' networks run as stacked weights. `forces`: ``best`` (driving member only, the
     SMD case), ``mean`` (forces of the mean energy), ``all`` (every member, for force UQ).
+    ``best`` avoids a whole-graph autograd pass: one graph-free forward of every member, the
+    driver's backward written out (`StackedNetworks.energies_and_input_grad`) and the AEV's
+    pullback (`StaticAEV.aev_and_pullback`); ``mean`` and ``all`` differentiate with autograd.
     Runs with one torch thread by default (tiny kernels; see `torch_threads`).
     """
 
@@ -188,12 +191,6 @@ class CommitteeEvaluator:
         nets = [m._atom_networks() for m in committee.members]
         self.best = committee.best_index
         self.nets = StackedNetworks(nets, symbols)
-        # the driver with gradients, the others without: no wasted backward work
-        self.nets_best = StackedNetworks([nets[self.best]], symbols)
-        self.others = [k for k in range(len(nets)) if k != self.best]
-        self.nets_others = (
-            StackedNetworks([nets[k] for k in self.others], symbols) if self.others else None
-        )
         self.sae = np.array([m.self_energy_of(self.numbers) for m in committee.members])
 
     def __call__(self, positions: np.ndarray, forces: str = "best") -> EvalResult:
