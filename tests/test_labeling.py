@@ -87,3 +87,17 @@ def test_unusable_methods_fail_before_any_work(method, message, monkeypatch):
 def test_unknown_xtb_option_is_rejected():
     with pytest.raises(LabelingError, match="unknown xTB option"):
         make_labeler("GFN2-xTB", acuracy=1.0)
+
+
+def test_pyscf_forces_and_unconverged_scf_is_a_recorded_failure():
+    pytest.importorskip("pyscf", reason="PySCF is the optional extra rarelearn[pyscf]")
+    from ase import Atoms
+
+    spec = make_labeler("pyscf", xc="PBE", basis="sto-3g")
+    molecule = [Atoms("H2", positions=[[0, 0, 0], [0, 0, z]]) for z in (0.8, 0.8001, 0.7999)]
+    center, up, down = label_frames(spec, molecule)
+    numerical = -(up.energy - down.energy) / 2e-4
+    assert center.forces[1, 2] == pytest.approx(numerical, abs=1e-3)
+    stubborn = LabelerSpec("pyscf", {"xc": "PBE", "basis": "sto-3g", "max_cycle": 1})
+    (result,) = label_frames(stubborn, molecule[:1])
+    assert not result.ok and "converge" in result.error
