@@ -18,7 +18,7 @@ from rarelearn.dynamics import (
     run_md,
     run_smd,
 )
-from rarelearn.errors import ConfigError
+from rarelearn.errors import ConfigError, RarelearnError
 from rarelearn.labeling import make_labeler
 from rarelearn.molecules import PulledAtoms, build_alkane
 
@@ -230,3 +230,23 @@ def test_smd_stops_when_atoms_collide_and_keeps_no_later_frame():
     assert trace.stopped_reason.startswith("atoms closer than")
     gaps = np.linalg.norm(trace.positions_A[:, 0] - trace.positions_A[:, 1], axis=1)
     assert gaps[-1] < 0.5 and np.all(gaps[:-1] >= 0.5)
+
+
+class _CrashesAfter(_BlowsUp):
+    """Morse chemistry whose program 'crashes' (raises) after a number of calls."""
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        if self.calls >= self.good_calls:
+            raise RuntimeError("SCF did not converge in 250 iterations")
+        super().calculate(atoms, properties, system_changes)
+
+
+def test_smd_keeps_its_frames_when_the_calculator_raises():
+    settings = SMDSettings(n_steps=500, relax_steps=0, thermostat=Thermostat("nve", 0.0))
+    start = StartState(build_alkane(2)[:2], PulledAtoms.pair(0, 1))
+    trace = run_smd(start, _CrashesAfter(good_calls=50), settings)
+    assert trace.stopped_reason.startswith("calculator failed")
+    assert "SCF did not converge" in trace.stopped_reason
+    assert 45 <= trace.n_frames <= 50
+    with pytest.raises(RarelearnError, match="failed at the start"):
+        run_smd(start, _CrashesAfter(good_calls=0), settings)

@@ -241,16 +241,19 @@ class Campaign:
             f"{label}: training {settings.n_members} members on {len(frames)} frames "
             f"({settings.ani.epochs} epochs, {settings.strategy} splits)"
         )
-        committee = Committee.train(
-            frames,
-            n_members=settings.n_members,
-            settings=settings.ani,
-            strategy=settings.strategy,
-            previous=previous,
-            seed=self.config.seed * 1000 + seed_offset,
-            executor=self.executor if settings.parallel else None,
-            warm_start=settings.warm_start,
-        )
+        total = settings.n_members * settings.ani.epochs
+        with self.progress.stage(f"{label}: training", total, "epochs") as update:
+            committee = Committee.train(
+                frames,
+                n_members=settings.n_members,
+                settings=settings.ani,
+                strategy=settings.strategy,
+                previous=previous,
+                seed=self.config.seed * 1000 + seed_offset,
+                executor=self.executor if settings.parallel else None,
+                warm_start=settings.warm_start,
+                progress=update,
+            )
         _save_committee(committee, folder)
         self._timed(timing, "train_s", folder.parent / "timing.json", started)
         return committee

@@ -187,6 +187,11 @@ def _print_reference(summary: dict, out: Path) -> None:
     else:
         line += f"; {bond['label']} broke at d = {distance:.2f} A"
     console.print(line)
+    if summary["stopped_reason"] != "completed":
+        console.print(
+            f"[bold red]warning:[/] the reference SMD stopped early: "
+            f"{summary['stopped_reason']}; its frames are kept"
+        )
     console.print(f"written: {out / 'reference' / 'reference.json'}, {out / 'data.db'}")
 
 

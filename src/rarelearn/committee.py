@@ -47,6 +47,15 @@ class MapExecutor(Protocol):
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]: ...
 
 
+def _epoch_reporter(
+    progress: Callable[[int, int], None] | None, member: int, epochs: int, n_members: int
+) -> Callable[[int], None] | None:
+    """Turn a member's epoch count into progress over the whole committee's epochs."""
+    if progress is None:
+        return None
+    return lambda done: progress(member * epochs + done, n_members * epochs)
+
+
 def frame_ids(frames: Sequence[Atoms]) -> list[int]:
     """Stable ids of frames: `atoms.info["id"]`, else the list index. Ids must be unique."""
     ids = [int(f.info.get("id", i)) for i, f in enumerate(frames)]
@@ -290,12 +299,14 @@ class Committee:
         seed: int = 0,
         executor: MapExecutor | None = None,
         warm_start: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Committee:
         """Train `n_members` members on `frames`, one after another or through `executor`.
 
         `previous` (a Committee, its folder, or a split dict) is what ``inherited`` splits
         inherit; with `warm_start` members also start from the previous members' weights.
-        Trained sequentially, the members share one AEV/Jacobian cache.
+        Trained sequentially, the members share one AEV/Jacobian cache, and
+        `progress(epochs_done, epochs_total)` follows the epochs of all members.
         """
         settings = settings if settings is not None else ANISettings()
         frames = list(frames)
@@ -354,8 +365,9 @@ class Committee:
                     init=t.init,
                     elements=t.elements,
                     features=feats,
+                    on_epoch=_epoch_reporter(progress, m, settings.epochs, n_members),
                 )
-                for t in tasks
+                for m, t in enumerate(tasks)
             ]
         metrics = [dict(m.history.metrics) for m in members]
         return cls(members=members, splits=splits, strategy=strategy, metrics=metrics, seed=seed)

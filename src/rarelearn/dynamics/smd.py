@@ -350,7 +350,8 @@ def run_smd(
     """Pull ``start.pulled`` apart from ``start`` with ``calculator`` and record every frame.
 
     The run stops early, keeping the frames so far, if the energy becomes non-finite, atoms
-    collide or an atom flies off (an NNP outside its domain); ``stopped_reason`` says why.
+    collide or an atom flies off (an NNP outside its domain), or the calculator raises (a
+    reference SCF that fails mid-pull); ``stopped_reason`` says why.
     """
     settings.validate()
     start.pulled.validate(len(start.atoms))
@@ -366,16 +367,25 @@ def run_smd(
     )
     recorder = _Recorder(atoms, calculator, combined, spring, settings, capacity=budget + 1)
     integrator.attach(recorder, interval=1)
-    for _ in integrator.irun(budget):
-        if recorder.stop_reason is not None:
-            break
-        step = recorder.n_frames - 1
-        if progress is not None and step % 25 == 0:
-            progress(step, budget)
-        if settings.until_broken and step >= settings.n_steps:
-            broken = recorder.broken_frame
-            if broken is not None and step >= broken + settings.post_break_steps:
+    try:
+        for _ in integrator.irun(budget):
+            if recorder.stop_reason is not None:
                 break
+            step = recorder.n_frames - 1
+            if progress is not None and step % 25 == 0:
+                progress(step, budget)
+            if settings.until_broken and step >= settings.n_steps:
+                broken = recorder.broken_frame
+                if broken is not None and step >= broken + settings.post_break_steps:
+                    break
+    except Exception as exc:  # a reference program failing mid-pull: keep what was computed
+        if recorder.n_frames == 0:
+            raise RarelearnError(f"the calculator failed at the start of the SMD: {exc}") from exc
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        recorder.stop_reason = (
+            f"calculator failed after {recorder.n_frames} frames: "
+            + (f"{type(exc).__name__}: {message}"[:300])
+        )
     n = recorder.n_frames
     if recorder.stop_reason is not None and not np.isfinite(recorder.energy[n - 1]):
         n -= 1

@@ -25,7 +25,7 @@ import copy
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -359,8 +359,11 @@ class ANIModel:
         init: ANIModel | None = None,
         elements: Sequence[str] | None = None,
         features: _Features | None = None,
+        on_epoch: Callable[[int], None] | None = None,
     ) -> ANIModel:
         """Train a model on labeled frames and return it (best validation energy MSE kept).
+
+        `on_epoch(epochs_done)` is called after every epoch (progress display).
 
         Without `train_idx`/`val_idx` the frames are split at random (`val_fraction`) with
         `seed`. `init` warm-starts from an earlier model with the same elements and layers.
@@ -401,7 +404,7 @@ class ANIModel:
             else:
                 feats = _Features(model, frames, with_jacobian=fast)
             model._fit_self_energies(feats, train_list)
-            model._train_loop(feats, train_list, val_list, gen, fast)
+            model._train_loop(feats, train_list, val_list, gen, fast, on_epoch)
             model.history.metrics = model._split_metrics(feats, train_list, val_list)
         model.history.seconds = time.perf_counter() - t0
         return model
@@ -483,6 +486,7 @@ class ANIModel:
         val_idx: Sequence[int],
         gen: torch.Generator,
         fast: bool,
+        on_epoch: Callable[[int], None] | None = None,
     ) -> None:
         st = self.settings
         params = list(self.networks.parameters())
@@ -510,6 +514,8 @@ class ANIModel:
             hist.train_loss.append(total / count)
             hist.val_energy_mse.append(val)
             hist.epochs_run = epoch + 1
+            if on_epoch is not None:
+                on_epoch(epoch + 1)
             if sched is not None:
                 sched.step(val)
             if val < best:
