@@ -31,6 +31,7 @@ from rarelearn.metrics import relative_energy_mae
 from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
 from rarelearn.progress import StageProgress
 from rarelearn.reference import run_reference, write_json
+from rarelearn.runfolder import ROW_KEYS
 from rarelearn.selection import Selection, augment, select_frames
 from rarelearn.store import CampaignStore, uid
 from rarelearn.units import EV_TO_KCAL_MOL
@@ -39,23 +40,6 @@ TRAINING_SOURCES = ("equilibrium", "active", "augmented")
 #: When the NNP SMD blows up, this many last frames are candidates whatever their UQ: they are
 #: where the model went wrong (screening still thins them).
 FRAMES_BEFORE_BLOW_UP = 20
-ROW_KEYS = (
-    "iteration",
-    "n_labels",
-    "ea_nnp_eV",
-    "ea_ref_eV",
-    "ea_error_eV",
-    "ea_error_kcal_mol",
-    "breaking_distance_nnp_A",
-    "mae_unseen_kcal_mol",
-    "train_mae_kcal_mol",
-    "val_mae_kcal_mol",
-    "n_candidates",
-    "n_selected",
-    "n_augmented",
-    "n_label_failures",
-    "wall_s",
-)
 
 
 def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:

@@ -150,19 +150,7 @@ def run_reference(
                 sample_every=eq.sample_every,
                 progress=update,
             )
-        provenance = [
-            dict(
-                source="equilibrium",
-                iteration=-1,
-                labeler=spec.name,
-                batch="equilibrium",
-                frame=i,
-                task=i,
-                uid=uid(0, i),
-            )
-            for i in range(len(frames))
-        ]
-        store.add_frames(frames, provenance)
+        store.add_frames(frames, _provenance("equilibrium", 0, len(frames), spec))
 
     traces: list[SMDTrace] = []
     for replica in range(settings.replicas):
@@ -189,20 +177,26 @@ def _store_reference_frames(store: CampaignStore, trace: SMDTrace, spec: Labeler
     if store.count(batch="reference_smd"):
         return
     frames = [trace.frame(i, labeled=True) for i in range(trace.n_frames)]
-    provenance = [
+    provenance = _provenance("reference_smd", 1, trace.n_frames, spec)
+    for row, distance in zip(provenance, trace.distance_A, strict=True):
+        row["spring_distance"] = float(distance)
+    store.add_frames(frames, provenance)
+
+
+def _provenance(source: str, stage: int, n_frames: int, spec: LabelerSpec) -> list[dict]:
+    """Provenance of reference frames: the batch is the source, task and frame the index."""
+    return [
         dict(
-            source="reference_smd",
+            source=source,
             iteration=-1,
             labeler=spec.name,
-            batch="reference_smd",
+            batch=source,
             frame=i,
             task=i,
-            uid=uid(1, i),
-            spring_distance=float(trace.distance_A[i]),
+            uid=uid(stage, i),
         )
-        for i in range(trace.n_frames)
+        for i in range(n_frames)
     ]
-    store.add_frames(frames, provenance)
 
 
 def _reference_summary(

@@ -33,29 +33,12 @@ from matplotlib.figure import Figure
 
 from rarelearn import __version__
 from rarelearn.errors import RarelearnError
+from rarelearn.runfolder import ROW_KEYS
 from rarelearn.units import EV_TO_KCAL_MOL
 
 #: Resolution of every saved figure.
 FIGURE_DPI = 200
 
-#: Iteration row keys of the run-folder contract, in table order.
-ROW_KEYS: tuple[str, ...] = (
-    "iteration",
-    "n_labels",
-    "ea_nnp_eV",
-    "ea_ref_eV",
-    "ea_error_eV",
-    "ea_error_kcal_mol",
-    "breaking_distance_nnp_A",
-    "mae_unseen_kcal_mol",
-    "train_mae_kcal_mol",
-    "val_mae_kcal_mol",
-    "n_candidates",
-    "n_selected",
-    "n_augmented",
-    "n_label_failures",
-    "wall_s",
-)
 
 _STYLE = {
     "font.size": 10,
