@@ -159,6 +159,7 @@ class Campaign:
             )
             self.start = StartState.load(self.run_dir / "reference" / "start_state.traj")
             self.unseen = training_frames(self.store, ["reference_smd"])
+            self.unseen_energies = np.array([a.get_potential_energy() for a in self.unseen])
             rows = []
             previous: Committee | None = None
             for iteration in range(self.config.iterations):
@@ -270,10 +271,9 @@ class Campaign:
         if path.is_file():
             with np.load(path) as data:
                 return data["e_pred_eV"]
-        e_ref = np.array([a.get_potential_energy() for a in self.unseen])
         e_pred, _ = committee.best.predict(self.unseen, forces=False)
         temporary = path.with_name(path.name + ".tmp.npz")
-        np.savez(temporary, e_ref_eV=e_ref, e_pred_eV=e_pred)
+        np.savez(temporary, e_ref_eV=self.unseen_energies, e_pred_eV=e_pred)
         temporary.replace(path)
         return e_pred
 
@@ -287,7 +287,6 @@ class Campaign:
     ) -> dict[str, Any]:
         ea_ref = float(self.reference["activation_energy_eV"])
         ea = trace.activation_energy_eV
-        e_ref_unseen = np.array([a.get_potential_energy() for a in self.unseen])
         train_mae, val_mae = _split_maes(committee, frames)
         return {
             "iteration": i,
@@ -297,7 +296,7 @@ class Campaign:
             "ea_error_eV": abs(ea - ea_ref),
             "ea_error_kcal_mol": abs(ea - ea_ref) * EV_TO_KCAL_MOL,
             "breaking_distance_nnp_A": trace.breaking_distance_A,
-            "mae_unseen_kcal_mol": relative_energy_mae(e_pred_unseen, e_ref_unseen)
+            "mae_unseen_kcal_mol": relative_energy_mae(e_pred_unseen, self.unseen_energies)
             * EV_TO_KCAL_MOL,
             "train_mae_kcal_mol": train_mae,
             "val_mae_kcal_mol": val_mae,

@@ -358,7 +358,8 @@ def _figure_mae_unseen(run: _Run, fig_dir: Path) -> _FigureResult:
     result = _FigureResult(
         "mae_unseen.png",
         "Error on the unseen reference-SMD frames",
-        "Energy MAE of the best member on the unseen reference-SMD frames per iteration; "
+        "Relative-energy MAE (each series shifted by its mean) of the best member on the "
+        "unseen reference-SMD frames per iteration; "
         "the dotted line marks 1 kcal/mol, dashed lines the baselines.",
     )
     if not run.rows:
@@ -389,7 +390,7 @@ def _figure_train_val(run: _Run, fig_dir: Path) -> _FigureResult:
     result = _FigureResult(
         "train_val_mae.png",
         "Training and validation error per iteration",
-        "Energy MAE of the best committee member on its training and validation split.",
+        "Relative-energy MAE of the best committee member on its training and validation split.",
     )
     if not run.rows:
         result.skipped = "no iterations yet."
