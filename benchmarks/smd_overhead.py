@@ -1,6 +1,6 @@
 """Reference-side costs: labeler frames/s, and what steered MD adds over bare calculator calls.
 
-    python benchmarks/smd_overhead.py [--chain 6] [--steps 1000] [--repeat 3]
+    python benchmarks/smd_overhead.py [--chain 6] [--steps 1000] [--repeat 5]
 
 Measured in one run: the same SMD geometries are replayed as bare energy+force calls with the
 same calculator settings (wavefunction reuse, one thread), so the difference is integration,
@@ -23,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chain", type=int, default=6)
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
