@@ -279,3 +279,18 @@ def test_documented_example_is_the_paper_preset():
     """examples/paper.toml documents every setting; it must stay equal to the preset."""
     example = load_config(TESTS.parent / "examples" / "paper.toml")
     assert example.to_dict() == load_config(preset_name="paper").to_dict()
+
+
+def test_no_command_runs_the_quick_preset(tmp_path, monkeypatch):
+    """`rarelearn` alone is `rarelearn run`: the quick preset, resolved before any work."""
+    seen = {}
+
+    def fake_run_campaign(config, quiet=False):
+        seen["config"] = config
+        return {"ea_ref_eV": 0.0, "iterations": [], "baselines": {}}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("rarelearn.campaign.run_campaign", fake_run_campaign)
+    assert main([]) == 0
+    assert seen["config"].name == "quick"
+    assert seen["config"].run_dir == Path("runs/quick")

@@ -324,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     command = args.command or "run"
     if args.command is None:
-        args = parser.parse_args([*(argv or sys.argv[1:]), "run"])
+        given = list(argv) if argv is not None else sys.argv[1:]
+        args = parser.parse_args([*given, "run"])
     try:
         return COMMANDS[command](args)
     except RarelearnError as exc:
