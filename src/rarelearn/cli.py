@@ -62,10 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Teach neural network potentials rare events: active learning with steered MD.",
     )
     parser.add_argument("--quiet", action="store_true", help="log lines instead of live progress")
+    # Also accepted after the command (`rarelearn run --quiet`); SUPPRESS keeps the top level's.
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument(
+        "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     commands = parser.add_subparsers(dest="command")
 
     reference = commands.add_parser(
-        "reference", help="reference data: equilibrium MD and the reference steered MD"
+        "reference",
+        parents=[quiet],
+        help="reference data: equilibrium MD and the reference steered MD",
     )
     _add_system_arguments(reference, default_chain=6)
     reference.add_argument(
@@ -79,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--out", type=Path, required=True, help="output folder")
 
     run = commands.add_parser(
-        "run", help="the active-learning campaign (default: quick preset, hexane, GFN2-xTB)"
+        "run",
+        parents=[quiet],
+        help="the active-learning campaign (default: quick preset, hexane, GFN2-xTB)",
     )
     run.add_argument("--config", type=Path, help="TOML configuration (see examples/)")
     run.add_argument("--preset", choices=PRESETS, help="start from a preset (default: quick)")
@@ -98,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--labels", nargs="+", help="one label per run folder")
     compare.add_argument("--out", type=Path, default=Path("compare.png"), help="PNG to write")
 
-    smd = commands.add_parser("smd", help="steered MD with a trained committee")
+    smd = commands.add_parser("smd", parents=[quiet], help="steered MD with a trained committee")
     smd.add_argument(
         "--model", type=Path, required=True, help="an iteration folder (or its committee/)"
     )
