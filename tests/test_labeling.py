@@ -101,3 +101,17 @@ def test_pyscf_forces_and_unconverged_scf_is_a_recorded_failure():
     stubborn = LabelerSpec("pyscf", {"xc": "PBE", "basis": "sto-3g", "max_cycle": 1})
     (result,) = label_frames(stubborn, molecule[:1])
     assert not result.ok and "converge" in result.error
+
+
+def test_store_creation_survives_a_kill_half_way(tmp_path):
+    """A leftover half-created database beside the target is discarded, never opened."""
+    import sqlite3
+
+    partial = tmp_path / "data.db.partial"
+    sqlite3.connect(partial).execute("CREATE TABLE systems (id INTEGER)").connection.commit()
+    store = CampaignStore(tmp_path / "data.db")
+    assert store.count() == 0
+    assert not partial.exists()
+    frames = _frames(1)
+    store.add_labeled(frames, label_frames(make_labeler(), frames), {"source": "active"})
+    assert CampaignStore(tmp_path / "data.db").count(failed=False) == 1

@@ -65,6 +65,19 @@ def _clean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+def _create_sqlite(path: Path) -> None:
+    """Create an empty ASE database atomically.
+
+    ASE creates its tables one statement at a time outside a transaction, so a kill in between
+    leaves a database that ASE can no longer open. Build it beside the target, then rename.
+    """
+    partial = path.with_name(path.name + ".partial")
+    for leftover in (partial, partial.with_name(partial.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    connect(partial, type="db").count()  # the first connection creates the schema
+    os.replace(partial, path)
+
+
 class CampaignStore:
     """Labeled frames of one campaign; a path means SQLite, a ``postgresql://`` URL PostgreSQL."""
 
@@ -81,6 +94,8 @@ class CampaignStore:
         else:
             path = Path(location)
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                _create_sqlite(path)
             self.url = str(path)
             self.db = connect(path, type="db")
 
