@@ -177,18 +177,21 @@ def test_missing_or_corrupted_folder_is_one_clear_error(tmp_path, trained: ANIMo
 
 
 def test_static_aev_pullback_equals_autograd_float64(propane: list[Atoms]) -> None:
-    """The single-frame force path (terms-only autograd + written-out chain rule) is exact."""
+    """The steered-MD force path (autograd on TorchANI's term functions only, product rule and
+    geometry written out) equals autograd through TorchANI's whole angular/radial modules,
+    for one frame and for a batch of replicas, including a squeezed frame with short contacts."""
     model = ANIModel(["H", "C"], seed=3).to_dtype(torch.float64)
-    frame = propane[40]
-    static = model.static_aev(frame.numbers)
-    coords = torch.tensor(frame.positions, dtype=torch.float64)
-    aev, pullback = static.aev_and_pullback(coords)
-    leaf = coords[None].clone().requires_grad_(True)
-    ref = static(leaf)
-    torch.testing.assert_close(aev, ref[0].detach(), rtol=0, atol=1e-12)
+    squeezed = propane[40].positions * 0.8
+    positions = np.stack([propane[40].positions, propane[41].positions, squeezed])
+    static = model.static_aev(propane[40].numbers)
     rng = torch.Generator().manual_seed(0)
-    grad_aev = torch.randn(aev.shape, dtype=torch.float64, generator=rng)
-    want = torch.autograd.grad(ref, leaf, grad_aev[None])[0][0]
-    got = pullback(grad_aev)
-    assert want.abs().max() > 0.1
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    for coords in (torch.tensor(positions[:1]), torch.tensor(positions)):
+        aev, pullback = static.aev_and_pullback(coords)
+        leaf = coords.clone().requires_grad_(True)
+        ref = static(leaf)
+        torch.testing.assert_close(aev, ref.detach(), rtol=0, atol=1e-12)
+        grad_aev = torch.randn(aev.shape, dtype=torch.float64, generator=rng)
+        want = torch.autograd.grad(ref, leaf, grad_aev)[0]
+        got = pullback(grad_aev)
+        assert want.abs().max() > 0.1
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

@@ -211,6 +211,21 @@ def test_fast_best_path_equals_autograd_through_the_aev(committee, propane) -> N
         assert res.energy_std == pytest.approx(float(res.energies.std()))
 
 
+def test_batch_of_replicas_equals_frame_by_frame(committee, propane) -> None:
+    """Replicas evaluated in one batch give each frame's own energies, forces and UQ."""
+    ev = committee.evaluator(propane[0].numbers)
+    positions = np.stack([f.positions for f in propane[250:256]])
+    res = ev.batch(positions)
+    assert res.energies.shape == (6, committee.n_members)
+    for k, pos in enumerate(positions):
+        one = ev(pos)
+        np.testing.assert_allclose(res.energies[k], one.energies, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(res.forces[k], one.forces, atol=1e-5, rtol=0)
+        assert res.energy_std[k] == pytest.approx(one.energy_std, abs=1e-5)
+    with pytest.raises(ValueError, match="replicas"):
+        ev.batch(positions[:, :3])
+
+
 def test_calculator_recomputes_only_when_the_geometry_changes(committee, propane) -> None:
     atoms = propane[260].copy()
     calc = CommitteeCalculator(committee, mode="best", force_uq=False)

@@ -158,50 +158,95 @@ class StaticAEV(torch.nn.Module):
 
     @torch.no_grad()
     def aev_and_pullback(self, coords: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-        """AEVs (N, F) of one frame (N, 3) and a function taking dE/dAEV to dE/dcoords (N, 3).
+        """AEVs (B, N, F) of frames (B, N, 3) and a function taking dE/dAEV to dE/dcoords.
 
-        The single-frame force path with autograd over TorchANI's radial and angular term
-        modules only (their inputs are leaves: pair distances, triple vectors); the gathers,
-        scatters and masks around them, and the chain rule through the pair vectors, are
-        written out, which saves most of the autograd graph's per-node overhead.
+        The steered-MD force path (one frame, or a batch of replicas). TorchANI's angular term
+        is a product of functions it exposes separately: `compute_radial` of the two distances
+        (T, 8), `compute_cos_angles` of the cosine (T, 4), and the cutoff of each distance; its
+        radial term is `compute` times the cutoff. Only those functions (the physics,
+        TorchANI's) go through autograd, on leaves of one number per pair or triple; the outer
+        product, the gathers and scatters, and the geometry (cosine, distances) are
+        differentiated by hand. Autograd through `ANIAngular.forward` as a whole records ~20
+        nodes on (triples, 32) tensors, and that backward cost more than the whole forward.
+        The composition is checked against TorchANI's own forward in the tests.
         """
-        vec = coords.index_select(0, self.pair_j) - coords.index_select(0, self.pair_i)
-        dist = vec.norm(2, -1)
-        mask = (dist <= self.radial_cutoff).to(coords.dtype).unsqueeze(-1)
-        d1 = dist.index_select(0, self.tri_p1)
-        d2 = dist.index_select(0, self.tri_p2)
-        tri = ((d1 <= self.angular_cutoff) & (d2 <= self.angular_cutoff)).nonzero().flatten()
-        centre = self.tri_c.index_select(0, tri)
-        side_a = self.tri_a.index_select(0, tri)
-        side_b = self.tri_b.index_select(0, tri)
-        at_centre = coords.index_select(0, centre)
-        leaves = (
-            dist.requires_grad_(True),
-            (coords.index_select(0, side_a) - at_centre).requires_grad_(True),
-            (coords.index_select(0, side_b) - at_centre).requires_grad_(True),
-        )
+        radial, angular = self.radial, self.angular
+        b, n = coords.shape[0], self.n_atoms
+        flat = coords.reshape(-1, 3)
+        vec, dist = self._geometry(coords)
+        inside = (dist <= self.radial_cutoff).to(coords.dtype).view(-1, 1)
+        n_tri = self.tri_p1.shape[0]
+        d1 = dist.index_select(1, self.tri_p1)
+        d2 = dist.index_select(1, self.tri_p2)
+        sel = ((d1 <= self.angular_cutoff) & (d2 <= self.angular_cutoff)).flatten().nonzero()
+        sel = sel.flatten()
+        frame = torch.div(sel, n_tri, rounding_mode="floor")
+        tri = sel - frame * n_tri
+        centre = frame * n + self.tri_c.index_select(0, tri)
+        side_a = frame * n + self.tri_a.index_select(0, tri)
+        side_b = frame * n + self.tri_b.index_select(0, tri)
+        at_centre = flat.index_select(0, centre)
+        v1 = flat.index_select(0, side_a) - at_centre
+        v2 = flat.index_select(0, side_b) - at_centre
+        r1 = d1.flatten().index_select(0, sel).unsqueeze(-1)
+        r2 = d2.flatten().index_select(0, sel).unsqueeze(-1)
+        r12 = torch.clamp(r1 * r2, min=1e-10)
+        cos = (v1 * v2).sum(-1, keepdim=True) / r12
+        leaves = tuple(x.clone().requires_grad_(True) for x in (dist.view(-1, 1), cos, r1, r2))
+        leaf_dist, leaf_cos, leaf_r1, leaf_r2 = leaves
         with torch.enable_grad():
-            terms = (self.radial(leaves[0]), self._angular_terms(leaves[1], leaves[2]))
-        rad = terms[0].detach() * mask
-        aev = self._assemble(rad.unsqueeze(0), tri.new_zeros(tri.shape), tri, terms[1].detach())
-        n, s, nr = self.n_atoms, self.n_species, self.n_radial
-        n_pairs = int(dist.shape[0])
-        tri_rows = self.tri_rows.index_select(0, tri)
-        unit = vec / dist.detach().unsqueeze(-1)
+            pieces = (
+                radial.compute(leaf_dist),
+                radial.cutoff_fn(leaf_dist, radial.cutoff),
+                angular.compute_cos_angles(leaf_cos),
+                angular.compute_radial(leaf_r1, leaf_r2),
+                angular.cutoff_fn(leaf_r1, angular.cutoff),
+                angular.cutoff_fn(leaf_r2, angular.cutoff),
+            )
+        shape, cut, ang_shape, mean_shape, fc1, fc2 = (p.detach() for p in pieces)
+        rad = shape * cut * inside
+        fc12 = fc1 * fc2
+        terms = (mean_shape.unsqueeze(2) * ang_shape.unsqueeze(1)).view(-1, self.n_angular) * fc12
+        n_pairs = int(dist.shape[1])
+        aev = self._assemble(rad.view(b, n_pairs, -1), frame, tri, terms)
+        s, nr, sp = self.n_species, self.n_radial, self.n_pairs_species
+        frame_atoms = (torch.arange(b, device=coords.device) * n).view(b, 1)
+        pair_i = (frame_atoms + self.pair_i).flatten()
+        pair_j = (frame_atoms + self.pair_j).flatten()
+        tri_rows = frame * (n * sp) + self.tri_rows.index_select(0, tri)
+        unit = vec.reshape(-1, 3) / dist.view(-1, 1)
 
         @torch.no_grad()
         def pullback(grad_aev: Tensor) -> Tensor:
-            g_rad = grad_aev[:, : s * nr].reshape(n * s, nr).index_select(0, self.radial_rows)
-            g_rad = (g_rad[:n_pairs] + g_rad[n_pairs:]) * mask
-            g_ang = grad_aev[:, s * nr :].reshape(-1, self.n_angular).index_select(0, tri_rows)
-            g_dist, g1, g2 = torch.autograd.grad(terms, leaves, (g_rad, g_ang))
-            g_vec = g_dist.unsqueeze(-1) * unit
-            out = torch.zeros_like(coords)
-            out.index_add_(0, self.pair_j, g_vec).index_add_(0, self.pair_i, -g_vec)
+            g_rad = grad_aev[..., : s * nr].reshape(b, n * s, nr).index_select(1, self.radial_rows)
+            g_rad = (g_rad[:, :n_pairs] + g_rad[:, n_pairs:]).reshape(-1, nr) * inside
+            g_terms = grad_aev[..., s * nr :].reshape(-1, self.n_angular).index_select(0, tri_rows)
+            g_terms = g_terms.view(-1, mean_shape.shape[1], ang_shape.shape[1])
+            g_mean_bare = (g_terms * ang_shape.unsqueeze(1)).sum(2)
+            g_fc12 = (g_mean_bare * mean_shape).sum(-1, keepdim=True)
+            g_ang = (g_terms * mean_shape.unsqueeze(2)).sum(1) * fc12
+            g_dist, g_cos, g_r1, g_r2 = torch.autograd.grad(
+                pieces,
+                leaves,
+                (
+                    g_rad * cut,
+                    (g_rad * shape).sum(-1, keepdim=True),
+                    g_ang,
+                    g_mean_bare * fc12,
+                    g_fc12 * fc2,
+                    g_fc12 * fc1,
+                ),
+            )
+            g_vec = g_dist * unit
+            # d cos / d v1 = v2 / (r1 r2) - cos v1 / r1^2, and d r1 / d v1 = v1 / r1
+            g1 = g_cos * (v2 / r12 - cos * v1 / (r1 * r1)) + g_r1 * v1 / r1
+            g2 = g_cos * (v1 / r12 - cos * v2 / (r2 * r2)) + g_r2 * v2 / r2
+            out = torch.zeros_like(flat)
+            out.index_add_(0, pair_j, g_vec).index_add_(0, pair_i, -g_vec)
             out.index_add_(0, side_a, g1).index_add_(0, side_b, g2)
-            return out.index_add_(0, centre, -(g1 + g2))
+            return out.index_add_(0, centre, -(g1 + g2)).view(b, n, 3)
 
-        return aev[0], pullback
+        return aev, pullback
 
     @torch.no_grad()
     def aev_and_jacobian(self, coords: Tensor) -> tuple[Tensor, Tensor]:
@@ -335,21 +380,24 @@ class StackedNetworks(torch.nn.Module):
 
     @torch.no_grad()
     def energies_and_input_grad(self, aev: Tensor, member: int) -> tuple[Tensor, Tensor]:
-        """All members' energies (members,) of one frame and d E_member / d aev, (atoms, features).
+        """All members' energies (members, frames) and d E_member / d aev (frames, atoms, F).
 
         One forward pass for every member (no autograd graph), then the backward pass of the
         driving member alone, written out layer by layer: the same arithmetic autograd does,
-        without its per-node overhead. `aev` is (atoms, features) of one frame.
+        without its per-node overhead. `aev` is (frames, atoms, features); the frames (one,
+        or a batch of steered-MD replicas) share every matrix product.
         """
-        energies = aev.new_zeros(self.n_members)
+        b = aev.shape[0]
+        energies = aev.new_zeros(self.n_members, b)
         grad = torch.zeros_like(aev)
         w_at = 0
         for g, (sym, _) in enumerate(self.groups):
             idx = getattr(self, f"idx_{sym}")
-            x = aev.index_select(0, idx)
+            x = aev.index_select(1, idx)
+            rows = x.shape[0] * x.shape[1]
             n_l = self.n_layers[g]
             pre = []
-            h = x.unsqueeze(0)
+            h = x.reshape(1, rows, -1)
             for k in range(n_l):
                 w = self.weights[w_at + k]
                 if self.has_bias:
@@ -360,12 +408,12 @@ class StackedNetworks(torch.nn.Module):
                     pre.append(z[member])
                     h = self.activation(z)
                 else:
-                    energies += z.sum((1, 2))
+                    energies += z.view(w.shape[0], b, -1).sum(-1)
             # backward of the driving member: dE/dh of the last hidden layer is its output weight
             weights = [self.weights[w_at + k][member] for k in range(n_l)]
-            up = weights[-1].t().expand(x.shape[0], -1)
+            up = weights[-1].t().expand(rows, -1)
             for k in range(n_l - 2, -1, -1):
                 up = self._activation_grad(up, pre[k]).mm(weights[k].t())
-            grad.index_add_(0, idx, up)
+            grad.index_add_(1, idx, up.view(b, -1, up.shape[-1]))
             w_at += n_l
         return energies, grad
