@@ -11,7 +11,11 @@ Measured in one run, so ratios are like for like on a busy machine (medians of r
 - one steered-MD step through rarelearn.dynamics.run_smd (ASE integrator) on the campaign's
   calculator, `committee.calculator("best", force_uq=False)` (energy-std UQ every step), and the
   same run_smd step on the campaign's GFN2-xTB labeler (single-threaded tblite, wavefunction
-  reuse), so that both sides carry the same integrator and spring overhead.
+  reuse), so that both sides carry the same integrator and spring overhead;
+- steered-MD replicas integrated as one batch (`run_smd_replicas` on
+  `committee.replica_force_field`, 3 members, torch on both cores): milliseconds per replica
+  step, against one xTB step and against xTB's own best use of the two cores (two
+  single-threaded processes side by side: half the wall time per frame).
 """
 
 from __future__ import annotations
@@ -164,6 +168,18 @@ def bench_xtb(frames, tmp: Path) -> dict[str, float]:
         )
         out[f"xtb_ms_{n}threads"] = float(res.stdout.strip().splitlines()[-1])
     out["xtb_ms"] = min(out["xtb_ms_1threads"], out["xtb_ms_2threads"])
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    t = time.perf_counter()
+    pair = [
+        subprocess.Popen(
+            [sys.executable, "-c", _XTB_CODE, str(path)], env=env, stdout=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    per_process = [float(proc.communicate()[0].decode().split()[-1]) for proc in pair]
+    # both processes ran side by side: two frames per per-process frame time
+    out["xtb_ms_per_frame_2_processes"] = max(per_process) / 2
+    out["xtb_2_processes_wall_s"] = time.perf_counter() - t
     return out
 
 
@@ -206,6 +222,28 @@ def bench_xtb_smd(frame, n_steps: int) -> float:
     return statistics.median(runs) * 1e3
 
 
+def bench_smd_replicas(committee: Committee, frame, n_steps: int, n_replicas: int) -> float:
+    """Milliseconds per replica step of `run_smd_replicas` (all replicas in one force call)."""
+    from rarelearn.dynamics import SMDSettings, StartState, draw_velocities, run_smd_replicas
+    from rarelearn.molecules import default_pulled_atoms
+
+    starts = []
+    for seed in range(n_replicas):
+        atoms = frame.copy()
+        draw_velocities(atoms, SMDSettings().thermostat.temperature_K, seed=seed)
+        starts.append(StartState(atoms=atoms, pulled=default_pulled_atoms(atoms)))
+    force_field = committee.replica_force_field(frame.numbers, threads=None)
+    run_smd_replicas(starts, force_field, SMDSettings(n_steps=5, relax_steps=0))
+    runs = []
+    for _ in range(3):
+        t = time.perf_counter()
+        traces = run_smd_replicas(starts, force_field, SMDSettings(n_steps=n_steps, relax_steps=0))
+        steps = sum(tr.n_frames - 1 for tr in traces)
+        assert all(tr.uq_eV is not None for tr in traces)
+        runs.append((time.perf_counter() - t) / steps)
+    return statistics.median(runs) * 1e3
+
+
 def _bench_ase_md(atoms, calc, n_steps: int) -> float:
     from ase import units
     from ase.md.verlet import VelocityVerlet
@@ -244,6 +282,18 @@ def main() -> None:
     xtb_smd = bench_xtb_smd(frames[250], 100)
     smd7, _ = bench_smd(committee7, frames[250], args.smd_steps, force_uq=False)
     smd7_fuq, _ = bench_smd(committee7, frames[250], args.smd_steps, force_uq=True)
+    replica_ms = {n: bench_smd_replicas(committee3, frames[250], 100, n) for n in (1, 4, 8, 16)}
+    best_batch = min(replica_ms, key=replica_ms.get)
+    res.update(
+        {
+            **{f"smd_replicas{n}_ms_per_replica_step": v for n, v in replica_ms.items()},
+            "smd_replicas_best_batch": best_batch,
+            "smd_replicas_ms_per_replica_step": replica_ms[best_batch],
+            "smd_replicas_speedup_vs_xtb": float(res["xtb_ms"]) / replica_ms[best_batch],
+            "smd_replicas_speedup_vs_xtb_2_processes": float(res["xtb_ms_per_frame_2_processes"])
+            / replica_ms[best_batch],
+        }
+    )
     res.update(
         {
             "smd_driver": driver,
@@ -283,6 +333,16 @@ def main() -> None:
     print(
         f"{'SMD step ms (7 members, UQ)':34s} {res['smd_step_ms_7members']:9.2f}  "
         f"speed-up vs xTB {res['smd_speedup_vs_xtb_7members']:.1f}x"
+    )
+    for n in (1, 4, 8, 16):
+        print(
+            f"{f'SMD replicas x{n}, ms per replica step':34s} "
+            f"{res[f'smd_replicas{n}_ms_per_replica_step']:9.2f}  speed-up vs xTB "
+            f"{float(res['xtb_ms']) / float(res[f'smd_replicas{n}_ms_per_replica_step']):.1f}x"
+        )
+    print(
+        f"{'xTB, 2 processes, ms per frame':34s} {res['xtb_ms_per_frame_2_processes']:9.2f}  "
+        f"batched NNP replicas vs it {res['smd_replicas_speedup_vs_xtb_2_processes']:.1f}x"
     )
     print(f"wall {res['wall_s']:.0f} s")
     args.json.write_text(json.dumps(res, indent=1))

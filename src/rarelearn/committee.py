@@ -33,6 +33,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from torch import Tensor
 
+from rarelearn.dynamics.replicas import BatchForceField, ReplicaForces
 from rarelearn.potentials._static import StackedNetworks, torch_threads
 from rarelearn.potentials.ani import ANIModel, ANISettings, ModelError, _Features, elements_of
 
@@ -433,6 +434,24 @@ class Committee:
     def evaluator(self, numbers: Sequence[int], threads: int | None = 1) -> CommitteeEvaluator:
         """Fast single-frame evaluator for one molecule (the steered-MD loop's path)."""
         return CommitteeEvaluator(self, numbers, threads=threads)
+
+    def replica_force_field(
+        self, numbers: Sequence[int], threads: int | None = None
+    ) -> BatchForceField:
+        """Batched steered-MD force field for `run_smd_replicas`: the best member drives, the
+        committee's energy std is the UQ, every replica in one pass. ``threads=None`` keeps
+        torch's own thread count: a batch of frames is big enough to use every core."""
+        evaluator = self.evaluator(numbers, threads=threads)
+
+        def evaluate(positions: np.ndarray) -> ReplicaForces:
+            result = evaluator.batch(positions)
+            return ReplicaForces(
+                energy=result.energies[:, evaluator.best],
+                forces=result.forces,
+                uq=result.energy_std,
+            )
+
+        return evaluate
 
     def calculator(self, mode: str = "best", force_uq: bool = True) -> CommitteeCalculator:
         """ASE calculator over this committee (see `CommitteeCalculator`)."""

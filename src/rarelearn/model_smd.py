@@ -9,7 +9,8 @@ import numpy as np
 from ase import Atoms
 
 from rarelearn.committee import Committee
-from rarelearn.dynamics import SMDSettings, Thermostat, relax_start_state, run_smd
+from rarelearn.dynamics import SMDSettings, Thermostat, relax_replicas, run_smd_replicas
+from rarelearn.dynamics.smd import step_budget
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
@@ -58,20 +59,19 @@ def run_model_smd(
     )
     settings.validate()
     out.mkdir(parents=True, exist_ok=True)
-    calculator = committee.calculator("best")
-    geometry = relax(atoms, calculator)
-    traces = []
+    geometry = relax(atoms, committee.calculator("best"))
+    # all replicas in one batched force call per step (the NNP's per-frame cost falls with
+    # the batch; see benchmarks/speed.py)
+    force_field = committee.replica_force_field(atoms.numbers)
+    seeds = [seed + replica for replica in range(replicas)]
+    name = f" ({replicas} replicas)" if replicas > 1 else ""
     with StageProgress(quiet=quiet) as progress:
-        for replica in range(replicas):
-            name = f" (replica {replica + 1}/{replicas})" if replicas > 1 else ""
-            with progress.stage(f"relax 10 K{name}", relax_steps) as update:
-                start = relax_start_state(
-                    geometry, calculator, pulled, settings, seed + replica, update
-                )
-            with progress.stage(f"NNP steered MD{name}", steps) as update:
-                trace = run_smd(start, calculator, settings, seed + replica, update)
-            trace.save(out / ("smd.npz" if replica == 0 else f"smd_replica{replica}.npz"))
-            traces.append(trace)
+        with progress.stage(f"relax {temperature:g} K{name}", relax_steps) as update:
+            starts = relax_replicas(geometry, force_field, pulled, settings, seeds, update)
+        with progress.stage(f"NNP steered MD{name}", step_budget(settings)) as update:
+            traces = run_smd_replicas(starts, force_field, settings, update)
+    for replica, trace in enumerate(traces):
+        trace.save(out / ("smd.npz" if replica == 0 else f"smd_replica{replica}.npz"))
     main = traces[0]
     result: dict[str, Any] = {
         **main.summary(),

@@ -246,18 +246,17 @@ class SMDTrace:
 
 
 class _Recorder:
-    """ASE observer: records the frame just integrated, checks it, then moves the spring on."""
+    """Records each integrated frame of one SMD, checks it, then moves the spring on.
+
+    Shared by `run_smd` (as an ASE observer) and the batched replicas loop
+    (`rarelearn.dynamics.replicas`): `record` takes the frame held in ``atoms`` with the
+    calculator's own energy and forces, `trace` builds the `SMDTrace`.
+    """
 
     def __init__(
-        self,
-        atoms: Atoms,
-        base: Calculator,
-        combined: SpringSum,
-        spring: MovingSpring,
-        settings: SMDSettings,
-        capacity: int,
+        self, atoms: Atoms, spring: MovingSpring, settings: SMDSettings, capacity: int
     ) -> None:
-        self.atoms, self.base, self.combined, self.spring = atoms, base, combined, spring
+        self.atoms, self.spring = atoms, spring
         self.settings = settings
         self.step_A = (
             speed_a_per_ps_to_a_per_fs(settings.pull_speed_A_per_ps) * settings.timestep_fs
@@ -288,33 +287,48 @@ class _Recorder:
         )
         self.diagonal = np.eye(n_atoms, dtype=bool)
 
-    def __call__(self) -> None:
+    def record(self, energy: float, forces: np.ndarray, uq: float | None) -> None:
+        """Store the frame in ``atoms`` (calculator energy/forces without the spring)."""
         index = self.n_frames
         positions = self.atoms.positions
         distance, _ = self.spring.axis(self.atoms)
-        contributions = self.combined.results["energy_contributions"]
-        base_energy = float(contributions[0])
         self.distance[index] = distance
         self.rest_length[index] = self.spring.rest_length
         self.work[index] = self.accumulated_work
-        self.energy[index] = base_energy
+        self.energy[index] = energy
         self.positions[index] = positions
-        self.forces[index] = self.combined.results["forces_contributions"][0]
+        self.forces[index] = forces
         self.kinetic[index] = self.atoms.get_kinetic_energy()
-        uq = self.base.results.get("energy_std")
         if uq is not None:
             self.uq[index] = float(uq)
         self.n_frames += 1
-        self._check(index, positions, base_energy)
+        self._check(index, positions, energy)
         old_rest = self.spring.rest_length
         new_rest = old_rest + self.step_A
         self.accumulated_work += self.spring.energy(distance, new_rest) - self.spring.energy(
             distance, old_rest
         )
         self.spring.rest_length = new_rest
-        # The sum caches on the atoms alone; forget it so the next force call adds the moved
-        # spring (the calculator's own cache stays valid).
-        self.combined.reset()
+
+    def done(self, step: int) -> bool:
+        """Whether the run should end after ``step`` (a stop, or broken plus the margin)."""
+        if self.stop_reason is not None:
+            return True
+        settings = self.settings
+        if settings.until_broken and step >= settings.n_steps:
+            broken = self.broken_frame
+            return broken is not None and step >= broken + settings.post_break_steps
+        return False
+
+    def fail(self, exc: Exception) -> None:
+        """A calculator raised mid-pull: keep what was computed, say why it stopped."""
+        if self.n_frames == 0:
+            raise RarelearnError(f"the calculator failed at the start of the SMD: {exc}") from exc
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        self.stop_reason = (
+            f"calculator failed after {self.n_frames} frames: "
+            + (f"{type(exc).__name__}: {message}"[:300])
+        )
 
     def _check(self, index: int, positions: np.ndarray, energy: float) -> None:
         if self.broken_frame is None and len(self.bond_i):
@@ -339,6 +353,55 @@ class _Recorder:
                 f"an atom is farther than {self.settings.isolated_atom_A} A from all others"
             )
 
+    def trace(self) -> SMDTrace:
+        """The recorded frames as an `SMDTrace` (a last non-finite frame is dropped)."""
+        n = self.n_frames
+        if self.stop_reason is not None and n and not np.isfinite(self.energy[n - 1]):
+            n -= 1
+        if n < 1:
+            raise RarelearnError(
+                "steered MD produced no usable frame: the first energy is not finite"
+            )
+        settings = self.settings
+        rest = self.rest_length[:n]
+        distance = self.distance[:n]
+        uq = self.uq[:n]
+        broken = self.broken_frame
+        return SMDTrace(
+            time_fs=np.arange(n) * settings.timestep_fs,
+            distance_A=distance.copy(),
+            rest_length_A=rest.copy(),
+            spring_force_eV_per_A=settings.spring_constant_eV_per_A2 * (rest - distance),
+            work_eV=self.work[:n].copy(),
+            energy_eV=self.energy[:n].copy(),
+            positions_A=self.positions[:n].copy(),
+            forces_eV_per_A=self.forces[:n].copy(),
+            kinetic_eV=self.kinetic[:n].copy(),
+            numbers=self.atoms.numbers.copy(),
+            uq_eV=None if np.all(np.isnan(uq)) else uq.copy(),
+            broken_frame=broken if broken is not None and broken < n else None,
+            broken_bond=self.broken_bond,
+            stopped_reason=self.stop_reason or "completed",
+        )
+
+
+def start_spring(start: StartState, settings: SMDSettings) -> tuple[Atoms, MovingSpring]:
+    """A copy of the start atoms (with momenta) and the spring at rest at their distance."""
+    settings.validate()
+    start.pulled.validate(len(start.atoms))
+    atoms = start.atoms.copy()
+    atoms.set_momenta(start.atoms.get_momenta())
+    spring = MovingSpring(start.pulled, settings.spring_constant_eV_per_A2, rest_length=0.0)
+    spring.rest_length = spring.axis(atoms)[0]
+    return atoms, spring
+
+
+def step_budget(settings: SMDSettings) -> int:
+    """Integration steps a run may take (``until_broken`` may run up to ``max_steps``)."""
+    if settings.until_broken:
+        return max(settings.max_steps, settings.n_steps)
+    return settings.n_steps
+
 
 def run_smd(
     start: StartState,
@@ -353,62 +416,31 @@ def run_smd(
     collide or an atom flies off (an NNP outside its domain), or the calculator raises (a
     reference SCF that fails mid-pull); ``stopped_reason`` says why.
     """
-    settings.validate()
-    start.pulled.validate(len(start.atoms))
-    atoms = start.atoms.copy()
-    atoms.set_momenta(start.atoms.get_momenta())
-    spring = MovingSpring(start.pulled, settings.spring_constant_eV_per_A2, rest_length=0.0)
-    spring.rest_length = spring.axis(atoms)[0]
+    atoms, spring = start_spring(start, settings)
     combined = SpringSum(calculator, spring)
     atoms.calc = combined
     integrator = make_integrator(atoms, settings.thermostat, settings.timestep_fs, seed)
-    budget = (
-        max(settings.max_steps, settings.n_steps) if settings.until_broken else settings.n_steps
-    )
-    recorder = _Recorder(atoms, calculator, combined, spring, settings, capacity=budget + 1)
-    integrator.attach(recorder, interval=1)
+    budget = step_budget(settings)
+    recorder = _Recorder(atoms, spring, settings, capacity=budget + 1)
+
+    def observe() -> None:
+        recorder.record(
+            float(combined.results["energy_contributions"][0]),
+            combined.results["forces_contributions"][0],
+            calculator.results.get("energy_std"),
+        )
+        # The sum caches on the atoms alone; forget it so the next force call adds the moved
+        # spring (the calculator's own cache stays valid).
+        combined.reset()
+
+    integrator.attach(observe, interval=1)
     try:
         for _ in integrator.irun(budget):
-            if recorder.stop_reason is not None:
-                break
             step = recorder.n_frames - 1
+            if recorder.done(step):
+                break
             if progress is not None and step % 25 == 0:
                 progress(step, budget)
-            if settings.until_broken and step >= settings.n_steps:
-                broken = recorder.broken_frame
-                if broken is not None and step >= broken + settings.post_break_steps:
-                    break
     except Exception as exc:  # a reference program failing mid-pull: keep what was computed
-        if recorder.n_frames == 0:
-            raise RarelearnError(f"the calculator failed at the start of the SMD: {exc}") from exc
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        recorder.stop_reason = (
-            f"calculator failed after {recorder.n_frames} frames: "
-            + (f"{type(exc).__name__}: {message}"[:300])
-        )
-    n = recorder.n_frames
-    if recorder.stop_reason is not None and not np.isfinite(recorder.energy[n - 1]):
-        n -= 1
-    if n < 1:
-        raise RarelearnError("steered MD produced no usable frame: the first energy is not finite")
-    rest = recorder.rest_length[:n]
-    distance = recorder.distance[:n]
-    uq = recorder.uq[:n]
-    return SMDTrace(
-        time_fs=np.arange(n) * settings.timestep_fs,
-        distance_A=distance.copy(),
-        rest_length_A=rest.copy(),
-        spring_force_eV_per_A=settings.spring_constant_eV_per_A2 * (rest - distance),
-        work_eV=recorder.work[:n].copy(),
-        energy_eV=recorder.energy[:n].copy(),
-        positions_A=recorder.positions[:n].copy(),
-        forces_eV_per_A=recorder.forces[:n].copy(),
-        kinetic_eV=recorder.kinetic[:n].copy(),
-        numbers=atoms.numbers.copy(),
-        uq_eV=None if np.all(np.isnan(uq)) else uq.copy(),
-        broken_frame=recorder.broken_frame
-        if recorder.broken_frame is not None and recorder.broken_frame < n
-        else None,
-        broken_bond=recorder.broken_bond,
-        stopped_reason=recorder.stop_reason or "completed",
-    )
+        recorder.fail(exc)
+    return recorder.trace()

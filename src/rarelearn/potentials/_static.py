@@ -206,7 +206,7 @@ class StaticAEV(torch.nn.Module):
         shape, cut, ang_shape, mean_shape, fc1, fc2 = (p.detach() for p in pieces)
         rad = shape * cut * inside
         fc12 = fc1 * fc2
-        terms = (mean_shape.unsqueeze(2) * ang_shape.unsqueeze(1)).view(-1, self.n_angular) * fc12
+        terms = ((mean_shape * fc12).unsqueeze(2) * ang_shape.unsqueeze(1)).view(-1, self.n_angular)
         n_pairs = int(dist.shape[1])
         aev = self._assemble(rad.view(b, n_pairs, -1), frame, tri, terms)
         s, nr, sp = self.n_species, self.n_radial, self.n_pairs_species
@@ -222,9 +222,10 @@ class StaticAEV(torch.nn.Module):
             g_rad = (g_rad[:, :n_pairs] + g_rad[:, n_pairs:]).reshape(-1, nr) * inside
             g_terms = grad_aev[..., s * nr :].reshape(-1, self.n_angular).index_select(0, tri_rows)
             g_terms = g_terms.view(-1, mean_shape.shape[1], ang_shape.shape[1])
-            g_mean_bare = (g_terms * ang_shape.unsqueeze(1)).sum(2)
+            # contractions of the (T, 8, 4) outer-product gradient, as batched products
+            g_mean_bare = torch.bmm(g_terms, ang_shape.unsqueeze(-1)).squeeze(-1)
             g_fc12 = (g_mean_bare * mean_shape).sum(-1, keepdim=True)
-            g_ang = (g_terms * mean_shape.unsqueeze(2)).sum(1) * fc12
+            g_ang = torch.bmm(mean_shape.unsqueeze(1), g_terms).squeeze(1) * fc12
             g_dist, g_cos, g_r1, g_r2 = torch.autograd.grad(
                 pieces,
                 leaves,
