@@ -34,7 +34,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from torch import Tensor
 
 from rarelearn.dynamics.replicas import BatchForceField, ReplicaForces
-from rarelearn.potentials._static import StackedNetworks, torch_threads
+from rarelearn.potentials._static import ForcePath, StackedNetworks, torch_threads
 from rarelearn.potentials.ani import ANIModel, ANISettings, ModelError, _Features, elements_of
 
 STRATEGIES = ("random", "inherited")
@@ -191,8 +191,8 @@ class CommitteeEvaluator:
     all members' networks run as stacked weights. `forces`: ``best`` (driving member only, the
     SMD case), ``mean`` (forces of the mean energy), ``all`` (every member, for force UQ).
     ``best`` avoids a whole-graph autograd pass: one graph-free forward of every member, the
-    driver's backward written out (`StackedNetworks.energies_and_input_grad`) and the AEV's
-    pullback (`StaticAEV.aev_and_pullback`); ``mean`` and ``all`` differentiate with autograd.
+    driver's backward written out and the AEV's pullback, compiled with TorchScript
+    (`ForcePath`); ``mean`` and ``all`` differentiate with autograd.
     Runs with one torch thread by default (tiny kernels; see `torch_threads`).
     """
 
@@ -211,6 +211,7 @@ class CommitteeEvaluator:
         nets = [m._atom_networks() for m in committee.members]
         self.best = committee.best_index
         self.nets = StackedNetworks(nets, symbols)
+        self.force_path = torch.jit.script(ForcePath(self.aev, self.nets, self.best))
         self.sae = np.array([m.self_energy_of(self.numbers) for m in committee.members])
 
     def __call__(self, positions: np.ndarray, forces: str = "best") -> EvalResult:
@@ -252,12 +253,10 @@ class CommitteeEvaluator:
         )
 
     def _driver_call(self, positions: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Member energies (M, R) and the driver's forces (R, N, 3): graph-free forward of
-        every member, the driver's written-out backward and the AEV pullback."""
-        x = torch.as_tensor(positions, dtype=self.dtype)
-        aev, pullback = self.aev.aev_and_pullback(x)
-        e, g = self.nets.energies_and_input_grad(aev, self.best)
-        return e, -pullback(g)
+        """Member energies (M, R) and the driver's forces (R, N, 3) through `ForcePath`."""
+        with torch.enable_grad():
+            e, f = self.force_path(torch.as_tensor(positions, dtype=self.dtype))
+        return e.detach(), f.detach()
 
     def _autograd_call(
         self, positions: np.ndarray, forces: str
