@@ -226,6 +226,18 @@ def test_batch_of_replicas_equals_frame_by_frame(committee, propane) -> None:
         ev.batch(positions[:, :3])
 
 
+def test_force_path_is_bit_identical_from_the_first_call_on(committee, propane) -> None:
+    """TorchScript must not change its arithmetic after warm-up: a resumed campaign (fresh
+    process, cold evaluator) has to reproduce an uninterrupted one bit for bit."""
+    frame = propane[250]
+    first = committee.evaluator(frame.numbers)
+    calls = [first(frame.positions) for _ in range(5)]
+    fresh = committee.evaluator(frame.numbers)(frame.positions)
+    for result in [*calls[1:], fresh]:
+        np.testing.assert_array_equal(result.forces, calls[0].forces)
+        np.testing.assert_array_equal(result.energies, calls[0].energies)
+
+
 def test_calculator_recomputes_only_when_the_geometry_changes(committee, propane) -> None:
     atoms = propane[260].copy()
     calc = CommitteeCalculator(committee, mode="best", force_uq=False)

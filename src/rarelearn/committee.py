@@ -253,8 +253,14 @@ class CommitteeEvaluator:
         )
 
     def _driver_call(self, positions: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Member energies (M, R) and the driver's forces (R, N, 3) through `ForcePath`."""
-        with torch.enable_grad():
+        """Member energies (M, R) and the driver's forces (R, N, 3) through `ForcePath`.
+
+        Without TorchScript's graph optimisation: after two profiling calls it would switch to
+        its own derivative formulas, which round differently, so a run would depend on how
+        many calls the process had made before it (and a resumed campaign would differ from
+        an uninterrupted one). The interpreter alone gives the speed-up.
+        """
+        with torch.enable_grad(), torch.jit.optimized_execution(False):
             e, f = self.force_path(torch.as_tensor(positions, dtype=self.dtype))
         return e.detach(), f.detach()
 

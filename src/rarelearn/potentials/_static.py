@@ -461,7 +461,9 @@ class ForcePath(torch.nn.Module):
     graph-free pass of `StackedNetworks`, the driver's written-out backward and the AEV
     pullback. TorchScript runs these ~200 small kernels without Python between them, which
     is most of their cost for one 20-atom frame (measured: ~25 % faster than eager here).
-    Call it with grad mode on (autograd records TorchANI's term functions).
+    Call it with grad mode on (autograd records TorchANI's term functions) and, for
+    reproducible runs, under ``torch.jit.optimized_execution(False)`` (see
+    `CommitteeEvaluator`).
     """
 
     def __init__(self, aev: StaticAEV, nets: StackedNetworks, member: int) -> None:
