@@ -120,16 +120,21 @@ class StaticAEV(torch.nn.Module):
         vec = coords.index_select(1, self.pair_j) - coords.index_select(1, self.pair_i)
         return vec, vec.norm(2, -1)
 
-    def _triples(self, vec: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Triples inside the angular cutoff: (frame, triple id, v1, v2), vectors side - centre."""
+    def _inside_triples(self, dist: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Triples with both sides inside the angular cutoff, over all frames: the two side
+        distances of every triple (B, T0), the selected flat ids, their frame and triple id."""
         n_tri = self.tri_p1.shape[0]
-        n_pairs = dist.shape[1]
         d1 = dist.index_select(1, self.tri_p1)
         d2 = dist.index_select(1, self.tri_p2)
         sel = ((d1 <= self.angular_cutoff) & (d2 <= self.angular_cutoff)).flatten().nonzero()
         sel = sel.flatten()
         frame = torch.div(sel, n_tri, rounding_mode="floor")
-        tri = sel - frame * n_tri
+        return d1, d2, sel, frame, sel - frame * n_tri
+
+    def _triples(self, vec: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Triples inside the angular cutoff: (frame, triple id, v1, v2), vectors side - centre."""
+        n_pairs = dist.shape[1]
+        _, _, _, frame, tri = self._inside_triples(dist)
         flat = vec.reshape(-1, 3)
         v1 = flat.index_select(0, frame * n_pairs + self.tri_p1[tri]) * self.tri_s1[tri, None]
         v2 = flat.index_select(0, frame * n_pairs + self.tri_p2[tri]) * self.tri_s2[tri, None]
@@ -181,13 +186,7 @@ class StaticAEV(torch.nn.Module):
         flat = coords.reshape(-1, 3)
         vec, dist = self._geometry(coords)
         inside = (dist <= self.radial_cutoff).to(coords.dtype).view(-1, 1)
-        n_tri = self.tri_p1.shape[0]
-        d1 = dist.index_select(1, self.tri_p1)
-        d2 = dist.index_select(1, self.tri_p2)
-        sel = ((d1 <= self.angular_cutoff) & (d2 <= self.angular_cutoff)).flatten().nonzero()
-        sel = sel.flatten()
-        frame = torch.div(sel, n_tri, rounding_mode="floor")
-        tri = sel - frame * n_tri
+        d1, d2, sel, frame, tri = self._inside_triples(dist)
         centre = frame * n + self.tri_c.index_select(0, tri)
         side_a = frame * n + self.tri_a.index_select(0, tri)
         side_b = frame * n + self.tri_b.index_select(0, tri)
