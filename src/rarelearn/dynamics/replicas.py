@@ -115,7 +115,6 @@ def relax_replicas(
     """`relax_start_state` for several seeds at once: velocities drawn at T with each seed,
     then ``relax_steps`` thermostatted steps without the spring, all replicas in one batch."""
     pulled.validate(len(atoms))
-    _check_batchable([atoms], settings)
     states = []
     for seed in seeds:
         state = atoms.copy()

@@ -12,7 +12,10 @@ Two derived quantities make training and committee inference cheap:
 - `StaticAEV.aev_and_jacobian` returns the AEVs and their exact Jacobian with respect to the
   coordinates. Forces are then `-J^T dE/dAEV`, so force training no longer differentiates
   through the AEV twice per step (the AEVs of a frame never change during a fit).
-- `StackedNetworks` evaluates every member's networks on one shared AEV.
+- `StaticAEV.pullback_state` / `pullback` give the forces of one frame or a batch of
+  replicas with autograd only on TorchANI's term functions; `StackedNetworks` evaluates every
+  member's networks on one shared AEV with the driving member's backward written out;
+  `ForcePath` joins them into the steered-MD force call, compiled with TorchScript.
 """
 
 from __future__ import annotations
@@ -163,7 +166,8 @@ class StaticAEV(torch.nn.Module):
         return self._assemble(rad_terms, frame, tri, self._angular_terms(v1, v2))
 
     def aev_and_pullback(self, coords: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-        """AEVs (B, N, F) of frames (B, N, 3) and a function taking dE/dAEV to dE/dcoords."""
+        """AEVs (B, N, F) of frames (B, N, 3) and a function taking dE/dAEV to dE/dcoords
+        (eager use of `pullback_state` and `pullback`, e.g. in the tests)."""
         with torch.enable_grad():
             aev, state = self.pullback_state(coords.detach())
         return aev, functools.partial(self.pullback, state)
