@@ -211,7 +211,16 @@ class CommitteeEvaluator:
         nets = [m._atom_networks() for m in committee.members]
         self.best = committee.best_index
         self.nets = StackedNetworks(nets, symbols)
-        self.force_path = torch.jit.script(ForcePath(self.aev, self.nets, self.best))
+        others = [k for k in range(len(nets)) if k != self.best]
+        stacked = [self.best, *others]
+        self.force_path = torch.jit.script(
+            ForcePath(
+                self.aev,
+                StackedNetworks([nets[self.best]], symbols),
+                StackedNetworks([nets[k] for k in others], symbols) if others else None,
+                torch.tensor([stacked.index(k) for k in range(len(nets))]),
+            )
+        )
         self.sae = np.array([m.self_energy_of(self.numbers) for m in committee.members])
 
     def __call__(self, positions: np.ndarray, forces: str = "best") -> EvalResult:
@@ -261,7 +270,11 @@ class CommitteeEvaluator:
         an uninterrupted one). The interpreter alone gives the speed-up.
         """
         with torch.enable_grad(), torch.jit.optimized_execution(False):
-            e, f = self.force_path(torch.as_tensor(positions, dtype=self.dtype))
+            # one frame: the other members run beside the driver; a batch of replicas already
+            # keeps both cores busy (intra-op threads), where overlapping only oversubscribes
+            e, f = self.force_path(
+                torch.as_tensor(positions, dtype=self.dtype), overlap=len(positions) == 1
+            )
         return e.detach(), f.detach()
 
     def _autograd_call(

@@ -460,23 +460,44 @@ class StackedNetworks(torch.nn.Module):
 class ForcePath(torch.nn.Module):
     """The steered-MD force call of a committee, compiled once with TorchScript.
 
-    Every member's energy, the driving member's forces: `StaticAEV.pullback_state`, one
-    graph-free pass of `StackedNetworks`, the driver's written-out backward and the AEV
-    pullback. TorchScript runs these ~200 small kernels without Python between them, which
-    is most of their cost for one 20-atom frame (measured: ~25 % faster than eager here).
-    Call it with grad mode on (autograd records TorchANI's term functions) and, for
-    reproducible runs, under ``torch.jit.optimized_execution(False)`` (see
-    `CommitteeEvaluator`).
+    Every member's energy, the driving member's forces: `StaticAEV.pullback_state`, the
+    driver's graph-free forward and written-out backward, the AEV pullback and, at the same
+    time on TorchScript's inter-op pool (a second core), the other members' forward passes.
+    TorchScript runs these ~200 small kernels without Python between them, which is most of
+    their cost for one 20-atom frame, and `torch.jit.fork` really overlaps (Python threads
+    do not: the kernels are too small to outlast the GIL). Both halves are independent, so
+    the result does not depend on their timing. Call it with grad mode on (autograd records
+    TorchANI's term functions) and, for reproducible runs, under
+    ``torch.jit.optimized_execution(False)`` (see `CommitteeEvaluator`).
     """
 
-    def __init__(self, aev: StaticAEV, nets: StackedNetworks, member: int) -> None:
+    def __init__(
+        self, aev: StaticAEV, driver: StackedNetworks, others: StackedNetworks | None, order: Tensor
+    ) -> None:
         super().__init__()
         self.aev = aev
-        self.nets = nets
-        self.member = member
+        self.driver = driver
+        self.has_others = others is not None
+        self.others = others if others is not None else driver
+        #: rows of [driver, others...] that give the members in their own order
+        self.register_buffer("order", order.to(torch.long), persistent=False)
 
-    def forward(self, coords: Tensor) -> tuple[Tensor, Tensor]:
-        """Energies (members, frames) without self energies, driving forces (frames, N, 3)."""
+    def forward(self, coords: Tensor, overlap: bool = True) -> tuple[Tensor, Tensor]:
+        """Energies (members, frames) without self energies, driving forces (frames, N, 3).
+
+        ``overlap=False`` runs the other members after the driver, on this thread (when the
+        cores are busy with a batch already).
+        """
         aev, state = self.aev.pullback_state(coords)
-        energies, grad = self.nets.energies_and_input_grad(aev, self.member)
-        return energies, -self.aev.pullback(state, grad)
+        if self.has_others and overlap:
+            future = torch.jit.fork(self.others.forward, aev)
+            driver_energy, grad = self.driver.energies_and_input_grad(aev, 0)
+            forces = -self.aev.pullback(state, grad)
+            energies = torch.cat([driver_energy, torch.jit.wait(future)])
+        else:
+            driver_energy, grad = self.driver.energies_and_input_grad(aev, 0)
+            forces = -self.aev.pullback(state, grad)
+            energies = driver_energy
+            if self.has_others:
+                energies = torch.cat([driver_energy, self.others.forward(aev)])
+        return energies.index_select(0, self.order), forces
