@@ -166,20 +166,27 @@ def run_smd_replicas(
     active = np.arange(len(starts))
 
     def spring_forces(r: int) -> np.ndarray:
+        """Spring forces on replica ``r`` at its current positions and rest length."""
         atoms, spring = pairs[r]
         atoms.positions = replicas.positions[r]
-        return spring.energy_and_forces(atoms)[1]
+        axes[r] = spring.axis(atoms)
+        return spring.forces_along(atoms, *axes[r])
 
     def record(result: ReplicaForces) -> None:
-        """Record the current frame of the active replicas; set forces for the next step."""
+        """Record the current frame of the active replicas; set forces for the next step
+        (the spring's axis at these positions is the one `spring_forces` has just found)."""
         for row, r in enumerate(active):
-            atoms = pairs[r][0]
+            atoms, spring = pairs[r]
             atoms.positions = replicas.positions[r]
             atoms.set_momenta(replicas.momenta[r], apply_constraint=False)
             uq = None if result.uq is None else float(result.uq[row])
-            recorders[r].record(float(result.energy[row]), result.forces[row], uq)
-            total_forces[r] = result.forces[row] + spring_forces(r)
+            distance, unit = axes[r]
+            recorders[r].record(float(result.energy[row]), result.forces[row], uq, distance)
+            total_forces[r] = result.forces[row] + spring.forces_along(atoms, distance, unit)
 
+    axes: dict[int, tuple[float, np.ndarray]] = {}
+    for r in active:
+        spring_forces(r)
     try:
         record(force_field(replicas.positions))
     except Exception as exc:

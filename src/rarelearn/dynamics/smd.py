@@ -287,11 +287,15 @@ class _Recorder:
         )
         self.diagonal = np.eye(n_atoms, dtype=bool)
 
-    def record(self, energy: float, forces: np.ndarray, uq: float | None) -> None:
-        """Store the frame in ``atoms`` (calculator energy/forces without the spring)."""
+    def record(
+        self, energy: float, forces: np.ndarray, uq: float | None, distance: float | None = None
+    ) -> None:
+        """Store the frame in ``atoms`` (calculator energy/forces without the spring);
+        ``distance``: the spring distance of this frame, if the caller has it already."""
         index = self.n_frames
         positions = self.atoms.positions
-        distance, _ = self.spring.axis(self.atoms)
+        if distance is None:
+            distance = self.spring.axis(self.atoms)[0]
         self.distance[index] = distance
         self.rest_length[index] = self.spring.rest_length
         self.work[index] = self.accumulated_work

@@ -64,12 +64,17 @@ class MovingSpring(Calculator):
         The force on a group's centre is shared among its atoms by mass, as the centre is.
         """
         distance, unit = self.axis(atoms)
+        return self.energy(distance), self.forces_along(atoms, distance, unit)
+
+    def forces_along(self, atoms: Atoms, distance: float, unit: np.ndarray) -> np.ndarray:
+        """Spring forces (eV/A) for an axis already computed by `axis` (the batched replicas
+        need them twice per step, before and after the rest length moves)."""
         weights_a, weights_b = self._weights(atoms)
         tension = self.spring_constant * (distance - self._rest_length)
         forces = np.zeros((len(atoms), 3))
         forces[self._group_a] += tension * unit * weights_a[:, None]
         forces[self._group_b] -= tension * unit * weights_b[:, None]
-        return self.energy(distance), forces
+        return forces
 
     def energy(self, distance: float, rest_length: float | None = None) -> float:
         """Spring energy (eV) at distance d for rest length R0 (default: the current one)."""
