@@ -23,16 +23,24 @@ from ase import Atoms
 
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig
-from rarelearn.dynamics import SMDTrace, StartState, run_smd
+from rarelearn.dynamics import SMDTrace, run_smd, run_smd_replicas
 from rarelearn.errors import ConfigError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
 from rarelearn.progress import StageProgress
+from rarelearn.pulls import (
+    REPLICAS_FILE,
+    START_STATES_FILE,
+    ReplicaPulls,
+    compare_pulls,
+    load_start_states,
+)
 from rarelearn.reference import run_reference, write_json
 from rarelearn.runfolder import ROW_KEYS
 from rarelearn.selection import Selection, augment, select_frames
+from rarelearn.statistics import Difference, Sample, replicas_for_half_width
 from rarelearn.store import CampaignStore, uid
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -96,6 +104,14 @@ class _Iteration:
         return self.folder / "smd.npz"
 
     @property
+    def replicas(self) -> Path:
+        return self.folder / REPLICAS_FILE
+
+    @property
+    def members(self) -> Path:
+        return self.folder / "members.json"
+
+    @property
     def unseen(self) -> Path:
         return self.folder / "unseen.npz"
 
@@ -156,24 +172,35 @@ class Campaign:
                 self.run_dir,
                 self.store,
                 self.progress,
+                self.executor,
             )
-            self.start = StartState.load(self.run_dir / "reference" / "start_state.traj")
+            reference_dir = self.run_dir / "reference"
+            self.starts = load_start_states(reference_dir / START_STATES_FILE)
+            self.reference_pulls = ReplicaPulls.load(reference_dir / REPLICAS_FILE)
             self.unseen = training_frames(self.store, ["reference_smd"])
             self.unseen_energies = np.array([a.get_potential_energy() for a in self.unseen])
-            rows = []
+            rows: list[dict] = []
             previous: Committee | None = None
             for iteration in range(self.config.iterations):
-                row, previous = self.iteration(iteration, previous)
+                row, previous = self.iteration(iteration, previous, rows)
                 rows.append(row)
                 self.write_summary(rows, self.baselines(rows, final=False))
+                if converged_iteration(rows, self.config) is not None:
+                    break
             summary = self.write_summary(rows, self.baselines(rows, final=True))
         finally:
             self.close()
         return summary
 
     # -------------------------------------------------------------- iteration
-    def iteration(self, i: int, previous: Committee | None) -> tuple[dict, Committee]:
-        """One active-learning iteration; every finished step is reused on resume."""
+    def iteration(
+        self, i: int, previous: Committee | None, rows: list[dict]
+    ) -> tuple[dict, Committee]:
+        """One active-learning iteration; every finished step is reused on resume.
+
+        ``rows`` are the earlier iterations' rows: when this one completes the convergence
+        streak (or is the last allowed), nothing is selected or labeled after it.
+        """
         paths = _Iteration(self.run_dir / "iterations" / f"{i:03d}")
         paths.folder.mkdir(parents=True, exist_ok=True)
         if paths.metrics.is_file():
@@ -183,12 +210,14 @@ class Campaign:
 
         frames = training_frames(self.store, TRAINING_SOURCES, max_iteration=i - 1)
         committee = self.committee(paths.committee, frames, previous, i, timing, label)
-        trace = self.steered_md(paths.smd, committee, timing, label)
+        trace, pulls = self.steered_md(paths, committee, timing, label)
+        members = self.member_pulls(paths, committee, pulls, timing, label)
         e_pred = self.unseen_predictions(paths.unseen, committee)
-        row = self.metrics_row(i, committee, frames, trace, e_pred)
+        row = self.metrics_row(i, committee, frames, pulls, e_pred)
+        row["ea_members_eV"] = members
 
         last = i == self.config.iterations - 1
-        if last:
+        if last or converged_iteration([*rows, row], self.config) is not None:
             row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
         else:
             selection = self.select(paths.selection, trace)
@@ -243,28 +272,69 @@ class Campaign:
         self._timed(timing, "train_s", folder.parent / "timing.json", started)
         return committee
 
-    def steered_md(self, path: Path, committee: Committee, timing: dict, label: str) -> SMDTrace:
-        """SMD with the best member, from the reference's start state; UQ on every frame."""
-        if path.is_file():
-            return SMDTrace.load(path)
+    def steered_md(
+        self, paths: _Iteration, committee: Committee, timing: dict, label: str
+    ) -> tuple[SMDTrace, ReplicaPulls]:
+        """The best member pulled from every reference replica's start state, as one batch.
+
+        Replica 0's full trace (UQ on every frame) is what selection reads, as in the paper;
+        the others give the replica statistics of Ea. Saved as ``smd.npz`` and
+        ``replicas.npz`` (written last: its presence marks the step done).
+        """
+        if paths.replicas.is_file() and paths.smd.is_file():
+            return SMDTrace.load(paths.smd), ReplicaPulls.load(paths.replicas)
         started = time.perf_counter()
         settings = self.config.reference.smd
-        with self.progress.stage(f"{label}: NNP steered MD", settings.n_steps) as update:
-            trace = run_smd(
-                self.start,
-                committee.calculator("best", force_uq=False),
-                settings,
-                self.config.seed,
-                update,
-            )
-        if trace.stopped_reason != "completed":
+        n = len(self.starts)
+        force_field = committee.replica_force_field(self.starts[0].atoms.numbers)
+        name = f"{label}: NNP steered MD ({n} replicas)"
+        with self.progress.stage(name, settings.n_steps) as update:
+            traces = run_smd_replicas(self.starts, force_field, settings, update)
+        stopped = [r for r, t in enumerate(traces) if t.stopped_reason != "completed"]
+        if stopped:
             self.progress.message(
-                f"{label}: NNP SMD stopped after {trace.n_frames} frames "
-                f"({trace.stopped_reason}); its frames are kept"
+                f"{label}: {len(stopped)} of {n} NNP pulls stopped early "
+                f"({traces[stopped[0]].stopped_reason}); their frames are kept"
             )
-        trace.save(path)
-        self._timed(timing, "smd_s", path.parent / "timing.json", started)
-        return trace
+        pulls = ReplicaPulls.from_traces(traces)
+        traces[0].save(paths.smd)
+        pulls.save(paths.replicas)
+        self._timed(timing, "smd_s", paths.timing, started)
+        return traces[0], pulls
+
+    def member_pulls(
+        self,
+        paths: _Iteration,
+        committee: Committee,
+        pulls: ReplicaPulls,
+        timing: dict,
+        label: str,
+    ) -> list[float]:
+        """Ea of every member driving the pull from replica 0's start (the paper's spread
+        over members); the best member's is replica 0's pull of `steered_md`."""
+        if paths.members.is_file():
+            return [float(v) for v in _read_json(paths.members)["ea_members_eV"]]
+        started = time.perf_counter()
+        settings = self.config.reference.smd
+        values = []
+        for member in range(committee.n_members):
+            if member == committee.best_index:
+                values.append(float(pulls.activation_energy_eV[0]))
+                continue
+            with self.progress.stage(
+                f"{label}: member {member} steered MD", settings.n_steps
+            ) as update:
+                trace = run_smd(
+                    self.starts[0],
+                    committee.calculator("best", force_uq=False, driver=member),
+                    settings,
+                    self.config.seed,
+                    update,
+                )
+            values.append(trace.activation_energy_eV)
+        write_json(paths.members, {"ea_members_eV": values, "best_index": committee.best_index})
+        self._timed(timing, "members_smd_s", paths.timing, started)
+        return values
 
     def unseen_predictions(self, path: Path, committee: Committee) -> np.ndarray:
         """Best member's energies on the unseen reference-SMD frames (saved for the parity plot)."""
@@ -282,20 +352,27 @@ class Campaign:
         i: int,
         committee: Committee,
         frames: list[Atoms],
-        trace: SMDTrace,
+        pulls: ReplicaPulls,
         e_pred_unseen: np.ndarray,
     ) -> dict[str, Any]:
-        ea_ref = float(self.reference["activation_energy_eV"])
-        ea = trace.activation_energy_eV
+        errors = compare_pulls(pulls, self.reference_pulls)
+        sample = pulls.sample
         train_mae, val_mae = _split_maes(committee, frames)
         return {
             "iteration": i,
             "n_labels": len(frames),
-            "ea_nnp_eV": ea,
-            "ea_ref_eV": ea_ref,
-            "ea_error_eV": abs(ea - ea_ref),
-            "ea_error_kcal_mol": abs(ea - ea_ref) * EV_TO_KCAL_MOL,
-            "breaking_distance_nnp_A": trace.breaking_distance_A,
+            "ea_nnp_eV": sample.mean,
+            "ea_ref_eV": self.reference_pulls.sample.mean,
+            **errors,
+            "ea_error_kcal_mol": errors["ea_error_eV"] * EV_TO_KCAL_MOL,
+            "ea_nnp_mean_eV": sample.mean,
+            "ea_nnp_sem_eV": _none_if_nan(sample.sem),
+            "ea_nnp_replicas_eV": list(sample.values),
+            "n_replicas": sample.n,
+            "broke": pulls.broke,
+            "stopped_reason": pulls.stopped_reason,
+            "breaking_distance_nnp_A": pulls.mean_breaking_distance(),
+            "breaking_distance_nnp_replicas_A": pulls.breaking_distances(),
             "mae_unseen_kcal_mol": relative_energy_mae(e_pred_unseen, self.unseen_energies)
             * EV_TO_KCAL_MOL,
             "train_mae_kcal_mol": train_mae,
@@ -417,12 +494,11 @@ class Campaign:
         folder.mkdir(parents=True, exist_ok=True)
         timing = _read_json(folder / "timing.json") if (folder / "timing.json").is_file() else {}
         frames = self.unseen[:: self.config.baseline_smd_every]
-        committee = self.committee(
-            folder / "committee", frames, None, 999, timing, "baseline smd_only"
-        )
-        trace = self.steered_md(folder / "smd.npz", committee, timing, "baseline smd_only")
-        e_pred = self.unseen_predictions(folder / "unseen.npz", committee)
-        row = self.metrics_row(-1, committee, frames, trace, e_pred)
+        paths = _Iteration(folder)
+        committee = self.committee(paths.committee, frames, None, 999, timing, "baseline smd_only")
+        _, pulls = self.steered_md(paths, committee, timing, "baseline smd_only")
+        e_pred = self.unseen_predictions(paths.unseen, committee)
+        row = self.metrics_row(-1, committee, frames, pulls, e_pred)
         del row["iteration"]
         row["note"] = "trained on the reference-SMD frames: mae_unseen is on its training data"
         row["wall_s"] = round(sum(timing.values()), 2)
@@ -430,8 +506,22 @@ class Campaign:
         return row
 
     def write_summary(self, rows: list[dict], baselines: dict[str, Any]) -> dict[str, Any]:
+        reference = self.reference_pulls.sample
+        converged = converged_iteration(rows, self.config)
+        if converged is not None:
+            stop_reason = "converged"
+        elif len(rows) == self.config.iterations:
+            stop_reason = "max_iterations"
+        else:
+            stop_reason = "running"
         summary = {
-            "ea_ref_eV": float(self.reference["activation_energy_eV"]),
+            "ea_ref_eV": reference.mean,
+            "ea_ref_sem_eV": _none_if_nan(reference.sem),
+            "ea_ref_replicas_eV": list(reference.values),
+            "stop_reason": stop_reason,
+            "converged_iteration": converged,
+            "stop": self.config.to_dict()["stop"],
+            "resolution": resolution(rows[-1], reference, self.config) if rows else None,
             "reference": self.reference,
             "config": self.config.to_dict(),
             "baselines": baselines,
@@ -439,6 +529,55 @@ class Campaign:
         }
         write_json(self.run_dir / "summary.json", summary)
         return summary
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
+
+
+def _row_difference(row: dict[str, Any]) -> Difference:
+    half_width = row.get("ea_error_ci95_eV")
+    return Difference(
+        float(row["ea_error_signed_eV"]),
+        np.nan if half_width is None else float(half_width),
+        np.nan,
+    )
+
+
+def converged_iteration(rows: Sequence[dict[str, Any]], config: CampaignConfig) -> int | None:
+    """The iteration that began the convergence streak, once it is ``stop.patience`` long.
+
+    Converged: the 95 % interval of the Ea error (NNP replica mean - reference replica mean)
+    lies inside +- ``stop.tolerance_kcal_mol``, for ``patience`` consecutive iterations up to
+    the last row. None while that has not happened.
+    """
+    tolerance = config.stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
+    streak = 0
+    for row in rows:
+        streak = streak + 1 if _row_difference(row).within(tolerance) else 0
+    if streak >= config.stop.patience:
+        return int(rows[len(rows) - streak]["iteration"])
+    return None
+
+
+def resolution(row: dict[str, Any], reference: Sample, config: CampaignConfig) -> dict[str, Any]:
+    """Whether the replicas can resolve the stop tolerance, and how many would.
+
+    ``replicas_needed``: replicas per side for a 95 % half-width equal to the tolerance, from
+    the spreads measured in ``row`` (the NNP's) and of the reference.
+    """
+    tolerance_eV = config.stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
+    half_width = row.get("ea_error_ci95_eV")
+    model = Sample.of(row["ea_nnp_replicas_eV"])
+    needed = None
+    if np.isfinite(model.std) and np.isfinite(reference.std):
+        needed = replicas_for_half_width(model.std, reference.std, tolerance_eV)
+    return {
+        "ci95_kcal_mol": None if half_width is None else half_width * EV_TO_KCAL_MOL,
+        "tolerance_kcal_mol": config.stop.tolerance_kcal_mol,
+        "resolvable": half_width is not None and half_width <= tolerance_eV,
+        "replicas_needed": needed,
+    }
 
 
 def _split_maes(committee: Committee, frames: list[Atoms]) -> tuple[float, float]:
@@ -459,10 +598,16 @@ def _split_maes(committee: Committee, frames: list[Atoms]) -> tuple[float, float
 
 def _row_line(row: dict[str, Any]) -> str:
     distance = row["breaking_distance_nnp_A"]
+    n_broke = sum(row["broke"])
     broke = f"breaks at {distance:.2f} A" if distance is not None else "no break"
+    if n_broke < row["n_replicas"]:
+        broke += f" ({n_broke} of {row['n_replicas']} pulls broke)"
+    half_width = row["ea_error_ci95_eV"]
+    interval = "" if half_width is None else f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
     return (
         f"iteration {row['iteration']}: {row['n_labels']} labels, Ea = {row['ea_nnp_eV']:.3f} eV "
-        f"(ref {row['ea_ref_eV']:.3f}, error {row['ea_error_kcal_mol']:.2f} kcal/mol), {broke}, "
+        f"over {row['n_replicas']} pulls (ref {row['ea_ref_eV']:.3f}, error "
+        f"{row['ea_error_signed_eV'] * EV_TO_KCAL_MOL:+.2f}{interval} kcal/mol, 95 %), {broke}, "
         f"unseen MAE {row['mae_unseen_kcal_mol']:.2f} kcal/mol, "
         f"{row['n_selected']} selected"
     )

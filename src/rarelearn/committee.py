@@ -65,17 +65,41 @@ def frame_ids(frames: Sequence[Atoms]) -> list[int]:
     return ids
 
 
-def _random_split(ids: Sequence[int], val_fraction: float, rng: np.random.Generator) -> dict:
+def parent_groups(frames: Sequence[Atoms]) -> dict[int, int]:
+    """Frame id -> group id: a noisy copy belongs to the group of the frame it was made from
+    (``info["parent"]``, a frame id), every other frame is its own group."""
+    ids = frame_ids(frames)
+    groups = {}
+    for frame_id, atoms in zip(ids, frames, strict=True):
+        parent = int(atoms.info.get("parent", -1))
+        groups[frame_id] = parent if parent >= 0 else frame_id
+    return groups
+
+
+def _random_split(
+    ids: Sequence[int], val_fraction: float, rng: np.random.Generator, groups: dict[int, int]
+) -> dict:
+    """Whole groups to validation, in random order, until it holds ~val_fraction of the ids."""
     ids = list(ids)
     if not ids:
         return {"train": [], "val": []}
-    perm = rng.permutation(len(ids))
+    members: dict[int, list[int]] = {}
+    for i in ids:
+        members.setdefault(groups.get(i, i), []).append(i)
+    keys = list(members)
     n_val = round(val_fraction * len(ids))
-    if len(ids) > 1:
-        n_val = min(max(n_val, 1), len(ids) - 1)
-    val = sorted(ids[k] for k in perm[:n_val])
-    train = sorted(ids[k] for k in perm[n_val:])
-    return {"train": train, "val": val}
+    if len(keys) > 1:
+        n_val = max(n_val, 1)
+    val: list[int] = []
+    for k in rng.permutation(len(keys)):
+        if len(val) >= n_val:
+            break
+        group = members[keys[k]]
+        if len(val) + len(group) >= len(ids):  # keep at least one frame for training
+            continue
+        val.extend(group)
+    chosen = set(val)
+    return {"train": sorted(i for i in ids if i not in chosen), "val": sorted(chosen)}
 
 
 def make_splits(
@@ -85,35 +109,50 @@ def make_splits(
     previous: dict[str, Sequence[int]] | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    groups: dict[int, int] | None = None,
 ) -> list[dict[str, list[int]]]:
     """Train/validation id lists for each member.
 
-    `previous` is the split ({"train": ids, "val": ids}) to inherit; with strategy
-    ``inherited`` its assignment is kept exactly for ids still present and only ids not in it
-    are split at random (each member its own draw). Without `previous`, ``inherited`` behaves
-    like ``random`` (first iteration).
+    ``groups`` (id -> group id, see `parent_groups`) keeps every group on one side: a noisy
+    copy is never validated against its own parent in training (which would flatter the
+    validation error that picks the best member). `previous` is the split ({"train": ids,
+    "val": ids}) to inherit; with strategy ``inherited`` its assignment is kept exactly for
+    ids still present, an id new since then joins its group's side when the group is already
+    placed, and the remaining new groups are split at random (each member its own draw).
+    Without `previous`, ``inherited`` behaves like ``random`` (first iteration).
     """
     if strategy not in STRATEGIES:
         raise ModelError(f"unknown split strategy {strategy!r} (choose from {STRATEGIES})")
     if n_members < 1:
         raise ModelError("a committee needs at least one member")
     ids = [int(i) for i in ids]
+    groups = {i: int((groups or {}).get(i, i)) for i in ids}
     present = set(ids)
     out = []
     for m in range(n_members):
         rng = np.random.default_rng([seed, m])
         if strategy == "random" or previous is None:
-            out.append(_random_split(ids, val_fraction, rng))
+            out.append(_random_split(ids, val_fraction, rng, groups))
             continue
         old_train = {int(i) for i in previous["train"]} & present
         old_val = {int(i) for i in previous["val"]} & present
-        new = [i for i in ids if i not in old_train and i not in old_val]
-        part = _random_split(new, val_fraction, rng)
+        side_of_group = {groups[i]: "val" for i in old_val}
+        side_of_group.update({groups[i]: "train" for i in old_train})
+        train, val = set(old_train), set(old_val)
+        new = []
+        for i in ids:
+            if i in old_train or i in old_val:
+                continue
+            side = side_of_group.get(groups[i])
+            if side == "train":
+                train.add(i)
+            elif side == "val":
+                val.add(i)
+            else:
+                new.append(i)
+        part = _random_split(new, val_fraction, rng, groups)
         out.append(
-            {
-                "train": sorted(old_train | set(part["train"])),
-                "val": sorted(old_val | set(part["val"])),
-            }
+            {"train": sorted(train | set(part["train"])), "val": sorted(val | set(part["val"]))}
         )
     return out
 
@@ -197,7 +236,11 @@ class CommitteeEvaluator:
     """
 
     def __init__(
-        self, committee: Committee, numbers: Sequence[int], threads: int | None = 1
+        self,
+        committee: Committee,
+        numbers: Sequence[int],
+        threads: int | None = 1,
+        driver: int | None = None,
     ) -> None:
         atoms = Atoms(numbers=list(numbers))
         for m in committee.members:
@@ -209,7 +252,8 @@ class CommitteeEvaluator:
         self.aev = first.static_aev(self.numbers)
         symbols = atoms.get_chemical_symbols()
         nets = [m._atom_networks() for m in committee.members]
-        self.best = committee.best_index
+        #: the member whose forces drive the dynamics (default: the best)
+        self.best = committee.best_index if driver is None else committee.member_index(driver)
         self.nets = StackedNetworks(nets, symbols)
         others = [k for k in range(len(nets)) if k != self.best]
         stacked = [self.best, *others]
@@ -336,6 +380,12 @@ class Committee:
         """The best member (SMD driver)."""
         return self.members[self.best_index]
 
+    def member_index(self, member: int) -> int:
+        """``member`` checked against the committee's size."""
+        if not isinstance(member, int) or not 0 <= member < self.n_members:
+            raise ModelError(f"no member {member!r} in a committee of {self.n_members}")
+        return member
+
     def inherited_split(self) -> dict[str, list[int]]:
         """The split a next ``inherited`` committee starts from."""
         return self.splits[self.inherit_index]
@@ -375,7 +425,13 @@ class Committee:
         if prev_committee is not None:
             prev_split = prev_committee.inherited_split()
         splits = make_splits(
-            ids, n_members, strategy, prev_split, val_fraction=settings.val_fraction, seed=seed
+            ids,
+            n_members,
+            strategy,
+            prev_split,
+            val_fraction=settings.val_fraction,
+            seed=seed,
+            groups=parent_groups(frames),
         )
         pos = {i: k for k, i in enumerate(ids)}
         elements = elements_of(frames)
@@ -449,17 +505,21 @@ class Committee:
             energies=energies, forces=out_f, energy_std=energies.std(axis=0), force_std=fstd
         )
 
-    def evaluator(self, numbers: Sequence[int], threads: int | None = 1) -> CommitteeEvaluator:
-        """Fast single-frame evaluator for one molecule (the steered-MD loop's path)."""
-        return CommitteeEvaluator(self, numbers, threads=threads)
+    def evaluator(
+        self, numbers: Sequence[int], threads: int | None = 1, driver: int | None = None
+    ) -> CommitteeEvaluator:
+        """Fast single-frame evaluator for one molecule (the steered-MD loop's path); forces
+        of member ``driver`` (default: the best member)."""
+        return CommitteeEvaluator(self, numbers, threads=threads, driver=driver)
 
     def replica_force_field(
-        self, numbers: Sequence[int], threads: int | None = None
+        self, numbers: Sequence[int], threads: int | None = None, driver: int | None = None
     ) -> BatchForceField:
-        """Batched steered-MD force field for `run_smd_replicas`: the best member drives, the
-        committee's energy std is the UQ, every replica in one pass. ``threads=None`` keeps
-        torch's own thread count: a batch of frames is big enough to use every core."""
-        evaluator = self.evaluator(numbers, threads=threads)
+        """Batched steered-MD force field for `run_smd_replicas`: the best member (or
+        ``driver``) drives, the committee's energy std is the UQ, every replica in one pass.
+        ``threads=None`` keeps torch's own thread count: a batch of frames is big enough to use
+        every core."""
+        evaluator = self.evaluator(numbers, threads=threads, driver=driver)
 
         def evaluate(positions: np.ndarray) -> ReplicaForces:
             result = evaluator.batch(positions)
@@ -471,9 +531,11 @@ class Committee:
 
         return evaluate
 
-    def calculator(self, mode: str = "best", force_uq: bool = True) -> CommitteeCalculator:
+    def calculator(
+        self, mode: str = "best", force_uq: bool = True, driver: int | None = None
+    ) -> CommitteeCalculator:
         """ASE calculator over this committee (see `CommitteeCalculator`)."""
-        return CommitteeCalculator(self, mode=mode, force_uq=force_uq)
+        return CommitteeCalculator(self, mode=mode, force_uq=force_uq, driver=driver)
 
     # ------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -543,20 +605,26 @@ class Committee:
 class CommitteeCalculator(Calculator):
     """ASE calculator over a committee.
 
-    `energy` and `forces` come from the best member (``mode="best"``) or the committee mean
-    (``mode="mean"``). `results` also holds `energies` (every member, eV), `energy_std` (eV,
-    ddof=0: the paper's UQ) and, with `force_uq`, `forces_std` (per-atom spread, eV/A), which
+    `energy` and `forces` come from the best member (``mode="best"``; another member with
+    ``driver``) or the committee mean (``mode="mean"``). `results` also holds `energies`
+    (every member, eV), `energy_std` (eV, ddof=0: the paper's UQ) and, with `force_uq`, `forces_std` (per-atom spread, eV/A), which
     needs every member's forces and so costs more per step.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energy_std", "forces_std"]
 
     def __init__(
-        self, committee: Committee, mode: str = "best", force_uq: bool = True, **kwargs: Any
+        self,
+        committee: Committee,
+        mode: str = "best",
+        force_uq: bool = True,
+        driver: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if mode not in ("best", "mean"):
             raise ValueError(f"mode must be 'best' or 'mean', not {mode!r}")
+        self.driver = None if driver is None else committee.member_index(driver)
         self.committee = committee
         self.mode = mode
         self.force_uq = force_uq
@@ -565,7 +633,7 @@ class CommitteeCalculator(Calculator):
     def _get_evaluator(self, numbers: Sequence[int]) -> CommitteeEvaluator:
         key = tuple(int(z) for z in numbers)
         if self._evaluator is None or self._evaluator.numbers != key:
-            self._evaluator = self.committee.evaluator(key)
+            self._evaluator = self.committee.evaluator(key, driver=self.driver)
         return self._evaluator
 
     def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
@@ -630,5 +698,6 @@ __all__ = [
     "MemberTask",
     "frame_ids",
     "make_splits",
+    "parent_groups",
     "train_member",
 ]

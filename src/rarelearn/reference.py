@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,11 @@ from rarelearn.dynamics import (
     run_smd,
 )
 from rarelearn.errors import ConfigError
+from rarelearn.executors import Executor
 from rarelearn.labeling import LabelerSpec
 from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
+from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, save_start_states
 from rarelearn.store import CampaignStore, uid
 
 
@@ -108,6 +109,18 @@ def reference_replica(
     return start, trace
 
 
+def _replica_job(
+    task: tuple[LabelerSpec, Atoms, PulledAtoms, SMDSettings, int],
+) -> tuple[StartState, SMDTrace]:
+    """Worker side of the replicas: one relaxation and pull (executors map one argument)."""
+    return reference_replica(*task)
+
+
+def replica_seed(seed: int, replica: int) -> int:
+    """Velocity seed of reference replica ``replica`` (replica 0: the campaign seed itself)."""
+    return seed + replica
+
+
 def run_reference(
     atoms: Atoms,
     pulled: PulledAtoms,
@@ -116,15 +129,19 @@ def run_reference(
     run_dir: Path,
     store: CampaignStore,
     progress: StageProgress,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Run (or finish, if partly done) the reference stage; return ``reference.json``'s content.
 
-    Each part is skipped when its output already exists, so a stopped run resumes here.
+    The R replicas (each its own 10 K relaxation and pull) are independent jobs on the
+    ``executor``'s workers (in this process, one after another, without one). Each part is
+    skipped when its output already exists, so a stopped run resumes here, losing at most
+    the replicas in flight.
     """
     settings.validate()
     pulled.validate(len(atoms))
     reference_dir = run_dir / "reference"
-    reference_dir.mkdir(parents=True, exist_ok=True)
+    (reference_dir / "replicas").mkdir(parents=True, exist_ok=True)
     summary_path = reference_dir / "reference.json"
     if summary_path.is_file():
         return json.loads(summary_path.read_text())
@@ -152,25 +169,81 @@ def run_reference(
             )
         store.add_frames(frames, _provenance("equilibrium", 0, len(frames), spec))
 
-    traces: list[SMDTrace] = []
-    for replica in range(settings.replicas):
-        trace_path = reference_dir / ("smd.npz" if replica == 0 else f"smd_replica{replica}.npz")
-        if trace_path.is_file():
-            traces.append(SMDTrace.load(trace_path))
-            continue
-        label = f" (replica {replica + 1}/{settings.replicas})" if settings.replicas > 1 else ""
-        start, trace = reference_replica(
-            spec, geometry, pulled, settings.smd, settings.seed + replica, progress, label
-        )
-        if replica == 0:
-            start.save(reference_dir / "start_state.traj")
-            _store_reference_frames(store, trace, spec)
-        trace.save(trace_path)
-        traces.append(trace)
+    replicas = _ReplicaFiles(reference_dir)
+    pending = [r for r in range(settings.replicas) if not replicas.done(r)]
+    if pending and executor is None:
+        for r in pending:
+            label = f" (replica {r + 1}/{settings.replicas})" if settings.replicas > 1 else ""
+            seed = replica_seed(settings.seed, r)
+            replicas.save(
+                r, *reference_replica(spec, geometry, pulled, settings.smd, seed, progress, label)
+            )
+    elif pending:
+        group = max(1, executor.workers)
+        name = f"reference replicas ({executor.workers} workers)"
+        with progress.stage(name, settings.replicas, "replicas") as update:
+            update(settings.replicas - len(pending), settings.replicas)
+            for first in range(0, len(pending), group):
+                part = pending[first : first + group]
+                tasks = [
+                    (spec, geometry, pulled, settings.smd, replica_seed(settings.seed, r))
+                    for r in part
+                ]
+                for r, (start, trace) in zip(part, executor.map(_replica_job, tasks), strict=True):
+                    replicas.save(r, start, trace)
+                update(settings.replicas - len(pending) + first + len(part), settings.replicas)
 
-    summary = _reference_summary(traces, spec, settings, pulled)
+    main = SMDTrace.load(replicas.main_trace)
+    _store_reference_frames(store, main, spec)
+    starts = [replicas.start(r) for r in range(settings.replicas)]
+    save_start_states(reference_dir / START_STATES_FILE, starts)
+    pulls = ReplicaPulls.from_traces([replicas.trace(r) for r in range(settings.replicas)])
+    pulls.save(reference_dir / REPLICAS_FILE)
+    summary = _reference_summary(main, pulls, spec, settings, pulled)
     write_json(summary_path, summary)
     return summary
+
+
+@dataclass
+class _ReplicaFiles:
+    """Where each reference replica's start state and pull are kept (the resume unit).
+
+    Replica 0 is the paper's reference SMD: its full trace (frames and forces: the unseen test
+    set) is ``reference/smd.npz`` beside its start state ``reference/start_state.traj``; the
+    others keep their work curves only, under ``reference/replicas/``.
+    """
+
+    folder: Path
+
+    @property
+    def main_trace(self) -> Path:
+        return self.folder / "smd.npz"
+
+    def _start(self, replica: int) -> Path:
+        if replica == 0:
+            return self.folder / "start_state.traj"
+        return self.folder / "replicas" / f"start_{replica:03d}.traj"
+
+    def _trace(self, replica: int) -> Path:
+        if replica == 0:
+            return self.main_trace
+        return self.folder / "replicas" / f"smd_{replica:03d}.npz"
+
+    def done(self, replica: int) -> bool:
+        return self._start(replica).is_file() and self._trace(replica).is_file()
+
+    def save(self, replica: int, start: StartState, trace: SMDTrace) -> None:
+        """Start state first, trace last: the trace file marks the replica done."""
+        temporary = self._start(replica).with_name(self._start(replica).name + ".tmp")
+        start.save(temporary)
+        os.replace(temporary, self._start(replica))
+        trace.save(self._trace(replica), frames=replica == 0)
+
+    def start(self, replica: int) -> StartState:
+        return StartState.load(self._start(replica))
+
+    def trace(self, replica: int) -> SMDTrace:
+        return SMDTrace.load(self._trace(replica))
 
 
 def _store_reference_frames(store: CampaignStore, trace: SMDTrace, spec: LabelerSpec) -> None:
@@ -200,12 +273,18 @@ def _provenance(source: str, stage: int, n_frames: int, spec: LabelerSpec) -> li
 
 
 def _reference_summary(
-    traces: Sequence[SMDTrace], spec: LabelerSpec, settings: ReferenceSettings, pulled: PulledAtoms
+    main: SMDTrace,
+    pulls: ReplicaPulls,
+    spec: LabelerSpec,
+    settings: ReferenceSettings,
+    pulled: PulledAtoms,
 ) -> dict[str, Any]:
-    main = traces[0].summary()
+    """``reference.json``: replica 0's figures of merit (the unseen set's pull) under their
+    old keys, the replica statistics beside them, and the settings every NNP pull reuses."""
     smd = settings.smd
-    summary: dict[str, Any] = {
-        **main,
+    return {
+        **main.summary(),
+        **pulls.summary(),
         "labeler": spec.name,
         "labeler_spec": asdict(spec),
         "pulled_atoms": pulled.to_list(),
@@ -216,16 +295,10 @@ def _reference_summary(
         "timestep_fs": smd.timestep_fs,
         "relax_steps": smd.relax_steps,
         "n_steps": smd.n_steps,
+        "smd_settings": smd.to_dict(),
         "seed": settings.seed,
         "replicas": settings.replicas,
+        "replica_seeds": [replica_seed(settings.seed, r) for r in range(settings.replicas)],
         "n_equilibrium_frames": settings.equilibrium.n_frames,
         "equilibrium_temperature_K": settings.equilibrium.temperature_K,
     }
-    if len(traces) > 1:
-        values = [t.activation_energy_eV for t in traces]
-        summary["activation_energy_replicas_eV"] = values
-        summary["activation_energy_mean_eV"] = float(np.mean(values))
-        summary["activation_energy_std_eV"] = float(np.std(values, ddof=1))
-        distances = [t.breaking_distance_A for t in traces]
-        summary["breaking_distance_replicas_A"] = distances
-    return summary

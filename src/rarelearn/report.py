@@ -201,6 +201,106 @@ def _column(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
     return np.array([_num(r.get(key)) for r in rows], dtype=float)
 
 
+def _signed_error_kcal_mol(row: dict[str, Any], ea_ref_eV: float) -> float:
+    """Signed Ea error (NNP mean - reference mean) of a row in kcal/mol.
+
+    Older rows have no ``ea_error_signed_eV``: the sign then comes from ``ea_nnp_eV`` minus
+    the row's (else the run's) reference Ea; ``ea_error_eV`` (absolute) is the last resort.
+    """
+    value = _num(row.get("ea_error_signed_eV"))
+    if not math.isfinite(value):
+        ref = _num(row.get("ea_ref_eV"))
+        value = _num(row.get("ea_nnp_eV")) - (ref if math.isfinite(ref) else ea_ref_eV)
+    if not math.isfinite(value):
+        value = _num(row.get("ea_error_eV"))
+    if not math.isfinite(value):
+        return _num(row.get("ea_error_kcal_mol"))
+    return value * EV_TO_KCAL_MOL
+
+
+def _ci95_kcal_mol(row: dict[str, Any]) -> float:
+    """Half-width of the row's 95 % interval of the Ea error in kcal/mol (NaN if absent)."""
+    return _num(row.get("ea_error_ci95_eV")) * EV_TO_KCAL_MOL
+
+
+def _lower_bound(row: dict[str, Any]) -> bool:
+    """True if some NNP pull of the row did not break a bond: its Ea is only a lower bound."""
+    broke = row.get("broke")
+    if isinstance(broke, bool):
+        return not broke
+    if isinstance(broke, list) and broke:
+        return not all(bool(b) for b in broke)
+    return False
+
+
+#: Ea tolerance (kcal/mol) of run folders whose summary.json has no ``stop`` block.
+DEFAULT_TOLERANCE_KCAL_MOL = 1.0
+
+
+def _tolerance_kcal_mol(run: _Run) -> float:
+    """The campaign's Ea tolerance (summary["stop"]), else the 1 kcal/mol default."""
+    stop = run.summary.get("stop")
+    value = _num(stop.get("tolerance_kcal_mol")) if isinstance(stop, dict) else math.nan
+    return value if math.isfinite(value) and value > 0 else DEFAULT_TOLERANCE_KCAL_MOL
+
+
+def _finite_list(value: Any) -> list[float]:
+    """The finite numbers of a JSON list (empty for anything else)."""
+    if not isinstance(value, list):
+        return []
+    return [x for x in (_num(v) for v in value) if math.isfinite(x)]
+
+
+def _reference_stats(run: _Run) -> tuple[float, float, int]:
+    """Reference Ea (eV): replica mean, its standard error (NaN if unknown) and replica count.
+
+    From summary.json (``ea_ref_eV``, ``ea_ref_sem_eV``, ``ea_ref_replicas_eV``), else from
+    reference.json; an old run folder gives its single Ea, NaN and 1.
+    """
+    reference = run.reference or {}
+    values = _finite_list(run.summary.get("ea_ref_replicas_eV")) or _finite_list(
+        reference.get("activation_energy_replicas_eV")
+    )
+    sem = _num(run.summary.get("ea_ref_sem_eV"))
+    if not math.isfinite(sem):
+        sem = _num(reference.get("activation_energy_sem_eV"))
+    if not math.isfinite(sem) and len(values) >= 2:
+        sem = float(np.std(values, ddof=1) / math.sqrt(len(values)))
+    count = len(values)
+    if not count:
+        stated = _num(reference.get("n_replicas"))
+        count = int(stated) if math.isfinite(stated) else int(math.isfinite(run.ea_ref_eV))
+    return run.ea_ref_eV, sem, count
+
+
+def _replica_band(data: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Per-step statistics of R replica work curves, or None for fewer than two replicas.
+
+    Replicas are aligned by SMD step (every pull moves the spring by the same rest length per
+    step). A step counts while at least two replicas still run (NaN padding marks the others).
+    Returns ``distance_A`` (mean over those replicas), ``mean_eV``, ``min_eV``, ``max_eV`` and
+    ``count`` per kept step, plus ``n_replicas``.
+    """
+    d = np.asarray(data["distance_A"], dtype=float)
+    w = np.asarray(data["work_eV"], dtype=float)
+    if d.ndim != 2 or d.shape != w.shape or d.shape[0] < 2:
+        return None
+    ok = np.isfinite(d) & np.isfinite(w)
+    count = ok.sum(axis=0)
+    keep = count >= 2
+    if not keep.any():
+        return None
+    n = count[keep]
+    return {
+        "distance_A": np.where(ok, d, 0.0).sum(axis=0)[keep] / n,
+        "mean_eV": np.where(ok, w, 0.0).sum(axis=0)[keep] / n,
+        "min_eV": np.where(ok, w, np.inf).min(axis=0)[keep],
+        "max_eV": np.where(ok, w, -np.inf).max(axis=0)[keep],
+        "count": n,
+        "n_replicas": np.array(d.shape[0]),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
@@ -261,6 +361,34 @@ def _add_baseline_lines(ax: Any, run: _Run, key_fn: Any) -> None:
             ax.axhline(value, color=color, ls="--", lw=1.3, label=f"baseline: {name}")
 
 
+def _replica_files(run: _Run) -> tuple[dict | None, int | None, dict | None]:
+    """Replica bands of the reference and of the last iteration that has ``replicas.npz``."""
+    keys = ("distance_A", "work_eV")
+    path = run.run_dir / "reference" / "replicas.npz"
+    data = _read_npz(path, keys, run.notes)
+    reference = _replica_band(data) if data is not None else None
+    for n in sorted(run.iteration_dirs, reverse=True):
+        data = _read_npz(run.iteration_dirs[n] / "replicas.npz", keys, run.notes)
+        if data is not None:
+            return reference, n, _replica_band(data)
+    return reference, None, None
+
+
+def _draw_band(ax: Any, band: dict[str, np.ndarray], color: Any, label: str, z: float) -> None:
+    """Min-max envelope (filled) and mean (dashed) of replica work curves."""
+    ax.fill_between(
+        band["distance_A"],
+        band["min_eV"],
+        band["max_eV"],
+        color=color,
+        alpha=0.28,
+        lw=0,
+        zorder=z,
+        label=label,
+    )
+    ax.plot(band["distance_A"], band["mean_eV"], color=color, ls="--", lw=1.0, zorder=z + 0.1)
+
+
 def _figure_work(run: _Run, fig_dir: Path) -> _FigureResult:
     result = _FigureResult(
         "work.png",
@@ -281,7 +409,8 @@ def _figure_work(run: _Run, fig_dir: Path) -> _FigureResult:
         for name in run.baselines
         if (t := _read_npz(run.run_dir / "baselines" / name / "smd.npz", keys, run.notes))
     }
-    if reference is None and not iterations and not baselines:
+    ref_band, final, nnp_band = _replica_files(run)
+    if reference is None and not iterations and not baselines and not ref_band and not nnp_band:
         result.skipped = "no SMD trace (reference, iteration or baseline smd.npz) found."
         return result
 
@@ -289,67 +418,189 @@ def _figure_work(run: _Run, fig_dir: Path) -> _FigureResult:
     ax = fig.add_subplot()
     colors, mappable = _iteration_colors(sorted(iterations))
     with_legend = len(iterations) <= 6
+    single = " (replica 0)" if ref_band or nnp_band else ""
+    if ref_band is not None:
+        r = int(ref_band["n_replicas"])
+        _draw_band(ax, ref_band, "0.45", f"reference, {r} replicas", 1.0)
+    if nnp_band is not None:
+        r = int(nnp_band["n_replicas"])
+        _draw_band(ax, nnp_band, "tab:blue", f"iteration {final} NNP, {r} replicas", 1.2)
     for n, trace in sorted(iterations.items()):
         ax.plot(
             trace["distance_A"],
             trace["work_eV"],
             color=colors[n],
             lw=1.2,
-            label=f"iteration {n}" if with_legend else None,
+            zorder=2,
+            label=f"iteration {n}{single}" if with_legend else None,
         )
     for k, (name, trace) in enumerate(baselines.items()):
         color = _BASELINE_COLORS[k % len(_BASELINE_COLORS)]
-        ax.plot(trace["distance_A"], trace["work_eV"], color=color, ls="--", label=name)
+        ax.plot(trace["distance_A"], trace["work_eV"], color=color, ls="--", zorder=2, label=name)
     if reference is not None:
         ax.plot(
-            reference["distance_A"], reference["work_eV"], color="black", lw=2.2, label="reference"
+            reference["distance_A"],
+            reference["work_eV"],
+            color="black",
+            lw=2.2,
+            zorder=3,
+            label=f"reference{single}",
         )
     if math.isfinite(run.ea_ref_eV):
-        ax.axhline(run.ea_ref_eV, color="0.4", ls=":", lw=1.0, label="$E_a$ (reference)")
+        label = "$E_a$ (reference mean)" if ref_band is not None else "$E_a$ (reference)"
+        ax.axhline(run.ea_ref_eV, color="0.4", ls=":", lw=1.0, label=label)
     if not with_legend:
         fig.colorbar(mappable, ax=ax, label="iteration")
     ax.set_xlabel("spring distance $d$ (Å)")
     ax.set_ylabel("work $W$ (eV)")
     ax.legend(loc="upper left", frameon=False)
+    if ref_band is not None or nnp_band is not None:
+        sides = []
+        if ref_band is not None:
+            sides.append(f"the {int(ref_band['n_replicas'])} reference replicas (grey)")
+        if nnp_band is not None:
+            sides.append(
+                f"the {int(nnp_band['n_replicas'])} NNP replicas of iteration {final} (blue)"
+            )
+        result.caption = (
+            "Work done by the spring versus spring distance. Bands: min-max envelope of W over "
+            f"{' and '.join(sides)} at each SMD step, plotted against the mean distance of the "
+            "replicas at that step (steps are aligned: every pull moves the spring equally; a "
+            "step counts while at least two replicas still run); dashed line in each band: "
+            "replica mean. Solid lines: the single pull (replica 0) of the reference (black), "
+            "of the best committee member of each iteration (colour) and of the baselines "
+            "(dashed). The activation energy of a pull is its max W."
+        )
     result.path = _save(fig, fig_dir / result.name)
     return result
 
 
+def _symlog_y(ax: Any, linthresh: float) -> None:
+    """Symmetric log y axis, linear within +-linthresh, labelled with plain numbers."""
+    ax.set_yscale("symlog", linthresh=linthresh, linscale=1.0)
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _pos: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _figure_ea_error(run: _Run, fig_dir: Path) -> _FigureResult:
-    result = _FigureResult(
-        "ea_error.png",
-        "Activation-energy error per iteration",
-        "|Ea(NNP) - Ea(reference)| per iteration on a log scale; the dotted line marks "
-        "1 kcal/mol, dashed lines the baselines.",
-    )
+    tolerance = _tolerance_kcal_mol(run)
+    result = _FigureResult("ea_error.png", "Activation-energy error per iteration", "")
     if not run.rows:
         result.skipped = "no iterations yet."
         return result
     iters = _column(run.rows, "iteration")
-    errors = np.array([_ea_error_kcal_mol(r, run.ea_ref_eV) for r in run.rows])
-    ok = np.isfinite(errors) & (errors > 0)
+    signed = np.array([_signed_error_kcal_mol(r, run.ea_ref_eV) for r in run.rows])
+    ci95 = np.array([_ci95_kcal_mol(r) for r in run.rows])
+    single = np.abs(_column(run.rows, "ea_error_single_eV")) * EV_TO_KCAL_MOL
+    lower = np.array([_lower_bound(r) for r in run.rows], dtype=bool)
+    ok = np.isfinite(signed)
     if not ok.any():
-        result.skipped = "no iteration row has a positive, finite Ea error."
+        result.skipped = "no iteration row has a finite Ea error."
         return result
+    bars = ok & np.isfinite(ci95)
+    faded = np.isfinite(single)
+    open_ = ok & lower
 
-    fig = _new_figure(6.0, 4.0)
+    fig = _new_figure(6.4, 4.4)
     ax = fig.add_subplot()
-    ax.plot(iters[ok], errors[ok], "o-", color="tab:blue", label="active learning")
-    _add_baseline_lines(ax, run, lambda row: _ea_error_kcal_mol(row, run.ea_ref_eV))
-    ax.axhline(1.0, color="black", ls=":", lw=1.2, label="1 kcal/mol")
-    _log_y(ax)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("$|E_a - E_a^{\\mathrm{ref}}|$ (kcal/mol)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    secondary = ax.secondary_yaxis(
-        "right", functions=(lambda x: x / EV_TO_KCAL_MOL, lambda x: x * EV_TO_KCAL_MOL)
+    ax.axhspan(
+        -tolerance,
+        tolerance,
+        color="tab:green",
+        alpha=0.18,
+        lw=0,
+        zorder=0,
+        label=f"tolerance ±{tolerance:g} kcal/mol",
     )
-    secondary.yaxis.set_major_formatter(_PlainLogFormatter())
-    secondary.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
-    secondary.set_ylabel("$|E_a - E_a^{\\mathrm{ref}}|$ (eV)")
-    ax.legend(frameon=False)
+    ax.axhline(0.0, color="0.3", lw=0.8, zorder=0.5)
+    ax.plot(iters[ok], signed[ok], "-", color="tab:blue", lw=1.0, alpha=0.5, zorder=1)
+    if bars.any():
+        ax.errorbar(
+            iters[bars],
+            signed[bars],
+            yerr=ci95[bars],
+            fmt="none",
+            ecolor="tab:blue",
+            elinewidth=1.4,
+            capsize=4,
+            zorder=2,
+        )
+    label = "NNP mean − reference mean" + (" (95 % CI)" if bars.any() else "")
+    filled = ok & ~lower
+    ax.plot(iters[filled], signed[filled], "o", color="tab:blue", ms=6, zorder=3, label=label)
+    if open_.any():
+        ax.plot(
+            iters[open_],
+            signed[open_],
+            "^",
+            mfc="white",
+            mec="tab:blue",
+            mew=1.6,
+            ms=8,
+            zorder=3,
+            label="lower bound: not every pull broke",
+        )
+    if faded.any():
+        ax.plot(
+            iters[faded] + 0.2,
+            single[faded],
+            "o",
+            mfc="none",
+            mec="tab:blue",
+            mew=1.2,
+            ms=6,
+            alpha=0.4,
+            zorder=2,
+            label="single pull |error| (replica 0)",
+        )
+    for k, (name, row) in enumerate(run.baselines.items()):
+        value = _signed_error_kcal_mol(row, run.ea_ref_eV)
+        if math.isfinite(value):
+            color = _BASELINE_COLORS[k % len(_BASELINE_COLORS)]
+            ax.axhline(value, color=color, ls="--", lw=1.3, label=f"baseline: {name}")
+    converged = _num(run.summary.get("converged_iteration"))
+    if math.isfinite(converged):
+        ax.axvline(converged, color="tab:green", ls=":", lw=1.3, label="converged")
+    _symlog_y(ax, tolerance)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(min(lo, -2.0 * tolerance), max(hi, 2.0 * tolerance))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("$E_a^{\\mathrm{NNP}} - E_a^{\\mathrm{ref}}$ (kcal/mol)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.legend(loc="outside lower center", ncols=2, frameon=False)
+
+    replicas = _num(run.rows[-1].get("n_replicas"))
+    per_side = f" ({int(replicas)} replicas per side)" if math.isfinite(replicas) else ""
+    caption = [
+        "Signed activation-energy error per iteration: mean Ea of the NNP pulls minus mean "
+        f"Ea of the reference pulls{per_side}, in kcal/mol, on a symmetric log scale that is "
+        f"linear within ±{tolerance:g} kcal/mol."
+    ]
+    if bars.any():
+        caption.append("Bars: 95 % (Welch) confidence interval of that difference.")
+    else:
+        caption.append(
+            "No confidence intervals in this run folder (single replica or older format): "
+            "points without bars."
+        )
+    if faded.any():
+        caption.append(
+            "Hollow faded circles (shifted right): the single-pull error "
+            "|Ea(NNP) - Ea(reference)| of replica 0, the paper's metric (absolute, so >= 0)."
+        )
+    caption.append(f"Shaded band: the ±{tolerance:g} kcal/mol tolerance.")
+    if run.baselines:
+        caption.append("Dashed lines: baselines.")
+    if open_.any():
+        caption.append(
+            f"Open triangles ({int(open_.sum())} iteration(s)): not every NNP pull broke a "
+            "bond, so the NNP Ea is a lower bound rather than a barrier."
+        )
+    if math.isfinite(converged):
+        caption.append(f"Dotted vertical line: converged at iteration {int(converged)}.")
     if (~ok).any():
-        result.caption += f" {int((~ok).sum())} iteration(s) without a positive error not shown."
+        caption.append(f"{int((~ok).sum())} iteration(s) without an Ea error not shown.")
+    result.caption = " ".join(caption)
     result.path = _save(fig, fig_dir / result.name)
     return result
 
@@ -545,6 +796,7 @@ figcaption { font-size: 0.9em; color: #444; max-width: 800px; }
 .skipped { color: #8a5a00; background: #fff6e0; padding: 0.4em 0.8em; border-radius: 4px; }
 .scroll { overflow-x: auto; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }
 .muted { color: #666; font-size: 0.9em; }
+.headline { font-size: 1.1em; font-weight: 600; }
 """
 
 
@@ -595,15 +847,66 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _headline(run: _Run) -> list[str]:
+    """The verdict at the top of the report: final Ea error, convergence, labels; resolution.
+
+    Plain-text sentences (escaped by the caller); empty while there are no iterations.
+    """
+    if not run.rows:
+        return []
+    last = run.rows[-1]
+    error = _signed_error_kcal_mol(last, run.ea_ref_eV)
+    ci95 = _ci95_kcal_mol(last)
+    if not math.isfinite(error):
+        text = "Final Ea error not available"
+    elif math.isfinite(ci95):
+        text = f"Final Ea error {error:+.2f} ± {ci95:.2f} kcal/mol (95 %)"
+    else:
+        text = f"Final Ea error {error:+.2f} kcal/mol (no confidence interval)"
+    converged = _num(run.summary.get("converged_iteration"))
+    reason = run.summary.get("stop_reason")
+    if math.isfinite(converged):
+        text += f", converged at iteration {int(converged)}"
+    elif reason == "converged":
+        text += ", converged"
+    elif reason:
+        text += f", not converged ({reason})"
+    else:
+        text += ", not converged (no stop reason recorded)"
+    labels = _num(last.get("n_labels"))
+    if math.isfinite(labels):
+        text += f", after {int(labels)} labels"
+    sentences = [text + "."]
+    resolution = run.summary.get("resolution")
+    if isinstance(resolution, dict) and resolution.get("resolvable") is False:
+        half = _num(resolution.get("ci95_kcal_mol"))
+        half = half if math.isfinite(half) else ci95
+        needed = _num(resolution.get("replicas_needed"))
+        width = f" (±{half:.2f} kcal/mol)" if math.isfinite(half) else ""
+        sentence = (
+            f"The 95 % interval{width} is wider than the ±{_tolerance_kcal_mol(run):g} "
+            "kcal/mol tolerance"
+        )
+        if math.isfinite(needed):
+            sentence += f": about {int(needed)} replicas per side would resolve it"
+        sentences.append(sentence + ".")
+    return sentences
+
+
 def _overview(run: _Run) -> str:
     items = [("run folder", html.escape(str(run.run_dir.resolve())))]
-    if math.isfinite(run.ea_ref_eV):
-        items.append(
-            (
-                "reference E<sub>a</sub>",
-                f"{run.ea_ref_eV:.4f} eV ({run.ea_ref_eV * EV_TO_KCAL_MOL:.2f} kcal/mol)",
+    ea_ref, sem, n_ref = _reference_stats(run)
+    if math.isfinite(ea_ref):
+        count = f"{n_ref} replica{'s' if n_ref != 1 else ''}"
+        if math.isfinite(sem):
+            value = (
+                f"{ea_ref:.4f} ± {sem:.4f} eV "
+                f"({ea_ref * EV_TO_KCAL_MOL:.2f} ± {sem * EV_TO_KCAL_MOL:.2f} kcal/mol), "
+                f"mean ± sem of {count}"
             )
-        )
+        else:
+            value = f"{ea_ref:.4f} eV ({ea_ref * EV_TO_KCAL_MOL:.2f} kcal/mol), {count}"
+        items.append(("reference E<sub>a</sub>", value))
     if run.reference:
         for key, value in run.reference.items():
             if key != "ea_ref_eV" and not isinstance(value, dict | list):
@@ -611,29 +914,75 @@ def _overview(run: _Run) -> str:
     items.append(("iterations", str(len(run.rows))))
     if run.rows:
         last = run.rows[-1]
-        error = _ea_error_kcal_mol(last, run.ea_ref_eV)
+        error = _signed_error_kcal_mol(last, run.ea_ref_eV)
+        ci95 = _ci95_kcal_mol(last)
         if math.isfinite(error):
+            value = f"{error:+.3f} kcal/mol ({error / EV_TO_KCAL_MOL:+.4f} eV)"
+            if math.isfinite(ci95):
+                value = (
+                    f"{error:+.3f} ± {ci95:.3f} kcal/mol (95 %) "
+                    f"({error / EV_TO_KCAL_MOL:+.4f} ± {ci95 / EV_TO_KCAL_MOL:.4f} eV)"
+                )
+            name = f"E<sub>a</sub> error (NNP − reference), iteration {_fmt(last.get('iteration'))}"
+            items.append((name, value))
+        single = _num(last.get("ea_error_single_eV"))
+        if math.isfinite(single):
             items.append(
                 (
-                    f"E<sub>a</sub> error, iteration {_fmt(last.get('iteration'))}",
-                    f"{error:.3f} kcal/mol ({error / EV_TO_KCAL_MOL:.4f} eV)",
+                    "single-pull |E<sub>a</sub> error| (replica 0)",
+                    f"{abs(single) * EV_TO_KCAL_MOL:.3f} kcal/mol",
                 )
+            )
+        replicas = last.get("n_replicas")
+        if replicas is not None:
+            items.append(("NNP replicas per iteration", _fmt(replicas)))
+        if _lower_bound(last):
+            broke = last.get("broke")
+            n_broke = sum(bool(b) for b in broke) if isinstance(broke, list) else 0
+            total = len(broke) if isinstance(broke, list) else 1
+            items.append(
+                ("NNP pulls that broke", f"{n_broke} of {total}: E<sub>a</sub> is a lower bound")
             )
         n_labels = last.get("n_labels")
         if n_labels is not None:
             items.append(("labels used", _fmt(n_labels)))
+    stop = run.summary.get("stop")
+    if isinstance(stop, dict):
+        items.append(
+            (
+                "stop rule",
+                f"|error| within ±{_fmt(stop.get('tolerance_kcal_mol'))} kcal/mol, "
+                f"patience {_fmt(stop.get('patience'))}",
+            )
+        )
+    if run.summary.get("stop_reason") is not None:
+        items.append(("stop reason", _fmt(run.summary.get("stop_reason"))))
+    if "converged_iteration" in run.summary:
+        items.append(("converged at iteration", _fmt(run.summary.get("converged_iteration"))))
+    resolution = run.summary.get("resolution")
+    if isinstance(resolution, dict):
+        items.append(
+            (
+                "resolution",
+                f"95 % half-width {_fmt(_num(resolution.get('ci95_kcal_mol')))} kcal/mol; "
+                f"{_fmt(resolution.get('replicas_needed'))} replicas per side needed; "
+                f"resolvable: {_fmt(resolution.get('resolvable'))}",
+            )
+        )
     rows = "".join(f'<tr><th class="name">{k}</th><td class="name">{v}</td></tr>' for k, v in items)
     return f"<table>{rows}</table>"
 
 
 def _render_html(run: _Run, figures: Sequence[_FigureResult]) -> str:
     title = f"rarelearn report: {run.run_dir.resolve().name}"
+    headline = " ".join(_headline(run))
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
+        f'<p class="headline">{html.escape(headline)}</p>' if headline else "",
         f'<p class="muted">Generated by rarelearn {html.escape(__version__)} from the run '
         "folder; self-contained, works offline.</p>",
         "<h2>Overview</h2>",

@@ -138,7 +138,8 @@ class SMDTrace:
     spring_force_eV_per_A: np.ndarray
     work_eV: np.ndarray
     energy_eV: np.ndarray
-    positions_A: np.ndarray
+    #: (frames, atoms, 3); None for a trace saved without its frames (replica summaries).
+    positions_A: np.ndarray | None
     numbers: np.ndarray
     #: Kinetic energy, so that total-energy bookkeeping (NVE: dE_total = W) can be checked.
     kinetic_eV: np.ndarray | None = None
@@ -168,6 +169,8 @@ class SMDTrace:
 
         ``labeled=True`` attaches the calculator's own energy and forces of that frame.
         """
+        if self.positions_A is None:
+            raise ValueError("this trace was saved without its frames (positions)")
         atoms = Atoms(numbers=self.numbers, positions=self.positions_A[index])
         atoms.info["spring_distance"] = float(self.distance_A[index])
         if labeled:
@@ -198,8 +201,12 @@ class SMDTrace:
             "stopped_reason": self.stopped_reason,
         }
 
-    def save(self, path: Path) -> None:
-        """Write ``smd.npz`` (keys in docs/architecture.md) atomically."""
+    def save(self, path: Path, frames: bool = True) -> None:
+        """Write ``smd.npz`` (keys in docs/architecture.md) atomically.
+
+        ``frames=False`` leaves out positions and forces (a replica's work curve and figures
+        of merit: a few kB instead of MB).
+        """
         arrays = {
             "time_fs": self.time_fs,
             "distance_A": self.distance_A,
@@ -207,7 +214,6 @@ class SMDTrace:
             "spring_force_eV_per_A": self.spring_force_eV_per_A,
             "work_eV": self.work_eV,
             "energy_eV": self.energy_eV,
-            "positions_A": self.positions_A,
             "numbers": self.numbers,
             "broken_frame": np.array(-1 if self.broken_frame is None else self.broken_frame),
             "broken_bond": np.array(self.broken_bond or (-1, -1)),
@@ -215,7 +221,8 @@ class SMDTrace:
         }
         if self.uq_eV is not None:
             arrays["uq_eV"] = self.uq_eV
-        for key in ("forces_eV_per_A", "kinetic_eV"):
+        saved = ("positions_A", "forces_eV_per_A", "kinetic_eV") if frames else ("kinetic_eV",)
+        for key in saved:
             if getattr(self, key) is not None:
                 arrays[key] = getattr(self, key)
         temporary = path.with_name(path.name + ".tmp.npz")
@@ -234,7 +241,7 @@ class SMDTrace:
                 spring_force_eV_per_A=data["spring_force_eV_per_A"],
                 work_eV=data["work_eV"],
                 energy_eV=data["energy_eV"],
-                positions_A=data["positions_A"],
+                positions_A=data.get("positions_A"),
                 numbers=data["numbers"],
                 uq_eV=data.get("uq_eV"),
                 forces_eV_per_A=data.get("forces_eV_per_A"),

@@ -1,0 +1,185 @@
+"""Replica pulls: the start states and work curves of many steered MDs, and their Ea statistics.
+
+The reference stage pulls R replicas (each its own 10 K relaxation); every NNP pull of an
+iteration starts from one of their start states (positions and momenta), so each NNP pull has
+a reference twin. This module holds what the two sides share: saving and loading the start
+states, the compact per-replica record (`ReplicaPulls`, saved as ``replicas.npz``), and the
+comparison of two sets of pulls (`compare_pulls`), whose keys go into ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase.io import read, write
+
+from rarelearn.dynamics import SMDTrace, StartState
+from rarelearn.errors import RarelearnError
+from rarelearn.molecules import PulledAtoms
+from rarelearn.statistics import Sample, paired, welch
+
+START_STATES_FILE = "start_states.traj"
+REPLICAS_FILE = "replicas.npz"
+
+
+def save_start_states(path: Path, starts: Sequence[StartState]) -> None:
+    """All start states (positions and momenta) in one ASE trajectory, written atomically."""
+    frames = []
+    for start in starts:
+        atoms = start.atoms.copy()
+        atoms.set_momenta(start.atoms.get_momenta(), apply_constraint=False)
+        atoms.info["pulled"] = start.pulled.to_list()
+        frames.append(atoms)
+    temporary = path.with_name(path.name + ".tmp")
+    write(temporary, frames, format="traj")
+    os.replace(temporary, path)
+
+
+def load_start_states(path: Path) -> list[StartState]:
+    """The start states `save_start_states` wrote, in replica order."""
+    if not path.is_file():
+        raise RarelearnError(
+            f"{path} not found: the reference start states are written by the reference stage "
+            "(rarelearn run or rarelearn reference)"
+        )
+    starts = []
+    for atoms in read(path, index=":", format="traj"):
+        pulled = PulledAtoms.from_list(atoms.info.pop("pulled"))
+        starts.append(StartState(atoms=atoms, pulled=pulled))
+    return starts
+
+
+@dataclass
+class ReplicaPulls:
+    """Figures of merit and work curves W(d) of R pulls (NaN-padded to the longest)."""
+
+    activation_energy_eV: np.ndarray  # (R,)
+    breaking_distance_A: np.ndarray  # (R,) NaN where no bond broke
+    stopped_reason: list[str]
+    distance_A: np.ndarray  # (R, T)
+    work_eV: np.ndarray  # (R, T)
+    rest_length_A: np.ndarray  # (R, T)
+
+    @classmethod
+    def from_traces(cls, traces: Sequence[SMDTrace]) -> ReplicaPulls:
+        if not traces:
+            raise ValueError("no pulls")
+        length = max(t.n_frames for t in traces)
+
+        def padded(key: str) -> np.ndarray:
+            out = np.full((len(traces), length), np.nan)
+            for r, trace in enumerate(traces):
+                values = getattr(trace, key)
+                out[r, : len(values)] = values
+            return out
+
+        return cls(
+            activation_energy_eV=np.array([t.activation_energy_eV for t in traces]),
+            breaking_distance_A=np.array(
+                [np.nan if t.breaking_distance_A is None else t.breaking_distance_A for t in traces]
+            ),
+            stopped_reason=[t.stopped_reason for t in traces],
+            distance_A=padded("distance_A"),
+            work_eV=padded("work_eV"),
+            rest_length_A=padded("rest_length_A"),
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.activation_energy_eV)
+
+    @property
+    def broke(self) -> list[bool]:
+        """Whether each pull broke a bond and ran to its end: only then is max W a barrier.
+
+        A pull that never broke, or that stopped early (blew up, calculator failed), gives a
+        lower bound of Ea.
+        """
+        return [
+            bool(np.isfinite(d)) and reason == "completed"
+            for d, reason in zip(self.breaking_distance_A, self.stopped_reason, strict=True)
+        ]
+
+    @property
+    def sample(self) -> Sample:
+        return Sample.of(self.activation_energy_eV)
+
+    def breaking_distances(self) -> list[float | None]:
+        return [float(d) if np.isfinite(d) else None for d in self.breaking_distance_A]
+
+    def mean_breaking_distance(self) -> float | None:
+        """Mean breaking distance over the pulls that broke (None if none did)."""
+        broken = self.breaking_distance_A[np.isfinite(self.breaking_distance_A)]
+        return float(broken.mean()) if len(broken) else None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready statistics of the replicas."""
+        sample = self.sample
+        return {
+            "n_replicas": self.n,
+            "activation_energy_mean_eV": sample.mean,
+            "activation_energy_sem_eV": _finite_or_none(sample.sem),
+            "activation_energy_std_eV": _finite_or_none(sample.std),
+            "activation_energy_replicas_eV": sample.values,
+            "breaking_distance_mean_A": self.mean_breaking_distance(),
+            "breaking_distance_replicas_A": self.breaking_distances(),
+            "broke": self.broke,
+            "stopped_reason_replicas": self.stopped_reason,
+        }
+
+    def save(self, path: Path) -> None:
+        temporary = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(
+            temporary,
+            activation_energy_eV=self.activation_energy_eV,
+            breaking_distance_A=self.breaking_distance_A,
+            stopped_reason=np.array(self.stopped_reason),
+            distance_A=self.distance_A,
+            work_eV=self.work_eV,
+            rest_length_A=self.rest_length_A,
+        )
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ReplicaPulls:
+        with np.load(path) as data:
+            return cls(
+                activation_energy_eV=data["activation_energy_eV"],
+                breaking_distance_A=data["breaking_distance_A"],
+                stopped_reason=[str(s) for s in data["stopped_reason"]],
+                distance_A=data["distance_A"],
+                work_eV=data["work_eV"],
+                rest_length_A=data["rest_length_A"],
+            )
+
+
+def compare_pulls(model: ReplicaPulls, reference: ReplicaPulls) -> dict[str, Any]:
+    """Ea error of the model's pulls against the reference's, as row keys (eV).
+
+    ``model`` pull r starts from reference replica r's start state; the paired difference
+    uses the first min(R_model, R_reference) pairs.
+    """
+    difference = welch(model.sample, reference.sample)
+    n_pairs = min(model.n, reference.n)
+    twin = paired(model.activation_energy_eV[:n_pairs], reference.activation_energy_eV[:n_pairs])
+    return {
+        "ea_error_eV": abs(difference.estimate),
+        "ea_error_signed_eV": difference.estimate,
+        "ea_error_ci95_eV": _finite_or_none(difference.half_width),
+        "ea_error_paired_eV": twin.estimate,
+        "ea_error_paired_ci95_eV": _finite_or_none(twin.half_width),
+        "ea_error_single_eV": abs(
+            float(model.activation_energy_eV[0] - reference.activation_energy_eV[0])
+        ),
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an undefined spread (one replica) is written as null."""
+    return float(value) if math.isfinite(value) else None
