@@ -607,8 +607,9 @@ class CommitteeCalculator(Calculator):
 
     `energy` and `forces` come from the best member (``mode="best"``; another member with
     ``driver``) or the committee mean (``mode="mean"``). `results` also holds `energies`
-    (every member, eV), `energy_std` (eV, ddof=0: the paper's UQ) and, with `force_uq`, `forces_std` (per-atom spread, eV/A), which
-    needs every member's forces and so costs more per step.
+    (every member, eV), `energy_std` (eV, ddof=0: the paper's UQ) and, with `force_uq`,
+    `forces_std` (per-atom spread, eV/A), which needs every member's forces and so costs more
+    per step.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energy_std", "forces_std"]
