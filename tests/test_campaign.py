@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ase.db import connect
+from ase.io import read
 
-from rarelearn.campaign import ROW_KEYS
+from rarelearn.campaign import ROW_KEYS, converged_iteration
 from rarelearn.cli import main
 from rarelearn.config import load_config, load_resolved
 from rarelearn.errors import ConfigError
@@ -26,6 +28,8 @@ seed = 1
 chain = 3
 [labeler]
 method = "failing_calculator:SlowStartXTB"
+[reference]
+replicas = 3
 [reference.equilibrium]
 n_frames = 60
 equilibration_steps = 20
@@ -102,6 +106,8 @@ def test_run_folder_is_complete(finished_run):
         "reference/reference.json",
         "reference/smd.npz",
         "reference/start_state.traj",
+        "reference/start_states.traj",
+        "reference/replicas.npz",
         "baselines/smd_only/metrics.json",
         "figures/work.png",
         "figures/ea_error.png",
@@ -110,7 +116,14 @@ def test_run_folder_is_complete(finished_run):
         assert (finished_run / name).is_file(), name
     for i in range(3):
         folder = finished_run / "iterations" / f"{i:03d}"
-        for name in ["committee/committee.json", "smd.npz", "unseen.npz", "metrics.json"]:
+        for name in [
+            "committee/committee.json",
+            "smd.npz",
+            "replicas.npz",
+            "members.json",
+            "unseen.npz",
+            "metrics.json",
+        ]:
             assert (folder / name).is_file(), f"{folder}/{name}"
     summary = json.loads((finished_run / "summary.json").read_text())
     assert [tuple(row) for row in summary["iterations"]] == [ROW_KEYS] * 3
@@ -122,6 +135,25 @@ def test_run_folder_is_complete(finished_run):
         == first["n_labels"] + first["n_selected"] * 3 - first["n_label_failures"]
     )
     assert first["n_selected"] > 0
+    # Ea is a replica statistic: three reference replicas, each NNP pull from one of them.
+    reference = json.loads((finished_run / "reference" / "reference.json").read_text())
+    replicas = summary["ea_ref_replicas_eV"]
+    assert len(replicas) == 3 == len(read(finished_run / "reference/start_states.traj", ":"))
+    assert replicas == reference["activation_energy_replicas_eV"]
+    assert replicas[0] == reference["activation_energy_eV"]  # replica 0: the unseen set's pull
+    assert summary["ea_ref_eV"] == pytest.approx(np.mean(replicas), abs=1e-12)
+    assert summary["ea_ref_sem_eV"] == pytest.approx(np.std(replicas, ddof=1) / np.sqrt(3))
+    assert summary["stop_reason"] in ("converged", "max_iterations")
+    for row in summary["iterations"]:
+        assert row["n_replicas"] == len(row["ea_nnp_replicas_eV"]) == len(row["broke"]) == 3
+        assert row["ea_nnp_eV"] == pytest.approx(np.mean(row["ea_nnp_replicas_eV"]), abs=1e-12)
+        assert row["ea_error_signed_eV"] == pytest.approx(row["ea_nnp_eV"] - row["ea_ref_eV"])
+        assert row["ea_error_ci95_eV"] > 0
+        assert len(row["ea_members_eV"]) == 2
+        assert row["ea_members_eV"][_best_index(finished_run, row)] == row["ea_nnp_replicas_eV"][0]
+        assert row["ea_error_single_eV"] == pytest.approx(
+            abs(row["ea_nnp_replicas_eV"][0] - replicas[0])
+        )
     # Every label has provenance; the equilibrium frames are the training set of iteration 0.
     db = connect(finished_run / "data.db")
     sources = {row.source for row in db.select()}
@@ -129,6 +161,70 @@ def test_run_folder_is_complete(finished_run):
     assert db.count(source="equilibrium") == first["n_labels"]
     # The resolved configuration reloads to the same campaign.
     assert load_resolved(finished_run).to_dict()["committee"] == summary["config"]["committee"]
+
+
+def _best_index(run_dir: Path, row: dict) -> int:
+    folder = run_dir / "iterations" / f"{row['iteration']:03d}" / "committee"
+    return json.loads((folder / "committee.json").read_text())["best_index"]
+
+
+def test_smd_start_reproduces_the_rows_replica_pulls(finished_run, tmp_path, capsys):
+    """`rarelearn smd --start RUN` pulls from the reference start states as the campaign did."""
+    summary = json.loads((finished_run / "summary.json").read_text())
+    row = summary["iterations"][-1]
+    model = finished_run / "iterations" / f"{row['iteration']:03d}"
+    out = tmp_path / "again"
+    code = main(
+        ["--quiet", "smd", "--model", str(model), "--start", str(finished_run), "--out", str(out)]
+    )
+    assert code == 0
+    result = json.loads((out / "smd.json").read_text())
+    assert list(result["activation_energy_replicas_eV"]) == row["ea_nnp_replicas_eV"]
+    assert result["ea_error_signed_eV"] == row["ea_error_signed_eV"]
+    assert "kcal/mol (95 %)" in capsys.readouterr().out
+    code = main(
+        [
+            "smd",
+            "--model",
+            str(model),
+            "--start",
+            str(finished_run),
+            "--chain",
+            "4",
+            "--out",
+            str(tmp_path / "no"),
+        ]
+    )
+    assert code == 2
+    assert "--chain cannot be combined with --start" in capsys.readouterr().err
+    assert (
+        main(
+            ["smd", "--model", str(model), "--start", str(tmp_path), "--out", str(tmp_path / "no")]
+        )
+        == 2
+    )
+    assert "no reference start states" in capsys.readouterr().err
+
+
+def _row(iteration: int, signed_kcal: float, half_width_kcal: float | None) -> dict:
+    to_eV = 1.0 / 23.0605
+    return {
+        "iteration": iteration,
+        "ea_error_signed_eV": signed_kcal * to_eV,
+        "ea_error_ci95_eV": None if half_width_kcal is None else half_width_kcal * to_eV,
+    }
+
+
+def test_convergence_needs_the_interval_inside_the_tolerance_for_patience_iterations():
+    config = load_config(preset_name="paper")  # tolerance 1 kcal/mol, patience 2
+    assert converged_iteration([_row(0, 0.2, 0.7)], config) is None  # one is not a streak
+    rows = [_row(0, -30.0, 2.0), _row(1, 0.2, 0.7), _row(2, -0.1, 0.8)]
+    assert converged_iteration(rows, config) == 1
+    # 0.5 + 0.7 > 1: the interval straddles the tolerance, which breaks the streak
+    rows = [_row(1, 0.2, 0.7), _row(2, 0.5, 0.7), _row(3, 0.0, 0.9)]
+    assert converged_iteration(rows, config) is None
+    rows = [_row(1, 0.2, 0.7), _row(2, 0.0, None)]
+    assert converged_iteration(rows, config) is None  # one replica: no interval, no claim
 
 
 def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path):

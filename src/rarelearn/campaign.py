@@ -24,6 +24,7 @@ from ase import Atoms
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig
 from rarelearn.dynamics import SMDTrace, run_smd, run_smd_replicas
+from rarelearn.dynamics.smd import step_budget
 from rarelearn.errors import ConfigError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec
@@ -288,7 +289,7 @@ class Campaign:
         n = len(self.starts)
         force_field = committee.replica_force_field(self.starts[0].atoms.numbers)
         name = f"{label}: NNP steered MD ({n} replicas)"
-        with self.progress.stage(name, settings.n_steps) as update:
+        with self.progress.stage(name, step_budget(settings)) as update:
             traces = run_smd_replicas(self.starts, force_field, settings, update)
         stopped = [r for r, t in enumerate(traces) if t.stopped_reason != "completed"]
         if stopped:

@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_system_arguments(smd, default_chain=None)
     _add_smd_arguments(smd)
     smd.add_argument("--relax-steps", type=int, default=2000, help="10 K steps before pull")
+    smd.add_argument(
+        "--start",
+        type=Path,
+        help="a run folder (or its reference/): pull from every reference replica's start "
+        "state with the reference's SMD settings, as the campaign does (reproduces its Ea rows); "
+        "without it the model relaxes its own start states",
+    )
     smd.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
 
@@ -288,11 +295,39 @@ def command_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+#: `rarelearn smd` options that --start takes from the reference run instead.
+_SET_BY_START = (
+    "chain",
+    "structure",
+    "pull",
+    "pull_speed",
+    "spring_constant",
+    "temperature",
+    "steps",
+    "until_broken",
+    "seed",
+    "replicas",
+    "relax_steps",
+)
+
+
 def command_smd(args: argparse.Namespace) -> int:
-    from rarelearn.model_smd import run_model_smd
+    from rarelearn.model_smd import run_model_smd, run_model_smd_from_reference
 
     if not args.model.exists():
         raise RarelearnError(f"model folder not found: {args.model}")
+    if args.start is not None:
+        defaults = vars(build_parser().parse_args(["smd", "--model", "m", "--out", "o"]))
+        given = [name for name in _SET_BY_START if getattr(args, name) != defaults[name]]
+        if given:
+            option = "--" + given[0].replace("_", "-")
+            raise RarelearnError(
+                f"{option} cannot be combined with --start: the molecule, start states and "
+                "SMD settings come from the reference run"
+            )
+        result = run_model_smd_from_reference(args.model, args.start, args.out, args.quiet)
+        _print_model_pulls(result, args.out)
+        return 0
     if args.relax_steps < 0:
         raise RarelearnError("--relax-steps must be >= 0")
     atoms, pulled = resolve_system(args.chain, args.structure, args.pull)
@@ -311,10 +346,32 @@ def command_smd(args: argparse.Namespace) -> int:
         out=args.out,
         quiet=args.quiet,
     )
+    _print_model_pulls(result, args.out)
+    return 0
+
+
+def _print_model_pulls(result: dict, out: Path) -> None:
+    from rarelearn.units import EV_TO_KCAL_MOL
+
+    n = result["n_replicas"]
     distance = result["breaking_distance_A"]
     broke = f"breaks at d = {distance:.2f} A" if distance is not None else "no bond broke"
-    print(f"Ea = {result['activation_energy_eV']:.3f} eV, {broke}; written {args.out / 'smd.json'}")
-    return 0
+    line = f"Ea = {result['activation_energy_eV']:.3f} eV, {broke}"
+    if n > 1:
+        sem = result["activation_energy_sem_eV"]
+        line = (
+            f"Ea = {result['activation_energy_mean_eV']:.3f} +- {sem:.3f} eV (mean +- standard "
+            f"error of {n} pulls; {sum(result['broke'])} broke a bond); replica 0: " + line
+        )
+    print(line)
+    if result.get("ea_error_signed_eV") is not None:
+        half_width = result["ea_error_ci95_eV"]
+        interval = "" if half_width is None else f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
+        print(
+            f"error against the reference mean {result['ea_ref_eV']:.3f} eV: "
+            f"{result['ea_error_signed_eV'] * EV_TO_KCAL_MOL:+.2f}{interval} kcal/mol (95 %)"
+        )
+    print(f"written {out / 'smd.json'}")
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

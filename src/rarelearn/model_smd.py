@@ -1,19 +1,33 @@
-"""Steered MD with a trained committee on any molecule: transfer and pulling-speed studies."""
+"""Steered MD with a trained committee: transfer and pulling-speed studies, and a campaign's
+Ea recomputed from its reference replicas' start states (``rarelearn smd --start``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 
 from rarelearn.committee import Committee
-from rarelearn.dynamics import SMDSettings, Thermostat, relax_replicas, run_smd_replicas
+from rarelearn.dynamics import (
+    SMDSettings,
+    SMDTrace,
+    Thermostat,
+    relax_replicas,
+    run_smd_replicas,
+)
 from rarelearn.dynamics.smd import step_budget
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
+from rarelearn.pulls import (
+    REPLICAS_FILE,
+    START_STATES_FILE,
+    ReplicaPulls,
+    compare_pulls,
+    load_start_states,
+)
 from rarelearn.reference import write_json
 
 
@@ -70,25 +84,79 @@ def run_model_smd(
             starts = relax_replicas(geometry, force_field, pulled, settings, seeds, update)
         with progress.stage(f"NNP steered MD{name}", step_budget(settings)) as update:
             traces = run_smd_replicas(starts, force_field, settings, update)
-    for replica, trace in enumerate(traces):
-        trace.save(out / ("smd.npz" if replica == 0 else f"smd_replica{replica}.npz"))
-    main = traces[0]
     result: dict[str, Any] = {
-        **main.summary(),
         "model": str(model),
         "pulled_atoms": pulled.to_list(),
         "pull_speed_A_per_ps": pull_speed,
         "spring_constant_eV_per_A2": spring_constant,
         "temperature_K": temperature,
         "seed": seed,
+    }
+    return _write_pulls(traces, out, result)
+
+
+def _write_pulls(traces: list[SMDTrace], out: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """``smd.npz`` (replica 0, every frame), ``replicas.npz`` and ``smd.json``."""
+    main = traces[0]
+    pulls = ReplicaPulls.from_traces(traces)
+    main.save(out / "smd.npz")
+    pulls.save(out / REPLICAS_FILE)
+    result = {
+        **main.summary(),
+        **result,
+        **pulls.summary(),
         "uq_eV": [] if main.uq_eV is None else main.uq_eV.tolist(),
         "distance_A": main.distance_A.tolist(),
     }
-    if replicas > 1:
-        values = [t.activation_energy_eV for t in traces]
-        result["activation_energy_replicas_eV"] = values
-        result["activation_energy_mean_eV"] = float(np.mean(values))
-        result["activation_energy_std_eV"] = float(np.std(values, ddof=1))
-        result["breaking_distance_replicas_A"] = [t.breaking_distance_A for t in traces]
     write_json(out / "smd.json", result)
     return result
+
+
+def reference_folder(start: Path) -> Path:
+    """Accept a run folder (holding ``reference/``) or a reference folder itself."""
+    for candidate in (start / "reference", start):
+        if (candidate / START_STATES_FILE).is_file() and (candidate / "reference.json").is_file():
+            return candidate
+    raise RarelearnError(
+        f"{start} holds no reference start states: expected {START_STATES_FILE} and "
+        f"reference.json in it or in {start}/reference (written by rarelearn run or reference)"
+    )
+
+
+def run_model_smd_from_reference(
+    model: Path, start: Path, out: Path, quiet: bool = False
+) -> dict[str, Any]:
+    """Pull the model from every start state of a reference run, as the campaign does.
+
+    Same start states (positions and momenta), same SMD settings, same batch: the result
+    reproduces an iteration row of the campaign whose reference this is. With the
+    reference's replicas at hand, the Ea error and its 95 % interval are added.
+    """
+    folder = reference_folder(start)
+    reference = json.loads((folder / "reference.json").read_text())
+    if "smd_settings" not in reference:
+        raise RarelearnError(
+            f"{folder / 'reference.json'} was written by an older rarelearn without the SMD "
+            "settings; rerun the reference stage"
+        )
+    settings = SMDSettings.from_dict(reference["smd_settings"])
+    starts = load_start_states(folder / START_STATES_FILE)
+    committee = Committee.load(committee_folder(model))
+    committee.best.check_elements([starts[0].atoms])
+    out.mkdir(parents=True, exist_ok=True)
+    force_field = committee.replica_force_field(starts[0].atoms.numbers)
+    with StageProgress(quiet=quiet) as progress:
+        name = f"NNP steered MD ({len(starts)} replicas from {folder})"
+        with progress.stage(name, step_budget(settings)) as update:
+            traces = run_smd_replicas(starts, force_field, settings, update)
+    result: dict[str, Any] = {
+        "model": str(model),
+        "start": str(folder),
+        "pulled_atoms": starts[0].pulled.to_list(),
+        "smd_settings": settings.to_dict(),
+    }
+    if (folder / REPLICAS_FILE).is_file():
+        reference_pulls = ReplicaPulls.load(folder / REPLICAS_FILE)
+        errors = compare_pulls(ReplicaPulls.from_traces(traces), reference_pulls)
+        result.update(errors, ea_ref_eV=reference_pulls.sample.mean)
+    return _write_pulls(traces, out, result)
