@@ -154,6 +154,7 @@ def _refuse_existing(out: Path, marker: str) -> None:
 
 def command_reference(args: argparse.Namespace) -> int:
     from rarelearn.dynamics import SMDSettings, Thermostat
+    from rarelearn.executors import make_executor
     from rarelearn.labeling import make_labeler
     from rarelearn.progress import StageProgress
     from rarelearn.reference import EquilibriumSettings, ReferenceSettings, run_reference
@@ -179,8 +180,16 @@ def command_reference(args: argparse.Namespace) -> int:
     settings.validate()
     _refuse_existing(args.out, "reference/reference.json")
     store = CampaignStore(args.out / "data.db")
-    with StageProgress(quiet=args.quiet) as progress:
-        summary = run_reference(atoms, pulled, spec, settings, args.out, store, progress)
+    # replicas are independent jobs: side by side on local worker processes
+    executor = make_executor("local") if args.replicas > 1 else None
+    try:
+        with StageProgress(quiet=args.quiet) as progress:
+            summary = run_reference(
+                atoms, pulled, spec, settings, args.out, store, progress, executor
+            )
+    finally:
+        if executor is not None:
+            executor.close()
     _print_reference(summary, args.out)
     return 0
 
@@ -191,10 +200,12 @@ def _print_reference(summary: dict, out: Path) -> None:
     console = Console()
     ea = summary["activation_energy_eV"]
     line = f"Ea = {ea:.3f} eV"
-    if "activation_energy_mean_eV" in summary:
-        line += (
-            f" (replicas: {summary['activation_energy_mean_eV']:.3f} "
-            f"+- {summary['activation_energy_std_eV']:.3f} eV)"
+    if summary.get("activation_energy_sem_eV") is not None:
+        line = (
+            f"Ea = {summary['activation_energy_mean_eV']:.3f} +- "
+            f"{summary['activation_energy_sem_eV']:.3f} eV (mean +- standard error of "
+            f"{summary['n_replicas']} replicas, standard deviation "
+            f"{summary['activation_energy_std_eV']:.3f} eV); replica 0: " + line
         )
     bond = summary["broken_bond"]
     distance = summary["breaking_distance_A"]
