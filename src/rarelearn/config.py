@@ -17,7 +17,7 @@ import tomli_w
 
 from rarelearn.dynamics import SMDSettings, Thermostat
 from rarelearn.errors import ConfigError, RarelearnError
-from rarelearn.potentials.ani import ANISettings
+from rarelearn.potentials.ani import LR_SCHEDULES, ANISettings
 from rarelearn.reference import EquilibriumSettings, ReferenceSettings
 from rarelearn.selection import SelectionSettings
 
@@ -313,6 +313,11 @@ def validate(config: CampaignConfig) -> None:
     _require(ani.lr > 0, "committee.ani.lr", "must be positive")
     _require(0 < ani.val_fraction < 1, "committee.ani.val_fraction", "must be between 0 and 1")
     _require(ani.force_weight >= 0, "committee.ani.force_weight", "must be >= 0")
+    _require(
+        ani.lr_schedule in LR_SCHEDULES,
+        "committee.ani.lr_schedule",
+        f"must be one of {LR_SCHEDULES}, got {ani.lr_schedule!r}",
+    )
     executor = config.executor
     _require(
         executor.kind in EXECUTOR_KINDS,

@@ -53,14 +53,20 @@ class ModelError(RarelearnError):
     """A model cannot be used: unknown element in a frame, missing or corrupted model folder."""
 
 
+#: Learning-rate schedules of `ANISettings.lr_schedule`.
+LR_SCHEDULES = ("plateau", "cosine")
+
+
 @dataclass
 class ANISettings:
     """Every hyperparameter of an ANI model and its training.
 
     `layers` maps element symbol -> hidden layer sizes; elements not listed get
     `default_layers`. `force_weight` is alpha in the loss. `patience` (epochs without a better
-    validation energy MSE) enables early stopping when set. `plateau_patience` enables a
-    reduce-on-plateau learning-rate schedule (factor `plateau_factor`, floor `min_lr`).
+    validation energy MSE) enables early stopping when set. `lr_schedule` is ``plateau``
+    (reduce on plateau after `plateau_patience` epochs, factor `plateau_factor`, floor
+    `min_lr`; for long fits) or ``cosine`` (from `lr` down to `min_lr` over `epochs`: a short
+    fit, such as a warm start, still ends at a small learning rate).
     `fast` selects the cached-Jacobian training path; `threads` sets torch's intra-op threads
     while training (None: leave as is). The default is 1: members are small, they are trained
     one per core by executors, and on a busy 2-core machine two OpenMP threads per process
@@ -78,6 +84,7 @@ class ANISettings:
     force_weight: float = 0.1
     val_fraction: float = 0.2
     patience: int | None = None
+    lr_schedule: str = "plateau"
     plateau_patience: int | None = 25
     plateau_factor: float = 0.5
     min_lr: float = 1e-5
@@ -491,11 +498,17 @@ class ANIModel:
         st = self.settings
         params = list(self.networks.parameters())
         opt = torch.optim.AdamW(params, lr=st.lr, weight_decay=st.weight_decay)
-        sched = None
-        if st.plateau_patience is not None:
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        plateau, cosine = None, None
+        if st.lr_schedule == "cosine":
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=max(1, st.epochs - 1), eta_min=st.min_lr
+            )
+        elif st.lr_schedule == "plateau" and st.plateau_patience is not None:
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 opt, factor=st.plateau_factor, patience=st.plateau_patience, min_lr=st.min_lr
             )
+        elif st.lr_schedule not in LR_SCHEDULES:
+            raise ModelError(f"lr_schedule must be one of {LR_SCHEDULES}, got {st.lr_schedule!r}")
         # the starting weights compete too, so a warm start never ends worse on validation
         best = self._val_energy_mse(feats, val_idx) if val_idx else math.inf
         best_state = copy.deepcopy(self.networks.state_dict())
@@ -516,8 +529,10 @@ class ANIModel:
             hist.epochs_run = epoch + 1
             if on_epoch is not None:
                 on_epoch(epoch + 1)
-            if sched is not None:
-                sched.step(val)
+            if plateau is not None:
+                plateau.step(val)
+            if cosine is not None:
+                cosine.step()
             if val < best:
                 best, since_best = val, 0
                 hist.best_epoch = epoch
