@@ -3,8 +3,11 @@
 :func:`build_report` reads only the run-folder contract (docs/architecture.md), so a report
 can be rebuilt at any time, also while a campaign is still running. Optional inputs that are
 missing (no baselines, no iterations yet, no ``unseen.npz``) skip their figure with a note in
-the HTML instead of failing. The HTML embeds every PNG as a base64 data URI and uses inline
-CSS only, so the single file works offline and can be mailed around.
+the HTML instead of failing. Run folders with replica statistics (``ea_error_signed_eV``,
+``ea_error_ci95_eV``, ``replicas.npz``, the ``stop`` and ``resolution`` blocks) get interval
+bars, replica bands and a one-sentence verdict; older folders still get every figure. The
+HTML embeds every PNG as a base64 data URI and uses inline CSS only, so the single file works
+offline and can be mailed around.
 
 Matplotlib is driven through ``Figure`` + the Agg canvas directly, never through ``pyplot``,
 so importing this module does not change the backend or global state of a user's session.
@@ -252,25 +255,17 @@ def _finite_list(value: Any) -> list[float]:
 
 
 def _reference_stats(run: _Run) -> tuple[float, float, int]:
-    """Reference Ea (eV): replica mean, its standard error (NaN if unknown) and replica count.
+    """Reference Ea (eV) as replica mean, its standard error and the replica count.
 
-    From summary.json (``ea_ref_eV``, ``ea_ref_sem_eV``, ``ea_ref_replicas_eV``), else from
-    reference.json; an old run folder gives its single Ea, NaN and 1.
+    From summary.json (``ea_ref_eV``, ``ea_ref_sem_eV``, ``ea_ref_replicas_eV``). Run folders
+    from before the replica statistics give (their single Ea, NaN, 0): count 0 means the Ea is
+    not a replica mean (there, several replicas only had replica 0 compared).
     """
-    reference = run.reference or {}
-    values = _finite_list(run.summary.get("ea_ref_replicas_eV")) or _finite_list(
-        reference.get("activation_energy_replicas_eV")
-    )
+    values = _finite_list(run.summary.get("ea_ref_replicas_eV"))
     sem = _num(run.summary.get("ea_ref_sem_eV"))
-    if not math.isfinite(sem):
-        sem = _num(reference.get("activation_energy_sem_eV"))
     if not math.isfinite(sem) and len(values) >= 2:
         sem = float(np.std(values, ddof=1) / math.sqrt(len(values)))
-    count = len(values)
-    if not count:
-        stated = _num(reference.get("n_replicas"))
-        count = int(stated) if math.isfinite(stated) else int(math.isfinite(run.ea_ref_eV))
-    return run.ea_ref_eV, sem, count
+    return run.ea_ref_eV, sem, len(values)
 
 
 def _replica_band(data: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -482,6 +477,31 @@ def _symlog_y(ax: Any, linthresh: float) -> None:
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
+def _symlog_ticks(ax: Any, linthresh: float) -> None:
+    """Major ticks at 0, +-linthresh and the powers of ten beyond it, within the y limits.
+
+    Matplotlib's symlog locator also ticks the decades inside the linear region, which
+    crowd around 0 when the tolerance is a few kcal/mol.
+    """
+    lo, hi = ax.get_ylim()
+    top = max(abs(lo), abs(hi))
+    decades = [10.0**k for k in range(-6, 10) if 1.5 * linthresh < 10.0**k <= top]
+    ticks = [0.0, linthresh, -linthresh, *decades, *(-d for d in decades)]
+    ax.yaxis.set_major_locator(ticker.FixedLocator(sorted(t for t in ticks if lo <= t <= hi)))
+
+
+def _pad_y(ax: Any, low: float, high: float, fraction: float = 0.06) -> None:
+    """Widen the y limits to cover [low, high] and pad them in the axis' own (scaled) units.
+
+    Matplotlib's margins on a symlog axis leave the outermost markers on the frame.
+    """
+    lo, hi = ax.get_ylim()
+    scale = ax.yaxis.get_transform()
+    a, b = scale.transform([min(lo, low), max(hi, high)])
+    pad = fraction * (b - a)
+    ax.set_ylim(*scale.inverted().transform([a - pad, b + pad]))
+
+
 def _figure_ea_error(run: _Run, fig_dir: Path) -> _FigureResult:
     tolerance = _tolerance_kcal_mol(run)
     result = _FigureResult("ea_error.png", "Activation-energy error per iteration", "")
@@ -499,6 +519,7 @@ def _figure_ea_error(run: _Run, fig_dir: Path) -> _FigureResult:
         return result
     bars = ok & np.isfinite(ci95)
     faded = np.isfinite(single)
+    means = any("ea_error_signed_eV" in r or "n_replicas" in r for r in run.rows)
     open_ = ok & lower
 
     fig = _new_figure(6.4, 4.4)
@@ -525,7 +546,8 @@ def _figure_ea_error(run: _Run, fig_dir: Path) -> _FigureResult:
             capsize=4,
             zorder=2,
         )
-    label = "NNP mean − reference mean" + (" (95 % CI)" if bars.any() else "")
+    label = "NNP mean − reference mean" if means else "NNP − reference"
+    label += " (95 % CI)" if bars.any() else ""
     filled = ok & ~lower
     ax.plot(iters[filled], signed[filled], "o", color="tab:blue", ms=6, zorder=3, label=label)
     if open_.any():
@@ -562,8 +584,8 @@ def _figure_ea_error(run: _Run, fig_dir: Path) -> _FigureResult:
     if math.isfinite(converged):
         ax.axvline(converged, color="tab:green", ls=":", lw=1.3, label="converged")
     _symlog_y(ax, tolerance)
-    lo, hi = ax.get_ylim()
-    ax.set_ylim(min(lo, -2.0 * tolerance), max(hi, 2.0 * tolerance))
+    _pad_y(ax, -2.0 * tolerance, 2.0 * tolerance)
+    _symlog_ticks(ax, tolerance)
     ax.set_xlabel("iteration")
     ax.set_ylabel("$E_a^{\\mathrm{NNP}} - E_a^{\\mathrm{ref}}$ (kcal/mol)")
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -571,10 +593,14 @@ def _figure_ea_error(run: _Run, fig_dir: Path) -> _FigureResult:
 
     replicas = _num(run.rows[-1].get("n_replicas"))
     per_side = f" ({int(replicas)} replicas per side)" if math.isfinite(replicas) else ""
+    what = (
+        f"mean Ea of the NNP pulls minus mean Ea of the reference pulls{per_side}"
+        if means
+        else "Ea of the NNP pull minus Ea of the reference pull"
+    )
     caption = [
-        "Signed activation-energy error per iteration: mean Ea of the NNP pulls minus mean "
-        f"Ea of the reference pulls{per_side}, in kcal/mol, on a symmetric log scale that is "
-        f"linear within ±{tolerance:g} kcal/mol."
+        f"Signed activation-energy error per iteration: {what}, in kcal/mol, on a symmetric "
+        f"log scale that is linear within ±{tolerance:g} kcal/mol."
     ]
     if bars.any():
         caption.append("Bars: 95 % (Welch) confidence interval of that difference.")
@@ -812,6 +838,10 @@ def _fmt(value: Any) -> str:
         if not math.isfinite(value):
             return "–"
         return f"{value:.4g}"
+    if isinstance(value, list) and all(
+        v is None or isinstance(v, bool | int | float | str) for v in value
+    ):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     if isinstance(value, dict | list):
         return html.escape(json.dumps(value))
     return html.escape(str(value))
@@ -843,6 +873,14 @@ def _table(rows: Sequence[dict[str, Any]], first: Sequence[str], name_key: str |
     )
 
 
+def _display_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An iteration row for the table; the per-replica ``broke`` list as a count "k/R"."""
+    broke = row.get("broke")
+    if isinstance(broke, list) and broke:
+        return {**row, "pulls_broke": f"{sum(bool(b) for b in broke)}/{len(broke)}"}
+    return row
+
+
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -869,6 +907,8 @@ def _headline(run: _Run) -> list[str]:
         text += f", converged at iteration {int(converged)}"
     elif reason == "converged":
         text += ", converged"
+    elif reason == "running":
+        text += ", not converged yet (campaign still running)"
     elif reason:
         text += f", not converged ({reason})"
     else:
@@ -881,12 +921,19 @@ def _headline(run: _Run) -> list[str]:
     if isinstance(resolution, dict) and resolution.get("resolvable") is False:
         half = _num(resolution.get("ci95_kcal_mol"))
         half = half if math.isfinite(half) else ci95
+        tolerance = _num(resolution.get("tolerance_kcal_mol"))
+        tolerance = tolerance if math.isfinite(tolerance) else _tolerance_kcal_mol(run)
         needed = _num(resolution.get("replicas_needed"))
-        width = f" (±{half:.2f} kcal/mol)" if math.isfinite(half) else ""
-        sentence = (
-            f"The 95 % interval{width} is wider than the ±{_tolerance_kcal_mol(run):g} "
-            "kcal/mol tolerance"
-        )
+        if math.isfinite(half):
+            sentence = (
+                f"The 95 % interval (±{half:.2f} kcal/mol) is wider than the ±{tolerance:g} "
+                "kcal/mol tolerance"
+            )
+        else:
+            sentence = (
+                "There is no 95 % interval (one replica per side), so the "
+                f"±{tolerance:g} kcal/mol tolerance cannot be resolved"
+            )
         if math.isfinite(needed):
             sentence += f": about {int(needed)} replicas per side would resolve it"
         sentences.append(sentence + ".")
@@ -897,15 +944,15 @@ def _overview(run: _Run) -> str:
     items = [("run folder", html.escape(str(run.run_dir.resolve())))]
     ea_ref, sem, n_ref = _reference_stats(run)
     if math.isfinite(ea_ref):
-        count = f"{n_ref} replica{'s' if n_ref != 1 else ''}"
-        if math.isfinite(sem):
+        value = f"{ea_ref:.4f} eV ({ea_ref * EV_TO_KCAL_MOL:.2f} kcal/mol)"
+        if n_ref and math.isfinite(sem):
             value = (
                 f"{ea_ref:.4f} ± {sem:.4f} eV "
                 f"({ea_ref * EV_TO_KCAL_MOL:.2f} ± {sem * EV_TO_KCAL_MOL:.2f} kcal/mol), "
-                f"mean ± sem of {count}"
+                f"mean ± sem of {n_ref} replicas"
             )
-        else:
-            value = f"{ea_ref:.4f} eV ({ea_ref * EV_TO_KCAL_MOL:.2f} kcal/mol), {count}"
+        elif n_ref:
+            value += f", mean of {n_ref} replica{'s' if n_ref != 1 else ''}"
         items.append(("reference E<sub>a</sub>", value))
     if run.reference:
         for key, value in run.reference.items():
@@ -951,7 +998,7 @@ def _overview(run: _Run) -> str:
         items.append(
             (
                 "stop rule",
-                f"|error| within ±{_fmt(stop.get('tolerance_kcal_mol'))} kcal/mol, "
+                f"tolerance ±{_fmt(stop.get('tolerance_kcal_mol'))} kcal/mol, "
                 f"patience {_fmt(stop.get('patience'))}",
             )
         )
@@ -1004,7 +1051,7 @@ def _render_html(run: _Run, figures: Sequence[_FigureResult]) -> str:
             )
     parts.append("<h2>Iterations</h2>")
     if run.rows:
-        parts.append(_table(run.rows, ROW_KEYS, None))
+        parts.append(_table([_display_row(r) for r in run.rows], ROW_KEYS, None))
     else:
         parts.append('<p class="skipped">No iterations yet.</p>')
     parts.append("<h2>Baselines</h2>")
