@@ -4,6 +4,7 @@ conservation, and the metrics."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -130,9 +131,55 @@ def test_uq_larger_far_from_training_data(committee: Committee, propane: list[At
     near = committee.predict(propane[250:])
     far = committee.predict([stretched(f, 1.3) for f in propane[250:]])
     assert near.energies.shape == (3, 50) and near.forces.shape == (3, 50, 11, 3)
-    np.testing.assert_allclose(near.energy_std, near.energies.std(axis=0))
     assert np.median(far.energy_std) > 2 * np.median(near.energy_std)
     assert np.median(far.force_std) > np.median(near.force_std)
+
+
+def test_uq_of_members_that_differ_only_by_self_energies(committee, propane) -> None:
+    """Three copies of one trained member whose self energies are shifted by 0, +1, -1 times
+    (delta_C, delta_H) predict E, E + s, E - s with s = 3 delta_C + 8 delta_H for propane:
+    the energy std (population, ddof=0) is |s| sqrt(2/3) on every path (predict, the fast
+    evaluator in each force mode, a batch of replicas, the ASE calculator), and the forces are
+    the same for all members, so their spread is zero. Identical copies give zero std."""
+    base = committee.members[0]
+    delta = {"C": 0.1, "H": -0.02}
+    shift = 3 * delta["C"] + 8 * delta["H"]  # 0.14 eV on C3H8
+    expected = abs(shift) * np.sqrt(2.0 / 3.0)  # std of (0, +s, -s)
+    members = []
+    for sign in (0, 1, -1):
+        member = copy.deepcopy(base)
+        member.self_energies = {s: e + sign * delta[s] for s, e in base.self_energies.items()}
+        members.append(member)
+    shifted = Committee(members=members, splits=[committee.splits[0]] * 3)
+    frames = propane[250:256]
+
+    out = shifted.predict(frames)
+    np.testing.assert_allclose(out.energies[1] - out.energies[0], shift, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(out.energies[2] - out.energies[0], -shift, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(out.energy_std, expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(out.force_std, 0.0, rtol=0, atol=1e-9)
+
+    ev = shifted.evaluator(frames[0].numbers)
+    for frame in frames[:2]:
+        for mode in ("best", "mean", "all"):
+            res = ev(frame.positions, forces=mode)
+            assert res.energy_std == pytest.approx(expected, abs=1e-5)
+            np.testing.assert_allclose(
+                res.energies - res.energies[0], [0, shift, -shift], atol=1e-5
+            )
+        np.testing.assert_allclose(res.force_std, 0.0, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(res.member_forces, res.member_forces[[0, 0, 0]], atol=1e-5)
+    replicas = ev.batch(np.stack([f.positions for f in frames]))
+    np.testing.assert_allclose(replicas.energy_std, expected, rtol=0, atol=1e-5)
+
+    atoms = frames[0].copy()
+    atoms.calc = CommitteeCalculator(shifted, mode="best", force_uq=True)
+    atoms.get_forces()
+    assert atoms.calc.results["energy_std"] == pytest.approx(expected, abs=1e-5)
+    np.testing.assert_allclose(atoms.calc.results["forces_std"], 0.0, rtol=0, atol=1e-5)
+
+    same = Committee(members=[base, copy.deepcopy(base)], splits=[committee.splits[0]] * 2)
+    np.testing.assert_allclose(same.predict(frames).energy_std, 0.0, rtol=0, atol=1e-9)
 
 
 def test_fast_evaluator_equals_torchani_as_is(committee: Committee, propane: list[Atoms]):
@@ -208,7 +255,6 @@ def test_fast_best_path_equals_autograd_through_the_aev(committee, propane) -> N
         res = ev(frame.positions, forces="best")
         np.testing.assert_allclose(res.energies, energies.detach().numpy() + ev.sae, atol=1e-5)
         np.testing.assert_allclose(res.forces, want_f, atol=1e-5, rtol=0)
-        assert res.energy_std == pytest.approx(float(res.energies.std()))
 
 
 def test_batch_of_replicas_equals_frame_by_frame(committee, propane) -> None:

@@ -96,7 +96,7 @@ def test_work_is_the_discrete_integral_of_spring_force_times_speed():
     offset = k * step_A * (trace.distance_A - trace.distance_A[0]) / 2
     np.testing.assert_allclose(trace.work_eV - trapezoid, offset, atol=1e-9)
     assert trace.work_eV[-1] > 0.3
-    assert trace.activation_energy_eV == pytest.approx(trace.work_eV.max())
+    # Ea itself (max W) is checked against closed forms in test_analytic_work.py.
 
 
 def test_same_seed_same_trajectory_bit_for_bit_and_different_seeds_differ():

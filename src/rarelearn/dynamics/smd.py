@@ -5,9 +5,13 @@ a lean ``SumCalculator``); an observer attached to the ASE integrator records ea
 advances the rest length. The work is accumulated as the exact change of spring energy when R0
 moves (dW = U(d, R0 + v dt) - U(d, R0)), the discrete form of W = integral k (R0 - d) v dt, so
 that in NVE the total energy changes by W.
-Per step that is k (R0 - d) dR0 + k dR0^2 / 2 (the midpoint rule in R0); it differs from a
-continuous-time integral by O(dR0), k L dR0 / 2 over a pull of length L (0.016 eV for the paper's
-settings), the same for every calculator, so it cancels in NNP-versus-reference comparisons.
+Per step that is k (R0 - d) dR0 + k dR0^2 / 2 (the midpoint rule in R0). It follows the
+continuous-time work closely (tests/test_analytic_work.py: 1e-5 eV against the exact solution
+of a harmonic bond); a left-rectangle sum of the recorded spring forces would instead fall
+short by k L dR0 / 2 over a pull of length L (0.016 eV for the paper's settings).
+Ea = max W over the recorded pull: after a break W still creeps up against the fragments'
+attraction, so Ea depends slightly on how long the pull runs past the break (`n_steps`,
+`post_break_steps`); every NNP pull reuses the reference's settings, so it cancels in the error.
 """
 
 from __future__ import annotations
@@ -391,7 +395,8 @@ class _Recorder:
             numbers=self.atoms.numbers.copy(),
             uq_eV=None if np.all(np.isnan(uq)) else uq.copy(),
             broken_frame=broken if broken is not None and broken < n else None,
-            broken_bond=self.broken_bond,
+            # a break seen only in a dropped (non-finite) last frame is no break
+            broken_bond=self.broken_bond if broken is not None and broken < n else None,
             stopped_reason=self.stop_reason or "completed",
         )
 
