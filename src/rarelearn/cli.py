@@ -262,26 +262,64 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Ea_ref = {summary['ea_ref_eV']:.3f} eV")
-    columns = [
-        ("iteration", "iter", "{}"),
-        ("n_labels", "labels", "{}"),
-        ("ea_nnp_eV", "Ea NNP (eV)", "{:.3f}"),
-        ("ea_error_kcal_mol", "|dEa| (kcal/mol)", "{:.2f}"),
-        ("mae_unseen_kcal_mol", "unseen MAE (kcal/mol)", "{:.2f}"),
-        ("n_selected", "selected", "{}"),
-    ]
-    for _, title, _ in columns:
-        table.add_column(title, justify="right")
-    named = [(str(r["iteration"]), r) for r in summary["iterations"]]
-    named += [(name, r) for name, r in summary.get("baselines", {}).items()]
-    for name, row in named:
-        cells = [name] + [
-            "-" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in columns[1:]
+    from rarelearn.units import EV_TO_KCAL_MOL
+
+    sem = summary.get("ea_ref_sem_eV")
+    n_ref = len(summary.get("ea_ref_replicas_eV") or [None])
+    title = f"Ea_ref = {summary['ea_ref_eV']:.3f} eV"
+    if sem is not None:
+        title += f" +- {sem:.3f} (mean +- standard error of {n_ref} replicas)"
+    table = Table(title=title)
+    for name in (
+        "iter",
+        "labels",
+        "Ea NNP (eV)",
+        "error (kcal/mol, 95 %)",
+        "single pull |dEa|",
+        "pulls broke",
+        "unseen MAE (kcal/mol)",
+        "selected",
+    ):
+        table.add_column(name, justify="right")
+
+    def cells(name: str, row: dict) -> list[str]:
+        signed, half_width = row.get("ea_error_signed_eV"), row.get("ea_error_ci95_eV")
+        error = "-"
+        if signed is not None:
+            error = f"{signed * EV_TO_KCAL_MOL:+.2f}"
+            if half_width is not None:
+                error += f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
+        single = row.get("ea_error_single_eV")
+        broke = row.get("broke")
+        return [
+            name,
+            str(row.get("n_labels", "-")),
+            f"{row['ea_nnp_eV']:.3f}" if row.get("ea_nnp_eV") is not None else "-",
+            error,
+            "-" if single is None else f"{single * EV_TO_KCAL_MOL:.2f}",
+            "-" if broke is None else f"{sum(broke)}/{len(broke)}",
+            "-" if row.get("mae_unseen_kcal_mol") is None else f"{row['mae_unseen_kcal_mol']:.2f}",
+            str(row.get("n_selected", "-")),
         ]
-        table.add_row(*cells)
+
+    for row in summary["iterations"]:
+        table.add_row(*cells(str(row["iteration"]), row))
+    for name, row in summary.get("baselines", {}).items():
+        table.add_row(*cells(name, row))
     console = Console()
     console.print(table)
+    reason = summary.get("stop_reason")
+    if reason == "converged":
+        console.print(f"converged at iteration {summary['converged_iteration']}")
+    elif reason is not None:
+        console.print(f"stopped: {reason} (not converged)")
+    resolution = summary.get("resolution") or {}
+    if resolution.get("replicas_needed") and not resolution.get("resolvable", True):
+        console.print(
+            f"the 95 % interval is wider than the +-{resolution['tolerance_kcal_mol']:g} "
+            f"kcal/mol tolerance; about {resolution['replicas_needed']} replicas per side "
+            "would resolve it (reference.replicas)"
+        )
     console.print(f"report: {run_dir / 'report.html'}")
 
 
