@@ -333,6 +333,7 @@ def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
         ("[committee]\nn_members = 1", "committee.n_members"),
         ("[committee]\nstrategy = 'fancy'", "committee.strategy"),
         ("[committee.ani]\nlr_schedule = 'step'", "committee.ani.lr_schedule"),
+        ("[committee]\ndriver = 'worst'", "committee.driver"),
         ("[stop]\ntolerance_kcal_mol = 0", "stop.tolerance_kcal_mol"),
         ("[stop]\npatience = 1.5", "stop.patience"),
         ("[stop]\npatiense = 2", "stop.patiense"),
@@ -395,3 +396,23 @@ def test_no_command_runs_the_quick_preset(tmp_path, monkeypatch):
     assert main([]) == 0
     assert seen["config"].name == "quick"
     assert seen["config"].run_dir == Path("runs/quick")
+
+
+def test_langevin_pulls_run_one_by_one_with_their_twins_seeds(finished_run):
+    """The batched loop cannot reproduce Langevin noise: those pulls run one after another,
+    replica r with the seed its reference twin used, so a rerun gives the same trace."""
+    from rarelearn.committee import Committee
+    from rarelearn.dynamics import SMDSettings, Thermostat, run_smd
+    from rarelearn.model_smd import pull_from_starts
+    from rarelearn.pulls import load_start_states
+
+    committee = Committee.load(finished_run / "iterations" / "002" / "committee")
+    starts = load_start_states(finished_run / "reference" / "start_states.traj")
+    settings = SMDSettings(
+        n_steps=40, pull_speed_A_per_ps=10.0, thermostat=Thermostat("langevin", 10.0)
+    )
+    traces = pull_from_starts(committee, starts, settings, seed=1)
+    assert len(traces) == 3
+    alone = run_smd(starts[2], committee.calculator("best", force_uq=False), settings, seed=3)
+    assert np.array_equal(traces[2].positions_A, alone.positions_A)
+    assert not np.array_equal(traces[1].positions_A, traces[2].positions_A)

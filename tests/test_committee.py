@@ -257,6 +257,33 @@ def test_fast_best_path_equals_autograd_through_the_aev(committee, propane) -> N
         np.testing.assert_allclose(res.forces, want_f, atol=1e-5, rtol=0)
 
 
+def test_mean_driver_forces_are_the_members_mean_forces(committee, propane) -> None:
+    """``driver="mean"``: the forces of the committee-mean energy, i.e. the mean of every
+    member's own autograd forces, for one frame, a batch and the ASE calculator."""
+    ev = committee.evaluator(propane[0].numbers, driver="mean")
+    frames = propane[255:259]
+    want = []
+    for frame in frames:
+        x = torch.tensor(frame.positions[None], dtype=torch.float32, requires_grad=True)
+        energies = ev.nets(ev.aev(x))[:, 0]
+        members = [
+            -torch.autograd.grad(energies[m], x, retain_graph=True)[0][0].numpy()
+            for m in range(committee.n_members)
+        ]
+        want.append(np.mean(members, axis=0))
+        res = ev(frame.positions, forces="best")
+        np.testing.assert_allclose(res.forces, want[-1], atol=1e-5, rtol=0)
+        assert ev.driving_energy(res.energies) == pytest.approx(res.energies.mean())
+    batch = ev.batch(np.stack([f.positions for f in frames]))
+    np.testing.assert_allclose(batch.forces, np.array(want), atol=1e-5, rtol=0)
+    atoms = frames[0].copy()
+    atoms.calc = committee.calculator("best", driver="mean")
+    np.testing.assert_allclose(atoms.get_forces(), want[0], atol=1e-5, rtol=0)
+    assert atoms.get_potential_energy() == pytest.approx(atoms.calc.results["energies"].mean())
+    with pytest.raises(ValueError, match="driver"):
+        committee.calculator("mean", driver="mean")
+
+
 def test_batch_of_replicas_equals_frame_by_frame(committee, propane) -> None:
     """Replicas evaluated in one batch give each frame's own energies, forces and UQ."""
     ev = committee.evaluator(propane[0].numbers)

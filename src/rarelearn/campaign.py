@@ -23,12 +23,13 @@ from ase import Atoms
 
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig
-from rarelearn.dynamics import SMDTrace, run_smd, run_smd_replicas
+from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.dynamics.smd import step_budget
 from rarelearn.errors import ConfigError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec
 from rarelearn.metrics import relative_energy_mae
+from rarelearn.model_smd import pull_from_starts
 from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import (
@@ -276,7 +277,8 @@ class Campaign:
     def steered_md(
         self, paths: _Iteration, committee: Committee, timing: dict, label: str
     ) -> tuple[SMDTrace, ReplicaPulls]:
-        """The best member pulled from every reference replica's start state, as one batch.
+        """The committee pulled from every reference replica's start state, as one batch,
+        driven by its best member (or its mean: ``committee.driver``).
 
         Replica 0's full trace (UQ on every frame) is what selection reads, as in the paper;
         the others give the replica statistics of Ea. Saved as ``smd.npz`` and
@@ -287,10 +289,16 @@ class Campaign:
         started = time.perf_counter()
         settings = self.config.reference.smd
         n = len(self.starts)
-        force_field = committee.replica_force_field(self.starts[0].atoms.numbers)
         name = f"{label}: NNP steered MD ({n} replicas)"
         with self.progress.stage(name, step_budget(settings)) as update:
-            traces = run_smd_replicas(self.starts, force_field, settings, update)
+            traces = pull_from_starts(
+                committee,
+                self.starts,
+                settings,
+                self.config.seed,
+                update,
+                self.config.committee.driver,
+            )
         stopped = [r for r, t in enumerate(traces) if t.stopped_reason != "completed"]
         if stopped:
             self.progress.message(

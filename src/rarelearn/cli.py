@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         "state with the reference's SMD settings, as the campaign does (reproduces its Ea rows); "
         "without it the model relaxes its own start states",
     )
+    smd.add_argument(
+        "--driver",
+        choices=("best", "mean"),
+        default="best",
+        help="with --start: what drives the pulls, the best member or the committee mean "
+        "(as the campaign's committee.driver)",
+    )
     smd.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
 
@@ -374,7 +381,9 @@ def command_smd(args: argparse.Namespace) -> int:
                 f"{option} cannot be combined with --start: the molecule, start states and "
                 "SMD settings come from the reference run"
             )
-        result = run_model_smd_from_reference(args.model, args.start, args.out, args.quiet)
+        result = run_model_smd_from_reference(
+            args.model, args.start, args.out, args.quiet, args.driver
+        )
         _print_model_pulls(result, args.out)
         return 0
     if args.relax_steps < 0:

@@ -240,7 +240,7 @@ class CommitteeEvaluator:
         committee: Committee,
         numbers: Sequence[int],
         threads: int | None = 1,
-        driver: int | None = None,
+        driver: int | str | None = None,
     ) -> None:
         atoms = Atoms(numbers=list(numbers))
         for m in committee.members:
@@ -252,23 +252,38 @@ class CommitteeEvaluator:
         self.aev = first.static_aev(self.numbers)
         symbols = atoms.get_chemical_symbols()
         nets = [m._atom_networks() for m in committee.members]
+        #: ``driver="mean"``: the forces of the committee-mean energy drive the dynamics
+        self.mean_driver = driver == "mean"
         #: the member whose forces drive the dynamics (default: the best)
-        self.best = committee.best_index if driver is None else committee.member_index(driver)
+        self.best = (
+            committee.best_index
+            if driver is None or self.mean_driver
+            else committee.member_index(driver)
+        )
         self.nets = StackedNetworks(nets, symbols)
-        others = [k for k in range(len(nets)) if k != self.best]
-        stacked = [self.best, *others]
-        self.force_path = torch.jit.script(
-            ForcePath(
+        if self.mean_driver:
+            path = ForcePath(
+                self.aev, StackedNetworks(nets, symbols), None, torch.arange(len(nets)), mean=True
+            )
+        else:
+            others = [k for k in range(len(nets)) if k != self.best]
+            stacked = [self.best, *others]
+            path = ForcePath(
                 self.aev,
                 StackedNetworks([nets[self.best]], symbols),
                 StackedNetworks([nets[k] for k in others], symbols) if others else None,
                 torch.tensor([stacked.index(k) for k in range(len(nets))]),
             )
-        )
+        self.force_path = torch.jit.script(path)
         self.sae = np.array([m.self_energy_of(self.numbers) for m in committee.members])
 
+    def driving_energy(self, energies: np.ndarray) -> np.ndarray:
+        """The energy whose forces drive the dynamics, from member energies (..., members)."""
+        return energies.mean(axis=-1) if self.mean_driver else energies[..., self.best]
+
     def __call__(self, positions: np.ndarray, forces: str = "best") -> EvalResult:
-        """Evaluate one geometry (N, 3) in Angstrom."""
+        """Evaluate one geometry (N, 3) in Angstrom; ``forces="best"`` gives the driver's
+        forces (the best member's, another member's, or the committee mean's)."""
         member_f = None
         with torch_threads(self.threads):
             if forces == "best":
@@ -340,7 +355,7 @@ class CommitteeEvaluator:
                 g = torch.autograd.grad(e.sum(), rep)[0]
                 mf = -torch.autograd.grad(aev, x, g, is_grads_batched=True)[0][:, 0]
                 member_f = mf.to(torch.float64).numpy()
-                f = mf[self.best]
+                f = mf.mean(0) if self.mean_driver else mf[self.best]
                 e = e.detach()
             else:
                 raise ValueError(f"forces must be best, mean or all, not {forces!r}")
@@ -506,14 +521,14 @@ class Committee:
         )
 
     def evaluator(
-        self, numbers: Sequence[int], threads: int | None = 1, driver: int | None = None
+        self, numbers: Sequence[int], threads: int | None = 1, driver: int | str | None = None
     ) -> CommitteeEvaluator:
         """Fast single-frame evaluator for one molecule (the steered-MD loop's path); forces
-        of member ``driver`` (default: the best member)."""
+        of member ``driver`` (default: the best member; ``"mean"``: the committee mean)."""
         return CommitteeEvaluator(self, numbers, threads=threads, driver=driver)
 
     def replica_force_field(
-        self, numbers: Sequence[int], threads: int | None = None, driver: int | None = None
+        self, numbers: Sequence[int], threads: int | None = None, driver: int | str | None = None
     ) -> BatchForceField:
         """Batched steered-MD force field for `run_smd_replicas`: the best member (or
         ``driver``) drives, the committee's energy std is the UQ, every replica in one pass.
@@ -524,7 +539,7 @@ class Committee:
         def evaluate(positions: np.ndarray) -> ReplicaForces:
             result = evaluator.batch(positions)
             return ReplicaForces(
-                energy=result.energies[:, evaluator.best],
+                energy=evaluator.driving_energy(result.energies),
                 forces=result.forces,
                 uq=result.energy_std,
             )
@@ -532,7 +547,7 @@ class Committee:
         return evaluate
 
     def calculator(
-        self, mode: str = "best", force_uq: bool = True, driver: int | None = None
+        self, mode: str = "best", force_uq: bool = True, driver: int | str | None = None
     ) -> CommitteeCalculator:
         """ASE calculator over this committee (see `CommitteeCalculator`)."""
         return CommitteeCalculator(self, mode=mode, force_uq=force_uq, driver=driver)
@@ -619,13 +634,15 @@ class CommitteeCalculator(Calculator):
         committee: Committee,
         mode: str = "best",
         force_uq: bool = True,
-        driver: int | None = None,
+        driver: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if mode not in ("best", "mean"):
             raise ValueError(f"mode must be 'best' or 'mean', not {mode!r}")
-        self.driver = None if driver is None else committee.member_index(driver)
+        if mode == "mean" and driver is not None:
+            raise ValueError("driver is for mode 'best'; mode 'mean' is driven by the mean")
+        self.driver = driver if driver in (None, "mean") else committee.member_index(driver)
         self.committee = committee
         self.mode = mode
         self.force_uq = force_uq
@@ -675,7 +692,7 @@ class CommitteeCalculator(Calculator):
             energy = float(res.energies.mean())
             forces = res.member_forces.mean(axis=0) if res.member_forces is not None else res.forces
         else:
-            energy = float(res.energies[ev.best])
+            energy = float(ev.driving_energy(res.energies))
             forces = res.forces
         self.results = {
             "energy": energy,

@@ -23,6 +23,8 @@ from rarelearn.selection import SelectionSettings
 
 PRESETS = ("quick", "paper")
 EXECUTOR_KINDS = ("inprocess", "local", "dask")
+#: What may drive the NNP pulls (`CommitteeConfig.driver`).
+DRIVERS = ("best", "mean")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class CommitteeConfig:
     warm_start: bool = False
     #: Train members through the executor (one per worker) instead of in this process.
     parallel: bool = False
+    #: What drives the NNP pulls: the ``best`` member (lowest validation force MAE, the
+    #: paper's choice) or the committee ``mean`` (forces of the members' mean energy).
+    driver: str = "best"
     ani: ANISettings = field(default_factory=ANISettings)
 
 
@@ -304,6 +309,11 @@ def validate(config: CampaignConfig) -> None:
         committee.strategy in ("random", "inherited"),
         "committee.strategy",
         f"must be 'random' or 'inherited', got {committee.strategy!r}",
+    )
+    _require(
+        committee.driver in DRIVERS,
+        "committee.driver",
+        f"must be one of {DRIVERS}, got {committee.driver!r}",
     )
     ani = committee.ani
     _require(_is_int(ani.epochs) and ani.epochs >= 1, "committee.ani.epochs", "must be >= 1")

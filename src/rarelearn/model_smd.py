@@ -13,11 +13,14 @@ from rarelearn.committee import Committee
 from rarelearn.dynamics import (
     SMDSettings,
     SMDTrace,
+    StartState,
     Thermostat,
     relax_replicas,
+    run_smd,
     run_smd_replicas,
 )
-from rarelearn.dynamics.smd import step_budget
+from rarelearn.dynamics.replicas import BATCH_THERMOSTATS
+from rarelearn.dynamics.smd import ProgressCallback, step_budget
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
@@ -29,6 +32,35 @@ from rarelearn.pulls import (
     load_start_states,
 )
 from rarelearn.reference import write_json
+
+
+def pull_from_starts(
+    committee: Committee,
+    starts: list[StartState],
+    settings: SMDSettings,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    driver: str = "best",
+) -> list[SMDTrace]:
+    """The committee pulled from each start state, driven by its ``best`` member or its
+    ``mean``: one batch where the thermostat allows it (Berendsen, NVE), else one pull after
+    another (Langevin: replica r with ``seed + r``, the seed its reference twin used)."""
+    chosen = None if driver == "best" else driver
+    if settings.thermostat.kind in BATCH_THERMOSTATS:
+        force_field = committee.replica_force_field(starts[0].atoms.numbers, driver=chosen)
+        return run_smd_replicas(starts, force_field, settings, progress)
+    calculator = committee.calculator("best", force_uq=False, driver=chosen)
+    traces = []
+    budget = step_budget(settings) * len(starts)
+    for replica, start in enumerate(starts):
+        done = replica * step_budget(settings)
+
+        def update(step: int, _total: int, done: int = done) -> None:
+            if progress is not None:
+                progress(done + step, budget)
+
+        traces.append(run_smd(start, calculator, settings, seed + replica, update))
+    return traces
 
 
 def committee_folder(model: Path) -> Path:
@@ -124,7 +156,7 @@ def reference_folder(start: Path) -> Path:
 
 
 def run_model_smd_from_reference(
-    model: Path, start: Path, out: Path, quiet: bool = False
+    model: Path, start: Path, out: Path, quiet: bool = False, driver: str = "best"
 ) -> dict[str, Any]:
     """Pull the model from every start state of a reference run, as the campaign does.
 
@@ -144,14 +176,16 @@ def run_model_smd_from_reference(
     committee = Committee.load(committee_folder(model))
     committee.best.check_elements([starts[0].atoms])
     out.mkdir(parents=True, exist_ok=True)
-    force_field = committee.replica_force_field(starts[0].atoms.numbers)
     with StageProgress(quiet=quiet) as progress:
         name = f"NNP steered MD ({len(starts)} replicas from {folder})"
         with progress.stage(name, step_budget(settings)) as update:
-            traces = run_smd_replicas(starts, force_field, settings, update)
+            traces = pull_from_starts(
+                committee, starts, settings, reference["seed"], update, driver
+            )
     result: dict[str, Any] = {
         "model": str(model),
         "start": str(folder),
+        "driver": driver,
         "pulled_atoms": starts[0].pulled.to_list(),
         "smd_settings": settings.to_dict(),
     }

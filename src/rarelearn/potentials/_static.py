@@ -456,6 +456,45 @@ class StackedNetworks(torch.nn.Module):
             w_at += n_l
         return energies, grad
 
+    def energies_and_mean_input_grad(self, aev: Tensor) -> tuple[Tensor, Tensor]:
+        """All members' energies (members, frames) and d mean_m(E_m) / d aev (frames, atoms, F).
+
+        As `energies_and_input_grad`, with the backward pass of every member at once (batched
+        products over the member axis), averaged: the forces of the committee-mean energy.
+        """
+        b = aev.shape[0]
+        energies = aev.new_zeros(self.n_members, b)
+        grad = torch.zeros_like(aev)
+        w_at = 0
+        for g, idx in enumerate(self.group_index):
+            x = aev.index_select(1, idx)
+            rows = x.shape[0] * x.shape[1]
+            n_l = self.n_layers[g]
+            pre: list[Tensor] = []
+            h = x.reshape(1, rows, -1)
+            for k in range(n_l):
+                w = self.weights[w_at + k]
+                if self.has_bias:
+                    z = torch.baddbmm(self.biases[w_at + k], h.expand(w.shape[0], -1, -1), w)
+                else:
+                    z = torch.matmul(h, w)
+                if k < n_l - 1:
+                    pre.append(z)
+                    h = self.activation(z)
+                else:
+                    energies += z.view(w.shape[0], b, -1).sum(-1)
+            # (members, rows, last hidden): each member's output weight, then back layer by layer
+            last = self.weights[w_at + n_l - 1]
+            up = last.transpose(1, 2).expand(-1, rows, -1)
+            for k in range(n_l - 2, -1, -1):
+                up = torch.bmm(
+                    self._activation_grad(up, pre[k]), self.weights[w_at + k].transpose(1, 2)
+                )
+            mean = up.mean(0)
+            grad.index_add_(1, idx, mean.view(b, -1, mean.shape[-1]))
+            w_at += n_l
+        return energies, grad
+
 
 class ForcePath(torch.nn.Module):
     """The steered-MD force call of a committee, compiled once with TorchScript.
@@ -472,11 +511,18 @@ class ForcePath(torch.nn.Module):
     """
 
     def __init__(
-        self, aev: StaticAEV, driver: StackedNetworks, others: StackedNetworks | None, order: Tensor
+        self,
+        aev: StaticAEV,
+        driver: StackedNetworks,
+        others: StackedNetworks | None,
+        order: Tensor,
+        mean: bool = False,
     ) -> None:
         super().__init__()
         self.aev = aev
         self.driver = driver
+        #: the driver stack holds every member and the forces are those of their mean energy
+        self.mean = mean
         self.has_others = others is not None
         self.others = others if others is not None else driver
         #: rows of [driver, others...] that give the members in their own order
@@ -489,6 +535,9 @@ class ForcePath(torch.nn.Module):
         cores are busy with a batch already).
         """
         aev, state = self.aev.pullback_state(coords)
+        if self.mean:
+            energies, grad = self.driver.energies_and_mean_input_grad(aev)
+            return energies.index_select(0, self.order), -self.aev.pullback(state, grad)
         if self.has_others and overlap:
             future = torch.jit.fork(self.others.forward, aev)
             driver_energy, grad = self.driver.energies_and_input_grad(aev, 0)
