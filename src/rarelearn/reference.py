@@ -143,8 +143,10 @@ def run_reference(
     reference_dir = run_dir / "reference"
     (reference_dir / "replicas").mkdir(parents=True, exist_ok=True)
     summary_path = reference_dir / "reference.json"
-    if summary_path.is_file():
+    written = [summary_path, reference_dir / START_STATES_FILE, reference_dir / REPLICAS_FILE]
+    if all(path.is_file() for path in written):
         return json.loads(summary_path.read_text())
+    # otherwise finish it; a folder written before the replica files existed keeps replica 0
 
     geometry = atoms
     if settings.relax_geometry:
