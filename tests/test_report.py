@@ -16,6 +16,7 @@ ALL_FIGURES = (
     "work.png",
     "ea_error.png",
     "mae_unseen.png",
+    "unseen_drift.png",
     "train_val_mae.png",
     "parity.png",
     "uq.png",
@@ -62,11 +63,29 @@ def _row(i: int, ea: float) -> dict:
     }
 
 
-def _make_run(root, n_iterations=3, baselines=True, unseen=True, n=200, name="run"):
+def _make_run(
+    root,
+    n_iterations=3,
+    baselines=True,
+    unseen=True,
+    n=200,
+    name="run",
+    drift_slopes=None,
+    broken_frame=None,
+):
+    """A run folder in the pre-replica format.
+
+    ``unseen.npz`` holds one energy per reference frame; with ``drift_slopes`` (eV per frame,
+    one per iteration) iteration i predicts e_ref + 0.3 + slope_i * frame exactly, otherwise
+    e_ref plus noise. ``broken_frame`` is written into the reference smd.npz.
+    """
     rng = np.random.default_rng(0)
     run = root / name
     (run / "reference").mkdir(parents=True)
-    np.savez(run / "reference" / "smd.npz", **_trace(n, EA_REF, rng, with_uq=False))
+    reference = _trace(n, EA_REF, rng, with_uq=False)
+    if broken_frame is not None:
+        reference["broken_frame"] = np.array(broken_frame)
+    np.savez(run / "reference" / "smd.npz", **reference)
     (run / "reference" / "reference.json").write_text(
         json.dumps({"ea_ref_eV": EA_REF, "breaking_distance_A": 8.9, "replicas": [5.0, 5.1]})
     )
@@ -80,8 +99,12 @@ def _make_run(root, n_iterations=3, baselines=True, unseen=True, n=200, name="ru
             json.dumps({"threshold_eV": 0.04, "candidates": [150, 160, 170], "selected": [150]})
         )
         if unseen:
-            e_ref = -100 + rng.normal(0, 0.1, 300)
-            np.savez(it / "unseen.npz", e_ref_eV=e_ref, e_pred_eV=e_ref + rng.normal(0, 0.01, 300))
+            e_ref = reference["energy_eV"]
+            if drift_slopes is None:
+                e_pred = e_ref + rng.normal(0, 0.01, n)
+            else:
+                e_pred = e_ref + 0.3 + drift_slopes[i] * np.arange(n)
+            np.savez(it / "unseen.npz", e_ref_eV=e_ref, e_pred_eV=e_pred)
         row = _row(i, ea)
         (it / "metrics.json").write_text(json.dumps(row))
         rows.append(row)
@@ -154,11 +177,11 @@ def test_no_iterations_yet(tmp_path):
     run = _make_run(tmp_path, n_iterations=0, baselines=False)
     text = build_report(run).read_text()
     _assert_png(run / "figures" / "work.png")  # the reference W(d) alone
-    for name in ("ea_error.png", "mae_unseen.png", "train_val_mae.png", "parity.png", "uq.png"):
+    for name in ALL_FIGURES[1:]:
         assert not (run / "figures" / name).exists()
     assert "No iterations yet" in text
     assert "No baselines" in text
-    assert text.count("Figure skipped") == 5
+    assert text.count("Figure skipped") == len(ALL_FIGURES) - 1
 
 
 def test_bare_summary_builds(tmp_path):
@@ -189,6 +212,58 @@ def test_iterations_only_in_metrics_json_and_corrupt_npz(tmp_path):
     assert text.count("<tr><td>") == 3  # three iteration rows recovered
     assert "could not be read" in text
     _assert_png(run / "figures" / "uq.png")
+
+
+def test_energy_drift_hand_computed():
+    from rarelearn.report import _energy_drift
+
+    # error 1, 2, 4, 8; minus the mean of the first two (1.5); running mean over two frames
+    drift = _energy_drift(np.zeros(4), np.array([1.0, 2.0, 4.0, 8.0]), window=2, start=2)
+    np.testing.assert_allclose(drift, [0.0, 1.5, 4.5])
+    # a linear drift s * i: minus s * 99.5 (first 200 frames), window 100 -> s * (k - 50)
+    rng = np.random.default_rng(3)
+    e_ref = -100 + rng.normal(0, 0.1, 400)
+    drift = _energy_drift(e_ref, e_ref + 0.7 + 2e-3 * np.arange(400))
+    np.testing.assert_allclose(drift, 2e-3 * (np.arange(301) - 50), atol=1e-9)
+
+
+def test_unseen_drift_figure(tmp_path, saved_figures):
+    n, slopes, broken = 1000, [1e-3, 6e-4, 4e-4], 800
+    run = _make_run(tmp_path, n=n, drift_slopes=slopes, broken_frame=broken)
+    text = build_report(run).read_text()
+    _assert_png(run / "figures" / "unseen_drift.png")
+    assert text.index('id="mae_unseen.png"') < text.index('id="unseen_drift.png"')
+    ax = saved_figures["unseen_drift.png"].axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    d = np.linspace(6.35, 9.5, n)
+    x = d[:-99] + 49.5 * (d[1] - d[0])  # running mean of a linear distance over 100 frames
+    for i, slope in enumerate(slopes):
+        line = lines[f"iteration {i}"]
+        np.testing.assert_allclose(line.get_xdata(), x, atol=1e-9)
+        np.testing.assert_allclose(line.get_ydata(), slope * (np.arange(n - 99) - 50), atol=1e-9)
+    assert lines["iteration 2"].get_linewidth() > lines["iteration 1"].get_linewidth()
+    np.testing.assert_allclose(lines["reference break"].get_xdata(), [d[broken]] * 2)
+    zero = [line for line in ax.lines if list(line.get_ydata()) == [0, 0]]
+    assert zero, "no zero line"
+    # window of frames 700..799, the last before the break: 4e-4 * (700 - 50) = +0.260 eV
+    assert "the final iteration has drifted by +0.260 eV" in text
+    assert "overestimates the strain energy" in text
+    assert "running means over 100 frames" in text
+
+
+def test_unseen_drift_skips_mismatched_lengths(tmp_path):
+    run = _make_run(tmp_path, n=300)
+    np.savez(
+        run / "iterations" / "001" / "unseen.npz", e_ref_eV=np.zeros(250), e_pred_eV=np.zeros(250)
+    )
+    text = build_report(run).read_text()
+    _assert_png(run / "figures" / "unseen_drift.png")  # iterations 0 and 2 still plotted
+    assert "iteration 1: unseen.npz has 250/250 energies but the reference pull has 300" in text
+    for folder in ("000", "002"):
+        (run / "iterations" / folder / "unseen.npz").unlink()
+    text = build_report(run).read_text()
+    assert not (run / "figures" / "unseen_drift.png").exists()  # stale PNG removed
+    assert "no iteration has a readable unseen.npz matching the 300 frames" in text
 
 
 def test_compare_runs(tmp_path):

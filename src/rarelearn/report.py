@@ -663,6 +663,147 @@ def _figure_mae_unseen(run: _Run, fig_dir: Path) -> _FigureResult:
     return result
 
 
+#: Frames of the running mean that smooths the energy drift along the unseen pull.
+DRIFT_WINDOW = 100
+#: Leading frames of the unseen pull whose mean error is the drift's zero.
+DRIFT_START_FRAMES = 200
+
+
+def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each run of ``window`` consecutive values (cumulative sum; n - window + 1 of them).
+
+    A window longer than the series shrinks to the series (one value).
+    """
+    values = np.asarray(values, dtype=float)
+    window = max(1, min(int(window), values.size))
+    total = np.concatenate(([0.0], np.cumsum(values)))
+    return (total[window:] - total[:-window]) / window
+
+
+def _energy_drift(
+    e_ref: np.ndarray,
+    e_pred: np.ndarray,
+    window: int = DRIFT_WINDOW,
+    start: int = DRIFT_START_FRAMES,
+) -> np.ndarray:
+    """NNP energy error along a pull relative to its start, smoothed (eV).
+
+    ``(e_pred - e_ref) - mean(e_pred - e_ref over the first start frames)``, then a running
+    mean over ``window`` frames: element k averages frames k .. k + window - 1.
+    """
+    error = np.asarray(e_pred, dtype=float) - np.asarray(e_ref, dtype=float)
+    error = error - error[: max(1, start)].mean()
+    return _running_mean(error, window)
+
+
+def _figure_unseen_drift(run: _Run, fig_dir: Path) -> _FigureResult:
+    result = _FigureResult(
+        "unseen_drift.png",
+        "Energy drift along the unseen reference pull",
+        "",
+    )
+    if not run.iteration_dirs:
+        result.skipped = "no iterations yet."
+        return result
+    path = run.run_dir / "reference" / "smd.npz"
+    reference = _read_npz(path, ("distance_A",), run.notes)
+    if reference is None:
+        result.skipped = "no readable reference/smd.npz (the unseen reference pull)."
+        return result
+    d = np.ravel(reference["distance_A"]).astype(float)
+    # the break: smd.npz's broken_frame (-1: none); older folders: reference.json's distance
+    broken = _read_npz(path, ("broken_frame",), [])
+    frame = int(broken["broken_frame"]) if broken is not None else -1
+    d_break = float(d[frame]) if 0 <= frame < d.size else math.nan
+    if broken is None and run.reference is not None:
+        d_break = _num(run.reference.get("breaking_distance_A"))
+        beyond = np.flatnonzero(d >= d_break) if math.isfinite(d_break) else []
+        frame = int(beyond[0]) if len(beyond) else -1
+
+    drifts: dict[int, np.ndarray] = {}
+    for n, folder in sorted(run.iteration_dirs.items()):
+        data = _read_npz(folder / "unseen.npz", ("e_ref_eV", "e_pred_eV"), run.notes)
+        if data is None:
+            continue
+        e_ref = np.ravel(data["e_ref_eV"]).astype(float)
+        e_pred = np.ravel(data["e_pred_eV"]).astype(float)
+        if e_ref.size != d.size or e_pred.size != d.size:
+            run.notes.append(
+                f"iteration {n}: unseen.npz has {e_ref.size}/{e_pred.size} energies but the "
+                f"reference pull has {d.size} frames; left out of the drift figure."
+            )
+        elif not (np.isfinite(e_ref).all() and np.isfinite(e_pred).all()):
+            run.notes.append(
+                f"iteration {n}: unseen.npz holds non-finite energies; left out of the drift "
+                "figure."
+            )
+        elif d.size:
+            drifts[n] = _energy_drift(e_ref, e_pred)
+    if not drifts:
+        result.skipped = (
+            f"no iteration has a readable unseen.npz matching the {d.size} frames of the "
+            "reference pull."
+        )
+        return result
+
+    window = min(DRIFT_WINDOW, d.size)
+    x = _running_mean(d, window)
+    final = max(drifts)
+    fig = _new_figure(6.4, 4.4)
+    ax = fig.add_subplot()
+    colors, mappable = _iteration_colors(sorted(drifts))
+    with_legend = len(drifts) <= 6
+    ax.axhline(0.0, color="0.3", lw=0.8, zorder=0.5)
+    for n, drift in drifts.items():
+        ax.plot(
+            x,
+            drift,
+            color=colors[n],
+            lw=2.4 if n == final else 1.2,
+            zorder=3 if n == final else 2,
+            label=f"iteration {n}" if with_legend else None,
+        )
+    if math.isfinite(d_break):
+        ax.axvline(d_break, color="black", ls=":", lw=1.2, label="reference break")
+    if not with_legend:
+        fig.colorbar(mappable, ax=ax, label="iteration")
+    ax.secondary_yaxis(
+        "right",
+        functions=(lambda e: e * EV_TO_KCAL_MOL, lambda k: k / EV_TO_KCAL_MOL),
+    ).set_ylabel("kcal/mol")
+    ax.set_xlabel("spring distance $d$ of the reference pull (Å)")
+    ax.set_ylabel("NNP energy error relative to the start (eV)")
+    ax.legend(loc="upper left", frameon=False)
+
+    start = min(DRIFT_START_FRAMES, d.size)
+    caption = [
+        "Energy error of the best committee member along the unseen reference pull (replica "
+        "0), relative to the start of the pull: (E_NNP - E_ref) minus its mean over the first "
+        f"{start} frames, in eV (kcal/mol on the right axis), against the reference's spring "
+        f"distance; error and distance are running means over {window} frames. One line per "
+        f"iteration (colour), the final iteration ({final}) thick; solid grey line: zero."
+    ]
+    if math.isfinite(d_break):
+        caption.append(f"Dotted vertical line: the reference's bond break at {d_break:.2f} Å.")
+        if frame - window >= 0:  # the window of the frames just before the break
+            value = float(drifts[final][frame - window])
+            caption.append(
+                f"Over the {window} frames before it the final iteration has drifted by "
+                f"{value:+.3f} eV ({value * EV_TO_KCAL_MOL:+.2f} kcal/mol)."
+            )
+    elif broken is not None:
+        caption.append("The reference pull did not break a bond.")
+    caption.append(
+        "A positive drift before the break means the model overestimates the strain energy of "
+        "the stretched chain, and with it the barrier Ea (max of the spring's work). The "
+        "relative-energy MAE on the unseen frames (previous figure) averages over every frame "
+        "and so hides this systematic drift."
+    )
+    result.caption = " ".join(caption)
+    result.path = _save(fig, fig_dir / result.name)
+    return result
+
+
 def _figure_train_val(run: _Run, fig_dir: Path) -> _FigureResult:
     result = _FigureResult(
         "train_val_mae.png",
@@ -799,6 +940,7 @@ _FIGURES = (
     _figure_work,
     _figure_ea_error,
     _figure_mae_unseen,
+    _figure_unseen_drift,
     _figure_train_val,
     _figure_parity,
     _figure_uq,
