@@ -418,53 +418,13 @@ class StackedNetworks(torch.nn.Module):
         assert result is not None
         return result
 
-    @torch.jit.export
-    def energies_and_input_grad(self, aev: Tensor, member: int) -> tuple[Tensor, Tensor]:
-        """All members' energies (members, frames) and d E_member / d aev (frames, atoms, F).
-
-        One forward pass for every member (no autograd graph: the weights are constants),
-        then the backward pass of the driving member alone, written out layer by layer: the
-        same arithmetic autograd does, without its per-node overhead. `aev` is (frames,
-        atoms, features); the frames (one, or a batch of replicas) share every product.
-        """
+    def _forward_keeping_preactivations(self, aev: Tensor) -> tuple[Tensor, list[list[Tensor]]]:
+        """Every member's energies (members, frames) and, per element group, the hidden
+        layers' pre-activations (members, rows, width): what a written-out backward needs.
+        No autograd graph: the weights are constants."""
         b = aev.shape[0]
         energies = aev.new_zeros(self.n_members, b)
-        grad = torch.zeros_like(aev)
-        w_at = 0
-        for g, idx in enumerate(self.group_index):
-            x = aev.index_select(1, idx)
-            rows = x.shape[0] * x.shape[1]
-            n_l = self.n_layers[g]
-            pre: list[Tensor] = []
-            h = x.reshape(1, rows, -1)
-            for k in range(n_l):
-                w = self.weights[w_at + k]
-                if self.has_bias:
-                    z = torch.baddbmm(self.biases[w_at + k], h.expand(w.shape[0], -1, -1), w)
-                else:
-                    z = torch.matmul(h, w)
-                if k < n_l - 1:
-                    pre.append(z[member])
-                    h = self.activation(z)
-                else:
-                    energies += z.view(w.shape[0], b, -1).sum(-1)
-            # backward of the driving member: dE/dh of the last hidden layer is its output weight
-            up = self.weights[w_at + n_l - 1][member].t().expand(rows, -1)
-            for k in range(n_l - 2, -1, -1):
-                up = self._activation_grad(up, pre[k]).mm(self.weights[w_at + k][member].t())
-            grad.index_add_(1, idx, up.view(b, -1, up.shape[-1]))
-            w_at += n_l
-        return energies, grad
-
-    def energies_and_mean_input_grad(self, aev: Tensor) -> tuple[Tensor, Tensor]:
-        """All members' energies (members, frames) and d mean_m(E_m) / d aev (frames, atoms, F).
-
-        As `energies_and_input_grad`, with the backward pass of every member at once (batched
-        products over the member axis), averaged: the forces of the committee-mean energy.
-        """
-        b = aev.shape[0]
-        energies = aev.new_zeros(self.n_members, b)
-        grad = torch.zeros_like(aev)
+        groups: list[list[Tensor]] = []
         w_at = 0
         for g, idx in enumerate(self.group_index):
             x = aev.index_select(1, idx)
@@ -483,9 +443,54 @@ class StackedNetworks(torch.nn.Module):
                     h = self.activation(z)
                 else:
                     energies += z.view(w.shape[0], b, -1).sum(-1)
+            groups.append(pre)
+            w_at += n_l
+        return energies, groups
+
+    @torch.jit.export
+    def energies_and_input_grad(self, aev: Tensor, member: int) -> tuple[Tensor, Tensor]:
+        """All members' energies (members, frames) and d E_member / d aev (frames, atoms, F).
+
+        One forward pass for every member, then the backward pass of the driving member alone,
+        written out layer by layer: the same arithmetic autograd does, without its per-node
+        overhead. `aev` is (frames, atoms, features); the frames (one, or a batch of replicas)
+        share every product.
+        """
+        energies, groups = self._forward_keeping_preactivations(aev)
+        b = aev.shape[0]
+        grad = torch.zeros_like(aev)
+        w_at = 0
+        for g, idx in enumerate(self.group_index):
+            rows = b * idx.shape[0]
+            n_l = self.n_layers[g]
+            pre = groups[g]
+            # backward of the driving member: dE/dh of the last hidden layer is its output weight
+            up = self.weights[w_at + n_l - 1][member].t().expand(rows, -1)
+            for k in range(n_l - 2, -1, -1):
+                up = self._activation_grad(up, pre[k][member]).mm(
+                    self.weights[w_at + k][member].t()
+                )
+            grad.index_add_(1, idx, up.view(b, -1, up.shape[-1]))
+            w_at += n_l
+        return energies, grad
+
+    @torch.jit.export
+    def energies_and_mean_input_grad(self, aev: Tensor) -> tuple[Tensor, Tensor]:
+        """All members' energies (members, frames) and d mean_m(E_m) / d aev (frames, atoms, F).
+
+        As `energies_and_input_grad`, with the backward pass of every member at once (batched
+        products over the member axis), averaged: the forces of the committee-mean energy.
+        """
+        energies, groups = self._forward_keeping_preactivations(aev)
+        b = aev.shape[0]
+        grad = torch.zeros_like(aev)
+        w_at = 0
+        for g, idx in enumerate(self.group_index):
+            rows = b * idx.shape[0]
+            n_l = self.n_layers[g]
+            pre = groups[g]
             # (members, rows, last hidden): each member's output weight, then back layer by layer
-            last = self.weights[w_at + n_l - 1]
-            up = last.transpose(1, 2).expand(-1, rows, -1)
+            up = self.weights[w_at + n_l - 1].transpose(1, 2).expand(-1, rows, -1)
             for k in range(n_l - 2, -1, -1):
                 up = torch.bmm(
                     self._activation_grad(up, pre[k]), self.weights[w_at + k].transpose(1, 2)
