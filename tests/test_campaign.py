@@ -416,3 +416,41 @@ def test_langevin_pulls_run_one_by_one_with_their_twins_seeds(finished_run):
     alone = run_smd(starts[2], committee.calculator("best", force_uq=False), settings, seed=3)
     assert np.array_equal(traces[2].positions_A, alone.positions_A)
     assert not np.array_equal(traces[1].positions_A, traces[2].positions_A)
+
+
+def test_reference_stage_completes_a_folder_from_before_the_replica_files(finished_run, tmp_path):
+    """A run folder whose reference stage predates the replica files (reference.json and
+    replica 0 only) is completed on resume: replica 0 is reused, not recomputed."""
+    import shutil
+
+    from rarelearn.campaign import labeler_of, open_store, system_of
+    from rarelearn.progress import StageProgress
+    from rarelearn.reference import run_reference
+
+    run_dir = tmp_path / "old"
+    shutil.copytree(finished_run / "reference", run_dir / "reference")
+    shutil.copy(finished_run / "data.db", run_dir / "data.db")
+    for name in ("start_states.traj", "replicas.npz"):
+        (run_dir / "reference" / name).unlink()
+    shutil.rmtree(run_dir / "reference" / "replicas")
+    replica0 = (run_dir / "reference" / "smd.npz").read_bytes()
+    config = load_resolved(finished_run).with_out(str(run_dir))
+    atoms, pulled = system_of(config)
+    sys.path.insert(0, str(TESTS))  # the tiny config's labeler lives in tests/
+    try:
+        with StageProgress(quiet=True) as progress:
+            summary = run_reference(
+                atoms,
+                pulled,
+                labeler_of(config),
+                config.reference,
+                run_dir,
+                open_store(config, run_dir),
+                progress,
+            )
+    finally:
+        sys.path.remove(str(TESTS))
+    original = json.loads((finished_run / "reference" / "reference.json").read_text())
+    assert summary["activation_energy_replicas_eV"] == original["activation_energy_replicas_eV"]
+    assert (run_dir / "reference" / "smd.npz").read_bytes() == replica0
+    assert len(read(run_dir / "reference" / "start_states.traj", ":")) == 3

@@ -126,7 +126,7 @@ class ReplicaPulls:
             "activation_energy_mean_eV": sample.mean,
             "activation_energy_sem_eV": _finite_or_none(sample.sem),
             "activation_energy_std_eV": _finite_or_none(sample.std),
-            "activation_energy_replicas_eV": sample.values,
+            "activation_energy_replicas_eV": list(sample.values),
             "breaking_distance_mean_A": self.mean_breaking_distance(),
             "breaking_distance_replicas_A": self.breaking_distances(),
             "broke": self.broke,
