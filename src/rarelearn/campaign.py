@@ -546,8 +546,9 @@ def _none_if_nan(value: float) -> float | None:
 
 def _row_difference(row: dict[str, Any]) -> Difference:
     half_width = row.get("ea_error_ci95_eV")
+    # rows written before the replica statistics have no interval: never converged
     return Difference(
-        float(row["ea_error_signed_eV"]),
+        float(row.get("ea_error_signed_eV", np.nan)),
         np.nan if half_width is None else float(half_width),
         np.nan,
     )
@@ -577,7 +578,7 @@ def resolution(row: dict[str, Any], reference: Sample, config: CampaignConfig) -
     """
     tolerance_eV = config.stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
     half_width = row.get("ea_error_ci95_eV")
-    model = Sample.of(row["ea_nnp_replicas_eV"])
+    model = Sample.of(row.get("ea_nnp_replicas_eV") or [row["ea_nnp_eV"]])
     needed = None
     if np.isfinite(model.std) and np.isfinite(reference.std):
         needed = replicas_for_half_width(model.std, reference.std, tolerance_eV)
