@@ -38,7 +38,7 @@ from _ani_data import alkane, xtb_md_frames
 from rarelearn.committee import Committee
 from rarelearn.potentials import ANIModel, ANISettings
 from rarelearn.potentials._static import torch_threads
-from rarelearn.potentials.ani import _Features
+from rarelearn.potentials.features import TrainingFeatures
 
 
 def _median_time(fn, n: int, repeats: int = 5) -> float:
@@ -60,10 +60,10 @@ def bench_training(frames, threads: int) -> dict[str, float]:
     batch = frames[:64]
     t = time.perf_counter()
     with torch_threads(threads):
-        fast = _Features(model, batch, with_jacobian=True).groups[0]
+        fast = TrainingFeatures(model, batch, with_jacobian=True).groups[0]
     feat_ms = (time.perf_counter() - t) / len(batch) * 1e3
-    base = _Features(model, batch, with_jacobian=False).groups[0]
-    model._fit_self_energies(_Features(model, batch, with_jacobian=False), list(range(64)))
+    base = TrainingFeatures(model, batch, with_jacobian=False).groups[0]
+    model._fit_self_energies(TrainingFeatures(model, batch, with_jacobian=False), list(range(64)))
     opt = torch.optim.AdamW(model.networks.parameters(), lr=1e-4)
     rows = torch.arange(64)
 

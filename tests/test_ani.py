@@ -14,7 +14,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from _ani_data import xtb_md_frames
 from rarelearn.errors import RarelearnError
 from rarelearn.potentials import ANIModel, ANISettings, ModelError
-from rarelearn.potentials.ani import _Features
+from rarelearn.potentials.features import TrainingFeatures
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,8 @@ def test_fast_path_equals_torchani_as_is(propane: list[Atoms], trained: ANIModel
     np.testing.assert_allclose(np.array(f_fast), np.array(f_base), atol=2e-4, rtol=0)
 
     model = _untrained_like(trained, seed=5)
-    fast = _Features(model, frames, with_jacobian=True).groups[0]
-    base = _Features(model, frames, with_jacobian=False).groups[0]
+    fast = TrainingFeatures(model, frames, with_jacobian=True).groups[0]
+    base = TrainingFeatures(model, frames, with_jacobian=False).groups[0]
     rows = torch.arange(len(frames))
     grads = []
     for grp, is_fast in ((fast, True), (base, False)):

@@ -31,6 +31,7 @@ from rarelearn.labeling import LabelerSpec
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.model_smd import pull_from_starts
 from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
+from rarelearn.potentials.features import FeatureCache
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import (
     REPLICAS_FILE,
@@ -140,6 +141,8 @@ class Campaign:
         self.spec = labeler_of(config)
         self.atoms, self.pulled = system_of(config)
         self._executor: Executor | None = None
+        #: AEVs and Jacobians of the frames trained on so far: each frame computed once
+        self.feature_cache = FeatureCache()
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -269,6 +272,8 @@ class Campaign:
                 executor=self.executor if settings.parallel else None,
                 warm_start=settings.warm_start,
                 progress=update,
+                threads=settings.threads,
+                cache=self.feature_cache,
             )
         _save_committee(committee, folder)
         self._timed(timing, "train_s", folder.parent / "timing.json", started)

@@ -35,7 +35,9 @@ from torch import Tensor
 
 from rarelearn.dynamics.replicas import BatchForceField, ReplicaForces
 from rarelearn.potentials._static import ForcePath, StackedNetworks, torch_threads
-from rarelearn.potentials.ani import ANIModel, ANISettings, ModelError, _Features, elements_of
+from rarelearn.potentials.ani import ANIModel, ANISettings, ModelError, elements_of
+from rarelearn.potentials.features import FeatureCache
+from rarelearn.threads import ProgressSum, run_side_by_side
 
 STRATEGIES = ("random", "inherited")
 SPLITS_FILE = "splits.json"
@@ -46,15 +48,6 @@ class MapExecutor(Protocol):
     """Anything with `map(fn, items) -> list` (results in order); fn and items picklable."""
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]: ...
-
-
-def _epoch_reporter(
-    progress: Callable[[int, int], None] | None, member: int, epochs: int, n_members: int
-) -> Callable[[int], None] | None:
-    """Turn a member's epoch count into progress over the whole committee's epochs."""
-    if progress is None:
-        return None
-    return lambda done: progress(member * epochs + done, n_members * epochs)
 
 
 def frame_ids(frames: Sequence[Atoms]) -> list[int]:
@@ -181,6 +174,31 @@ def train_member(task: MemberTask) -> ANIModel:
         init=task.init,
         elements=task.elements,
     )
+
+
+def _train_side_by_side(
+    tasks: Sequence[MemberTask],
+    frames: Sequence[Atoms],
+    settings: ANISettings,
+    threads: int | None,
+    cache: FeatureCache | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[ANIModel]:
+    """Train every task's member in this process on one shared set of features, side by side
+    in threads (`rarelearn.threads`: one torch thread per member, bit-identical results)."""
+    # weights are drawn from torch's global generator: here, in one thread, in member order
+    models = [ANIModel.untrained(t.elements, t.settings, t.seed, t.init) for t in tasks]
+    with torch_threads(settings.threads):
+        feats = models[0].training_features(frames, cache=cache)
+    epochs = ProgressSum(progress, [settings.epochs] * len(tasks))
+
+    def job(k: int) -> Callable[[], ANIModel]:
+        task = tasks[k]
+        return lambda: models[k].train_on(
+            feats, task.train_idx, task.val_idx, task.seed, epochs.reporter(k)
+        )
+
+    return run_side_by_side([job(k) for k in range(len(tasks))], threads, epochs)
 
 
 @dataclass
@@ -418,12 +436,19 @@ class Committee:
         executor: MapExecutor | None = None,
         warm_start: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        threads: int | None = None,
+        cache: FeatureCache | None = None,
     ) -> Committee:
-        """Train `n_members` members on `frames`, one after another or through `executor`.
+        """Train `n_members` members on `frames`: side by side in this process, or through
+        `executor` (one member per task, each computing its own features).
 
         `previous` (a Committee, its folder, or a split dict) is what ``inherited`` splits
         inherit; with `warm_start` members also start from the previous members' weights.
-        Trained sequentially, the members share one AEV/Jacobian cache, and
+        In this process the members share one set of AEVs and Jacobians (taken from `cache`
+        where it has them) and train in `threads` threads of one torch thread each (None: all
+        members at once when the machine has more than one core);
+        every member's weights are the same bit for bit whatever the number of threads.
+        With `executor`, `threads` and `cache` are not used.
         `progress(epochs_done, epochs_total)` follows the epochs of all members.
         """
         settings = settings if settings is not None else ANISettings()
@@ -470,29 +495,7 @@ class Committee:
         if executor is not None:
             members = list(executor.map(train_member, tasks))
         else:
-            template = ANIModel(elements, settings)
-            fast = settings.fast and (
-                _Features.jacobian_mb(frames, template.aev_dim) <= settings.jacobian_cache_mb
-            )
-            with torch_threads(settings.threads):
-                try:
-                    feats = _Features(template, frames, with_jacobian=fast)
-                except ModelError:
-                    feats = _Features(template, frames, with_jacobian=False)
-            members = [
-                ANIModel.fit(
-                    t.frames,
-                    t.settings,
-                    seed=t.seed,
-                    train_idx=t.train_idx,
-                    val_idx=t.val_idx,
-                    init=t.init,
-                    elements=t.elements,
-                    features=feats,
-                    on_epoch=_epoch_reporter(progress, m, settings.epochs, n_members),
-                )
-                for m, t in enumerate(tasks)
-            ]
+            members = _train_side_by_side(tasks, frames, settings, threads, cache, progress)
         metrics = [dict(m.history.metrics) for m in members]
         return cls(members=members, splits=splits, strategy=strategy, metrics=metrics, seed=seed)
 

@@ -55,6 +55,10 @@ class CommitteeConfig:
     warm_start: bool = False
     #: Train members through the executor (one per worker) instead of in this process.
     parallel: bool = False
+    #: Members trained side by side in this process, one thread each (unset: all members at
+    #: once when the machine has more than one core; 1: one after another). The weights are
+    #: the same bit for bit whatever the setting.
+    threads: int | None = None
     #: What drives the NNP pulls: the ``best`` member (lowest validation force MAE, the
     #: paper's choice) or the committee ``mean`` (forces of the members' mean energy).
     driver: str = "best"
@@ -309,6 +313,11 @@ def validate(config: CampaignConfig) -> None:
         committee.strategy in ("random", "inherited"),
         "committee.strategy",
         f"must be 'random' or 'inherited', got {committee.strategy!r}",
+    )
+    _require(
+        committee.threads is None or (_is_int(committee.threads) and committee.threads >= 1),
+        "committee.threads",
+        f"must be an integer >= 1 (or unset: every member at once), got {committee.threads!r}",
     )
     _require(
         committee.driver in DRIVERS,

@@ -11,3 +11,7 @@ class ConfigError(RarelearnError):
 
 class LabelingError(RarelearnError):
     """A reference method cannot be set up (missing program, parameters, unknown method)."""
+
+
+class ModelError(RarelearnError):
+    """A model cannot be used: unknown element in a frame, missing or corrupted model folder."""

@@ -13,10 +13,12 @@ weight_decay=0 it is plain Adam), with an optional reduce-on-plateau learning-ra
 and early stopping.
 
 Speed: the AEVs of the training frames do not change during a fit, so the fast path
-(`ANISettings.fast`, default) computes them and their exact Jacobian once, and forces are
-`-J^T dE/dAEV`. The baseline path (`fast=False`) calls TorchANI as is on every batch and
-differentiates through the AEV twice; both give the same loss and gradients to float
-tolerance (tests/test_ani.py).
+(`ANISettings.fast`, default) computes them and their exact Jacobian once (`features`, where
+a `FeatureCache` keeps them across the fits of a campaign), and forces are `-J^T dE/dAEV`.
+`untrained` + `train_on` split a fit so that a committee trains its members side by side in
+threads on one shared set of features. The baseline path (`fast=False`) calls TorchANI as is
+on every batch and differentiates through the AEV twice; both give the same loss and
+gradients to float tolerance (tests/test_ani.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import copy
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,8 +41,14 @@ from torch import Tensor
 from torchani.aev import AEVComputer
 from torchani.nn import ANINetworks, AtomicNetwork
 
-from rarelearn.errors import RarelearnError
+from rarelearn.errors import ModelError
 from rarelearn.potentials._static import MAX_STATIC_ATOMS, StaticAEV, torch_threads
+from rarelearn.potentials.features import (
+    FeatureCache,
+    TrainingFeatures,
+    jacobian_forces,
+    jacobian_mb,
+)
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
@@ -47,10 +56,6 @@ META_FILE = "model.json"
 
 #: Hidden layer sizes of the paper's networks; other elements get `ANISettings.default_layers`.
 PAPER_LAYERS: dict[str, tuple[int, ...]] = {"H": (256, 192, 160), "C": (224, 192, 160)}
-
-
-class ModelError(RarelearnError):
-    """A model cannot be used: unknown element in a frame, missing or corrupted model folder."""
 
 
 #: Learning-rate schedules of `ANISettings.lr_schedule`.
@@ -127,80 +132,10 @@ class FitHistory:
     seconds: float = 0.0
 
 
-def frame_labels(frame: Atoms) -> tuple[float, np.ndarray]:
-    """Energy (eV) and forces (eV/A) of a labeled frame; a clear error when it has none."""
-    try:
-        return float(frame.get_potential_energy()), np.asarray(frame.get_forces(), dtype=float)
-    except Exception as exc:
-        raise ModelError(f"frame has no energy/forces label: {exc}") from exc
-
-
 def elements_of(frames: Sequence[Atoms]) -> list[str]:
     """Element symbols present in the frames, ordered by atomic number."""
     numbers = sorted({int(z) for f in frames for z in f.numbers})
     return [chemical_symbols[z] for z in numbers]
-
-
-class _Features:
-    """AEVs (and, for training, Jacobians) of frames grouped by composition.
-
-    Frames of one fit usually share one molecule; frames of a different size or element order
-    form their own group, so nothing is padded. Computed once and shared by committee members.
-    """
-
-    def __init__(
-        self,
-        model: ANIModel,
-        frames: Sequence[Atoms],
-        with_jacobian: bool,
-        labels: bool = True,
-        chunk: int = 32,
-    ) -> None:
-        model.check_elements(frames)
-        self.frame_group: list[tuple[int, int]] = []
-        self.groups: list[dict[str, Any]] = []
-        keys: dict[tuple[int, ...], int] = {}
-        for i, fr in enumerate(frames):
-            key = tuple(int(z) for z in fr.numbers)
-            if key not in keys:
-                keys[key] = len(self.groups)
-                self.groups.append({"numbers": key, "frames": []})
-            g = self.groups[keys[key]]
-            self.frame_group.append((keys[key], len(g["frames"])))
-            g["frames"].append(i)
-        dtype = model.dtype
-        for g in self.groups:
-            sel = [frames[i] for i in g["frames"]]
-            elem = model.elem_idxs(g["numbers"])
-            coords = torch.tensor(np.array([f.positions for f in sel]), dtype=dtype)
-            g["elem"] = elem
-            g["coords"] = coords
-            g["n_atoms"] = len(g["numbers"])
-            if labels:
-                lab = [frame_labels(f) for f in sel]
-                g["energy"] = torch.tensor([e for e, _ in lab], dtype=torch.float64)
-                g["forces"] = torch.tensor(np.array([f for _, f in lab]), dtype=dtype)
-            g["counts"] = torch.bincount(elem, minlength=len(model.elements)).to(torch.float64)
-            static = model.static_aev(g["numbers"]) if g["n_atoms"] <= MAX_STATIC_ATOMS else None
-            with torch.no_grad():
-                if with_jacobian:
-                    if static is None:
-                        raise ModelError("the fast training path needs molecules <= 64 atoms")
-                    parts = [static.aev_and_jacobian(c) for c in coords.split(chunk)]
-                    g["aev"] = torch.cat([a for a, _ in parts])
-                    g["jac"] = torch.cat([j for _, j in parts])
-                else:
-                    g["aev"] = torch.cat(
-                        [
-                            model.aev_computer(elem.expand(len(c), -1).contiguous(), c)
-                            for c in coords.split(256)
-                        ]
-                    )
-
-    @staticmethod
-    def jacobian_mb(frames: Sequence[Atoms], n_features: int) -> float:
-        """Memory the Jacobian cache of these frames would take, in MB (float32)."""
-        return sum(len(f) ** 2 * n_features * 3 * 4 for f in frames) / 1e6
 
 
 class ANIModel:
@@ -365,8 +300,9 @@ class ANIModel:
         val_idx: Sequence[int] | None = None,
         init: ANIModel | None = None,
         elements: Sequence[str] | None = None,
-        features: _Features | None = None,
+        features: TrainingFeatures | None = None,
         on_epoch: Callable[[int], None] | None = None,
+        cache: FeatureCache | None = None,
     ) -> ANIModel:
         """Train a model on labeled frames and return it (best validation energy MSE kept).
 
@@ -374,49 +310,86 @@ class ANIModel:
 
         Without `train_idx`/`val_idx` the frames are split at random (`val_fraction`) with
         `seed`. `init` warm-starts from an earlier model with the same elements and layers.
-        `features` lets a committee share one AEV/Jacobian cache between members.
-        Same seed and data give bit-identical weights on one machine.
+        `features` lets a committee share one AEV/Jacobian computation between members;
+        `cache` keeps them for a later fit on overlapping frames. Same seed and data give
+        bit-identical weights on one machine.
         """
-        import time
-
-        t0 = time.perf_counter()
-        settings = copy.deepcopy(settings) if settings is not None else ANISettings()
         if not frames:
             raise ModelError("no frames to train on")
-        model = cls(elements or elements_of(frames), settings, seed=seed)
+        model = cls.untrained(elements or elements_of(frames), settings, seed, init)
+        gen = torch.Generator().manual_seed(seed)
+        n = len(frames)
+        if train_idx is None:
+            perm = torch.randperm(n, generator=gen).tolist()
+            n_val = max(1, round(model.settings.val_fraction * n)) if n > 1 else 0
+            val_list, train_list = sorted(perm[:n_val]), sorted(perm[n_val:])
+        else:
+            train_list = sorted(int(i) for i in train_idx)
+            val_list = sorted(int(i) for i in (val_idx or []))
+        if features is None:
+            with torch_threads(model.settings.threads):
+                features = model.training_features(frames, cache=cache)
+        return model.train_on(features, train_list, val_list, gen, on_epoch)
+
+    @classmethod
+    def untrained(
+        cls,
+        elements: Sequence[str],
+        settings: ANISettings | None = None,
+        seed: int = 0,
+        init: ANIModel | None = None,
+    ) -> ANIModel:
+        """A model ready for `train_on`: weights drawn with `seed`, or `init`'s (warm start).
+
+        Drawing the weights uses torch's global random generator: build models in one thread.
+        """
+        model = cls(elements, settings, seed=seed)
         if init is not None:
             if init.elements != model.elements:
                 raise ModelError(
                     f"warm start model has elements {init.elements}, data need {model.elements}"
                 )
             model.networks.load_state_dict(init.networks.state_dict())
-        n = len(frames)
-        gen = torch.Generator().manual_seed(seed)
-        if train_idx is None:
-            perm = torch.randperm(n, generator=gen).tolist()
-            n_val = max(1, round(settings.val_fraction * n)) if n > 1 else 0
-            val_list, train_list = sorted(perm[:n_val]), sorted(perm[n_val:])
-        else:
-            train_list = sorted(int(i) for i in train_idx)
-            val_list = sorted(int(i) for i in (val_idx or []))
-        if not train_list:
-            raise ModelError("the training split is empty")
-        fast = settings.fast and all(len(f) <= MAX_STATIC_ATOMS for f in frames)
-        if fast and features is None:
-            fast = _Features.jacobian_mb(frames, model.aev_dim) <= settings.jacobian_cache_mb
-        with torch_threads(settings.threads):
-            if features is not None:
-                feats = features
-                fast = "jac" in feats.groups[0]
-            else:
-                feats = _Features(model, frames, with_jacobian=fast)
-            model._fit_self_energies(feats, train_list)
-            model._train_loop(feats, train_list, val_list, gen, fast, on_epoch)
-            model.history.metrics = model._split_metrics(feats, train_list, val_list)
-        model.history.seconds = time.perf_counter() - t0
         return model
 
-    def _fit_self_energies(self, feats: _Features, train_idx: Sequence[int]) -> None:
+    def training_features(
+        self, frames: Sequence[Atoms], cache: FeatureCache | None = None
+    ) -> TrainingFeatures:
+        """AEVs of the frames, with their Jacobians when the fast path applies (settings
+        `fast`, molecules within the static tables, Jacobians within `jacobian_cache_mb`)."""
+        fast = (
+            self.settings.fast
+            and all(len(f) <= MAX_STATIC_ATOMS for f in frames)
+            and jacobian_mb(frames, self.aev_dim) <= self.settings.jacobian_cache_mb
+        )
+        return TrainingFeatures(self, frames, with_jacobian=fast, cache=cache)
+
+    def train_on(
+        self,
+        feats: TrainingFeatures,
+        train_idx: Sequence[int],
+        val_idx: Sequence[int],
+        gen: torch.Generator | int,
+        on_epoch: Callable[[int], None] | None = None,
+    ) -> ANIModel:
+        """Fit self energies and networks on prepared features (indices into them); `gen`
+        (or a seed for one) shuffles the mini-batches. Safe to run for several models at
+        once in threads: each reads the shared features and writes only itself."""
+        started = time.perf_counter()
+        train_list = sorted(int(i) for i in train_idx)
+        val_list = sorted(int(i) for i in val_idx)
+        if not train_list:
+            raise ModelError("the training split is empty")
+        if isinstance(gen, int):
+            gen = torch.Generator().manual_seed(gen)
+        with torch_threads(self.settings.threads):
+            self._fit_self_energies(feats, train_list)
+            self._train_loop(feats, train_list, val_list, gen, feats.with_jacobian, on_epoch)
+            self.history.metrics = self._split_metrics(feats, train_list, val_list)
+        self.history.seconds = time.perf_counter() - started
+        return self
+
+    def _fit_self_energies(self, feats: TrainingFeatures, train_idx: Sequence[int]) -> None:
         counts, energies = [], []
         for i in train_idx:
             g, k = feats.frame_group[i]
@@ -427,7 +400,7 @@ class ANIModel:
         self.self_energies = {s: float(v) for s, v in zip(self.elements, sol, strict=True)}
 
     def _batches(
-        self, feats: _Features, idx: Sequence[int], gen: torch.Generator, shuffle: bool
+        self, feats: TrainingFeatures, idx: Sequence[int], gen: torch.Generator, shuffle: bool
     ) -> list[tuple[int, Tensor]]:
         """Mini-batches (group, local frame indices) within composition groups."""
         per_group: dict[int, list[int]] = {}
@@ -463,8 +436,7 @@ class ANIModel:
             aev = grp["aev"][rows].requires_grad_(True)
             e = self.network_energies(aev, elem)
             g = torch.autograd.grad(e.sum(), aev, create_graph=True)[0]
-            jac = grp["jac"][rows]
-            f = -torch.bmm(g.reshape(len(rows), 1, -1), jac).view(len(rows), n_atoms, 3)
+            f = jacobian_forces(g, [grp["jac"][r] for r in rows.tolist()])
         else:
             x = grp["coords"][rows].clone().requires_grad_(True)
             species = elem.expand(len(rows), -1).contiguous()
@@ -474,7 +446,7 @@ class ANIModel:
         f_loss = ((f - f_ref) ** 2).mean()
         return e_loss + self.settings.force_weight * f_loss
 
-    def _val_energy_mse(self, feats: _Features, val_idx: Sequence[int]) -> float:
+    def _val_energy_mse(self, feats: TrainingFeatures, val_idx: Sequence[int]) -> float:
         if not val_idx:
             return math.nan
         sq, n = 0.0, 0
@@ -488,7 +460,7 @@ class ANIModel:
 
     def _train_loop(
         self,
-        feats: _Features,
+        feats: TrainingFeatures,
         train_idx: Sequence[int],
         val_idx: Sequence[int],
         gen: torch.Generator,
@@ -543,13 +515,33 @@ class ANIModel:
                     break
         self.networks.load_state_dict(best_state)
 
+    def _feature_predictions(
+        self, grp: dict[str, Any], chunk: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Energies (B,) and forces (B, N, 3) of a feature group's frames: from the cached AEVs
+        and Jacobians when present (no AEV recomputed), else through `energies_forces`."""
+        if grp.get("jac") is None:
+            return self.energies_forces(grp["numbers"], grp["coords"])
+        energies, forces = [], []
+        for start in range(0, len(grp["aev"]), chunk):
+            aev = grp["aev"][start : start + chunk].detach().requires_grad_(True)
+            with torch.enable_grad():
+                e = self.network_energies(aev, grp["elem"])
+                g = torch.autograd.grad(e.sum(), aev)[0]
+            with torch.no_grad():
+                f = jacobian_forces(g, grp["jac"][start : start + chunk])
+            energies.append(e.detach().to(torch.float64))
+            forces.append(f.to(torch.float64))
+        sae = self.self_energy_of(grp["numbers"])
+        return torch.cat(energies).numpy() + sae, torch.cat(forces).numpy()
+
     def _split_metrics(
-        self, feats: _Features, train_idx: Sequence[int], val_idx: Sequence[int]
+        self, feats: TrainingFeatures, train_idx: Sequence[int], val_idx: Sequence[int]
     ) -> dict[str, float]:
         """Energy and force MAE on train, validation and all frames of the fit."""
         e_pred, f_err, e_ref = {}, {}, {}
         for grp in feats.groups:
-            e, f = self.energies_forces(grp["numbers"], grp["coords"])
+            e, f = self._feature_predictions(grp)
             for k, i in enumerate(grp["frames"]):
                 e_pred[i] = e[k]
                 e_ref[i] = float(grp["energy"][k])
