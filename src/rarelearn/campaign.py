@@ -24,12 +24,12 @@ from ase import Atoms
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig
 from rarelearn.dynamics import SMDTrace, run_smd
-from rarelearn.dynamics.smd import step_budget
+from rarelearn.dynamics.smd import ProgressCallback, step_budget
 from rarelearn.errors import ConfigError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec
 from rarelearn.metrics import relative_energy_mae
-from rarelearn.model_smd import pull_from_starts
+from rarelearn.model_smd import PullJob, replica_pull_jobs, run_pull_jobs
 from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
 from rarelearn.potentials.features import FeatureCache
 from rarelearn.progress import StageProgress
@@ -215,8 +215,7 @@ class Campaign:
 
         frames = training_frames(self.store, TRAINING_SOURCES, max_iteration=i - 1)
         committee = self.committee(paths.committee, frames, previous, i, timing, label)
-        trace, pulls = self.steered_md(paths, committee, timing, label)
-        members = self.member_pulls(paths, committee, pulls, timing, label)
+        trace, pulls, members = self.pulls(paths, committee, timing, label)
         e_pred = self.unseen_predictions(paths.unseen, committee)
         row = self.metrics_row(i, committee, frames, pulls, e_pred)
         row["ea_members_eV"] = members
@@ -279,76 +278,77 @@ class Campaign:
         self._timed(timing, "train_s", folder.parent / "timing.json", started)
         return committee
 
-    def steered_md(
-        self, paths: _Iteration, committee: Committee, timing: dict, label: str
-    ) -> tuple[SMDTrace, ReplicaPulls]:
-        """The committee pulled from every reference replica's start state, as one batch,
-        driven by its best member (or its mean: ``committee.driver``).
-
-        Replica 0's full trace (UQ on every frame) is what selection reads, as in the paper;
-        the others give the replica statistics of Ea. Saved as ``smd.npz`` and
-        ``replicas.npz`` (written last: its presence marks the step done).
-        """
-        if paths.replicas.is_file() and paths.smd.is_file():
-            return SMDTrace.load(paths.smd), ReplicaPulls.load(paths.replicas)
-        started = time.perf_counter()
-        settings = self.config.reference.smd
-        n = len(self.starts)
-        name = f"{label}: NNP steered MD ({n} replicas)"
-        with self.progress.stage(name, step_budget(settings)) as update:
-            traces = pull_from_starts(
-                committee,
-                self.starts,
-                settings,
-                self.config.seed,
-                update,
-                self.config.committee.driver,
-            )
-        stopped = [r for r, t in enumerate(traces) if t.stopped_reason != "completed"]
-        if stopped:
-            self.progress.message(
-                f"{label}: {len(stopped)} of {n} NNP pulls stopped early "
-                f"({traces[stopped[0]].stopped_reason}); their frames are kept"
-            )
-        pulls = ReplicaPulls.from_traces(traces)
-        traces[0].save(paths.smd)
-        pulls.save(paths.replicas)
-        self._timed(timing, "smd_s", paths.timing, started)
-        return traces[0], pulls
-
-    def member_pulls(
+    def pulls(
         self,
         paths: _Iteration,
         committee: Committee,
-        pulls: ReplicaPulls,
         timing: dict,
         label: str,
-    ) -> list[float]:
-        """Ea of every member driving the pull from replica 0's start (the paper's spread
-        over members); the best member's is replica 0's pull of `steered_md`."""
-        if paths.members.is_file():
-            return [float(v) for v in _read_json(paths.members)["ea_members_eV"]]
-        started = time.perf_counter()
+        members: bool = True,
+    ) -> tuple[SMDTrace, ReplicaPulls, list[float]]:
+        """The committee pulled from every reference start state, driven by its best member
+        (or its mean: ``committee.driver``), and, with `members`, every other member driving
+        the pull from replica 0's start (the paper's spread over members); all side by side.
+
+        Replica 0's full trace (UQ on every frame) is what selection reads, as in the paper;
+        the others give the replica statistics of Ea. Saved as ``smd.npz`` and
+        ``replicas.npz`` (written last: its presence marks the step done) and
+        ``members.json`` (every member's Ea; the best member's is replica 0's pull).
+        """
+        need_replicas = not (paths.replicas.is_file() and paths.smd.is_file())
+        need_members = members and not paths.members.is_file()
         settings = self.config.reference.smd
-        values = []
-        for member in range(committee.n_members):
-            if member == committee.best_index:
-                values.append(float(pulls.activation_energy_eV[0]))
-                continue
-            with self.progress.stage(
-                f"{label}: member {member} steered MD", settings.n_steps
-            ) as update:
-                trace = run_smd(
-                    self.starts[0],
-                    committee.calculator("best", force_uq=False, driver=member),
-                    settings,
-                    self.config.seed,
-                    update,
+        jobs = []
+        if need_replicas:
+            jobs = replica_pull_jobs(
+                committee, self.starts, settings, self.config.seed, self.config.committee.driver
+            )
+        n_replica_jobs = len(jobs)
+        others = [m for m in range(committee.n_members) if m != committee.best_index]
+        if need_members:
+            for member in others:
+                calculator = committee.calculator("best", force_uq=False, driver=member)
+                calculator.prepare(self.starts[0].atoms.numbers)
+
+                def run(progress: ProgressCallback, calc=calculator) -> list[SMDTrace]:
+                    return [run_smd(self.starts[0], calc, settings, self.config.seed, progress)]
+
+                jobs.append(PullJob(run, step_budget(settings)))
+        results: list[list[SMDTrace]] = []
+        if jobs:
+            started = time.perf_counter()
+            what = [f"{len(self.starts)} replicas"] if need_replicas else []
+            what += [f"{len(others)} other members"] if need_members else []
+            name = f"{label}: NNP steered MD ({', '.join(what)})"
+            with self.progress.stage(name, sum(job.steps for job in jobs)) as update:
+                results = run_pull_jobs(jobs, update)
+        if need_replicas:
+            traces = [trace for part in results[:n_replica_jobs] for trace in part]
+            stopped = [r for r, t in enumerate(traces) if t.stopped_reason != "completed"]
+            if stopped:
+                self.progress.message(
+                    f"{label}: {len(stopped)} of {len(traces)} NNP pulls stopped early "
+                    f"({traces[stopped[0]].stopped_reason}); their frames are kept"
                 )
-            values.append(trace.activation_energy_eV)
-        write_json(paths.members, {"ea_members_eV": values, "best_index": committee.best_index})
-        self._timed(timing, "members_smd_s", paths.timing, started)
-        return values
+            trace, pulls = traces[0], ReplicaPulls.from_traces(traces)
+            trace.save(paths.smd)
+            pulls.save(paths.replicas)
+        else:
+            trace, pulls = SMDTrace.load(paths.smd), ReplicaPulls.load(paths.replicas)
+        if need_members:
+            member_traces = iter(part[0] for part in results[n_replica_jobs:])
+            values = [
+                float(pulls.activation_energy_eV[0])
+                if m == committee.best_index
+                else next(member_traces).activation_energy_eV
+                for m in range(committee.n_members)
+            ]
+            write_json(paths.members, {"ea_members_eV": values, "best_index": committee.best_index})
+        if jobs:
+            self._timed(timing, "smd_s", paths.timing, started)
+        if not members:
+            return trace, pulls, []
+        return trace, pulls, [float(v) for v in _read_json(paths.members)["ea_members_eV"]]
 
     def unseen_predictions(self, path: Path, committee: Committee) -> np.ndarray:
         """Best member's energies on the unseen reference-SMD frames (saved for the parity plot)."""
@@ -510,7 +510,7 @@ class Campaign:
         frames = self.unseen[:: self.config.baseline_smd_every]
         paths = _Iteration(folder)
         committee = self.committee(paths.committee, frames, None, 999, timing, "baseline smd_only")
-        _, pulls = self.steered_md(paths, committee, timing, "baseline smd_only")
+        _, pulls, _ = self.pulls(paths, committee, timing, "baseline smd_only", members=False)
         e_pred = self.unseen_predictions(paths.unseen, committee)
         row = self.metrics_row(-1, committee, frames, pulls, e_pred)
         del row["iteration"]

@@ -651,6 +651,11 @@ class CommitteeCalculator(Calculator):
         self.force_uq = force_uq
         self._evaluator: CommitteeEvaluator | None = None
 
+    def prepare(self, numbers: Sequence[int]) -> None:
+        """Build the evaluator for a molecule now (it compiles TorchScript): before handing
+        the calculator to another thread, or to keep the compile out of a timed run."""
+        self._get_evaluator(numbers)
+
     def _get_evaluator(self, numbers: Sequence[int]) -> CommitteeEvaluator:
         key = tuple(int(z) for z in numbers)
         if self._evaluator is None or self._evaluator.numbers != key:

@@ -4,6 +4,8 @@ Ea recomputed from its reference replicas' start states (``rarelearn smd --start
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,74 @@ from rarelearn.pulls import (
     load_start_states,
 )
 from rarelearn.reference import write_json
+from rarelearn.threads import ProgressSum, run_side_by_side
 
-#: Torch threads of the campaign's batched pulls: one, as every other NNP path of a campaign
-#: (training, single-frame pulls), so that a pull recomputed in a resumed process is the same
-#: bit for bit; 89 s instead of 61 s with two threads for 16 hexane pulls here.
-PULL_THREADS = 1
+#: Replicas per batch of the NNP pulls. A fixed number, not one batch per core: the same
+#: replicas share a batch on every machine, so a pull recomputed elsewhere (a resumed
+#: campaign, ``rarelearn smd --start``) is the same bit for bit; the batches run side by side,
+#: one torch thread each (`rarelearn.threads`).
+PULL_BATCH = 8
+
+
+@dataclass
+class PullJob:
+    """One job of pulls: ``run(progress)`` returns its traces; ``steps`` is its progress total."""
+
+    run: Callable[[ProgressCallback], list[SMDTrace]]
+    steps: int
+
+
+def replica_pull_jobs(
+    committee: Committee,
+    starts: list[StartState],
+    settings: SMDSettings,
+    seed: int = 0,
+    driver: str = "best",
+) -> list[PullJob]:
+    """Jobs that pull the committee from each start state, driven by its ``best`` member or
+    its ``mean``: batches of `PULL_BATCH` replicas where the thermostat allows it (Berendsen,
+    NVE), else one pull per job (Langevin: replica r with ``seed + r``, the seed its reference
+    twin used). Their traces, concatenated in job order, follow the start states' order.
+    Force fields are built here (TorchScript compiles in this thread), used in the jobs."""
+    chosen = None if driver == "best" else driver
+    budget = step_budget(settings)
+    numbers = starts[0].atoms.numbers
+    jobs = []
+    if settings.thermostat.kind in BATCH_THERMOSTATS:
+        for first in range(0, len(starts), PULL_BATCH):
+            batch = starts[first : first + PULL_BATCH]
+            force_field = committee.replica_force_field(numbers, threads=1, driver=chosen)
+
+            def run(
+                progress: ProgressCallback, batch: list[StartState] = batch, field=force_field
+            ) -> list[SMDTrace]:
+                return run_smd_replicas(batch, field, settings, progress)
+
+            jobs.append(PullJob(run, budget))
+        return jobs
+    for replica, start in enumerate(starts):
+        calculator = committee.calculator("best", force_uq=False, driver=chosen)
+        calculator.prepare(numbers)
+
+        def run_one(
+            progress: ProgressCallback, start: StartState = start, calc=calculator, r=replica
+        ) -> list[SMDTrace]:
+            return [run_smd(start, calc, settings, seed + r, progress)]
+
+        jobs.append(PullJob(run_one, budget))
+    return jobs
+
+
+def run_pull_jobs(
+    jobs: list[PullJob], progress: ProgressCallback | None = None, threads: int | None = None
+) -> list[list[SMDTrace]]:
+    """Run pull jobs side by side (one torch thread each); traces per job, in job order."""
+    steps = ProgressSum(progress, [job.steps for job in jobs])
+
+    def call(k: int) -> Callable[[], list[SMDTrace]]:
+        return lambda: jobs[k].run(steps.reporter(k))
+
+    return run_side_by_side([call(k) for k in range(len(jobs))], threads, steps)
 
 
 def pull_from_starts(
@@ -46,28 +111,12 @@ def pull_from_starts(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     driver: str = "best",
+    threads: int | None = None,
 ) -> list[SMDTrace]:
-    """The committee pulled from each start state, driven by its ``best`` member or its
-    ``mean``: one batch where the thermostat allows it (Berendsen, NVE), else one pull after
-    another (Langevin: replica r with ``seed + r``, the seed its reference twin used)."""
-    chosen = None if driver == "best" else driver
-    if settings.thermostat.kind in BATCH_THERMOSTATS:
-        force_field = committee.replica_force_field(
-            starts[0].atoms.numbers, threads=PULL_THREADS, driver=chosen
-        )
-        return run_smd_replicas(starts, force_field, settings, progress)
-    calculator = committee.calculator("best", force_uq=False, driver=chosen)
-    traces = []
-    budget = step_budget(settings) * len(starts)
-    for replica, start in enumerate(starts):
-        done = replica * step_budget(settings)
-
-        def update(step: int, _total: int, done: int = done) -> None:
-            if progress is not None:
-                progress(done + step, budget)
-
-        traces.append(run_smd(start, calculator, settings, seed + replica, update))
-    return traces
+    """The committee pulled from each start state (see `replica_pull_jobs`), the jobs side
+    by side; one trace per start state, in order."""
+    jobs = replica_pull_jobs(committee, starts, settings, seed, driver)
+    return [trace for traces in run_pull_jobs(jobs, progress, threads) for trace in traces]
 
 
 def committee_folder(model: Path) -> Path:
@@ -185,10 +234,9 @@ def run_model_smd_from_reference(
     out.mkdir(parents=True, exist_ok=True)
     with StageProgress(quiet=quiet) as progress:
         name = f"NNP steered MD ({len(starts)} replicas from {folder})"
-        with progress.stage(name, step_budget(settings)) as update:
-            traces = pull_from_starts(
-                committee, starts, settings, reference["seed"], update, driver
-            )
+        jobs = replica_pull_jobs(committee, starts, settings, reference["seed"], driver)
+        with progress.stage(name, sum(job.steps for job in jobs)) as update:
+            traces = [trace for part in run_pull_jobs(jobs, update) for trace in part]
     result: dict[str, Any] = {
         "model": str(model),
         "start": str(folder),
