@@ -5,6 +5,9 @@ Usage: python benchmarks/speed.py --json FILE [--threads 1]
 Measured in one run, so ratios are like for like on a busy machine (medians of repeats):
 - training: E+F mini-batch steps (batch 64) per member, fast path (cached AEV + Jacobian)
   vs baseline (TorchANI AEVComputer + ANINetworks, double backward through the AEV);
+- committee training (3, 5, 7 members) on the whole machine, members side by side in threads,
+  against the same members one after another (member-configurations per second), and the fit
+  of a campaign iteration (warm feature cache, 40 new frames);
 - committee inference for one frame: member energies + driving forces + energy-std UQ, fast
   evaluator (AEV once, stacked members) vs baseline (each member's TorchANI call in turn);
 - GFN2-xTB (tblite) energy+forces of the same hexane frames (fastest of 1 and 2 threads);
@@ -38,7 +41,8 @@ from _ani_data import alkane, xtb_md_frames
 from rarelearn.committee import Committee
 from rarelearn.potentials import ANIModel, ANISettings
 from rarelearn.potentials._static import torch_threads
-from rarelearn.potentials.features import TrainingFeatures
+from rarelearn.potentials.features import FeatureCache, TrainingFeatures
+from rarelearn.threads import available_cores
 
 
 def _median_time(fn, n: int, repeats: int = 5) -> float:
@@ -58,8 +62,9 @@ def bench_training(frames, threads: int) -> dict[str, float]:
     settings = ANISettings()
     model = ANIModel(["H", "C"], settings, seed=0)
     batch = frames[:64]
-    t = time.perf_counter()
     with torch_threads(threads):
+        TrainingFeatures(model, frames[64:96], with_jacobian=True)  # warm-up: static tables
+        t = time.perf_counter()
         fast = TrainingFeatures(model, batch, with_jacobian=True).groups[0]
     feat_ms = (time.perf_counter() - t) / len(batch) * 1e3
     base = TrainingFeatures(model, batch, with_jacobian=False).groups[0]
@@ -91,6 +96,49 @@ def bench_training(frames, threads: int) -> dict[str, float]:
         "train_fit_best_epoch": fit.history.best_epoch,
         "jacobian_cache_ms_per_frame": feat_ms,
     }
+
+
+def bench_committee_training(frames, epochs: int = 10) -> dict[str, float]:
+    """Committee training throughput in member-configurations per second (members x epochs x
+    training frames / wall seconds) on the whole machine, against members one after another.
+
+    Features come from a warm cache, as in a campaign's later iterations, so the figures are
+    the members' training (epochs, validation, final metrics). The end-to-end figure is a
+    campaign iteration's fit: the cache holds the previous iteration's 200 frames, the 40 new
+    ones are computed in the timed call.
+    """
+    out: dict[str, float] = {"committee_train_epochs": epochs, "cores": available_cores()}
+    settings = ANISettings(epochs=epochs)
+    cache = FeatureCache()
+    Committee.train(frames, 2, ANISettings(epochs=1), seed=0, cache=cache)
+
+    def rate(n_members: int, threads: int | None, data=frames, warm=cache) -> float:
+        t = time.perf_counter()
+        committee = Committee.train(data, n_members, settings, seed=0, threads=threads, cache=warm)
+        wall = time.perf_counter() - t
+        return epochs * sum(len(s["train"]) for s in committee.splits) / wall
+
+    for n_members in (3, 5, 7):
+        out[f"committee{n_members}_train_conf_per_s"] = rate(n_members, None)
+        out[f"committee{n_members}_train_conf_per_s_sequential"] = rate(n_members, 1)
+        out[f"committee{n_members}_train_speedup"] = (
+            out[f"committee{n_members}_train_conf_per_s"]
+            / out[f"committee{n_members}_train_conf_per_s_sequential"]
+        )
+    out["committee_train_conf_per_s"] = out["committee3_train_conf_per_s"]
+    out["committee_train_conf_per_s_sequential"] = out["committee3_train_conf_per_s_sequential"]
+    out["committee_train_speedup"] = out["committee3_train_speedup"]
+    previous = FeatureCache()
+    Committee.train(frames[:200], 2, ANISettings(epochs=1), seed=0, cache=previous)
+    out["committee_train_conf_per_s_end_to_end"] = rate(3, None, frames[:240], previous)
+    previous = FeatureCache()
+    ANIModel.fit(frames[:200], ANISettings(epochs=1), seed=0, cache=previous)
+    t = time.perf_counter()
+    fit = ANIModel.fit(frames[:240], settings, seed=0, cache=previous)
+    wall = time.perf_counter() - t
+    out["train_conf_per_s_end_to_end_fit_warm_cache"] = epochs * 192 / wall
+    assert fit.history.epochs_run == epochs
+    return out
 
 
 def _baseline_committee_call(members, numbers, positions) -> tuple[np.ndarray, np.ndarray]:
@@ -268,6 +316,8 @@ def main() -> None:
     assert len(frames[0]) == 20 and alkane(6).get_chemical_formula() == "C6H14"
     res: dict[str, float | str] = {"threads": args.threads, "molecule": "C6H14"}
     res.update(bench_training(frames, args.threads))
+    print("committee training, side by side and one after another ...", flush=True)
+    res.update(bench_committee_training(frames[:240]))
     print("training committee of 7 for the inference and SMD figures ...", flush=True)
     committee7 = Committee.train(
         frames[:240], 7, ANISettings(epochs=30, threads=args.threads), seed=0
@@ -318,6 +368,26 @@ def main() -> None:
         val, ref, xtb = float(res[key]), float(res[base]), float(res["xtb_ms"])
         versus_xtb = "" if key.startswith("train") else f"  vs xTB {val / xtb:6.3f}"
         print(f"{label:34s} {val:9.2f}  baseline {ref:9.2f}  ratio {val / ref:6.3f}{versus_xtb}")
+    print(
+        f"{'E+F training conf/s, end-to-end fit':34s} "
+        f"{res['train_conf_per_s_end_to_end_fit']:9.2f}  (one member, features computed)"
+    )
+    print(
+        f"{'E+F training conf/s, iteration fit':34s} "
+        f"{res['train_conf_per_s_end_to_end_fit_warm_cache']:9.2f}  "
+        "(one member, 40 new frames' features)"
+    )
+    for n in (3, 5, 7):
+        print(
+            f"{f'committee of {n}: member-conf/s':34s} "
+            f"{res[f'committee{n}_train_conf_per_s']:9.2f}  one after another "
+            f"{res[f'committee{n}_train_conf_per_s_sequential']:9.2f}  ratio "
+            f"{res[f'committee{n}_train_speedup']:6.3f}  ({res['cores']} cores)"
+        )
+    print(
+        f"{'committee of 3, iteration fit':34s} "
+        f"{res['committee_train_conf_per_s_end_to_end']:9.2f}  (40 new frames' features)"
+    )
     print(f"{'7 members, all forces (force UQ) ms':34s} {res['committee7_allforces_ms']:9.2f}")
     print(f"{'GFN2-xTB E+F ms':34s} {res['xtb_ms']:9.2f}")
     print(

@@ -418,6 +418,26 @@ def test_langevin_pulls_run_one_by_one_with_their_twins_seeds(finished_run):
     assert not np.array_equal(traces[1].positions_A, traces[2].positions_A)
 
 
+def test_batched_pulls_are_the_same_on_any_number_of_threads(finished_run, monkeypatch):
+    """The replicas are pulled in batches of a fixed size, side by side: the traces do not
+    depend on how many threads run the batches."""
+    from rarelearn import model_smd
+    from rarelearn.committee import Committee
+    from rarelearn.dynamics import SMDSettings
+    from rarelearn.pulls import load_start_states
+
+    monkeypatch.setattr(model_smd, "PULL_BATCH", 2)
+    committee = Committee.load(finished_run / "iterations" / "002" / "committee")
+    starts = load_start_states(finished_run / "reference" / "start_states.traj")
+    settings = SMDSettings(n_steps=40, pull_speed_A_per_ps=10.0)
+    one = model_smd.pull_from_starts(committee, starts, settings, threads=1)
+    many = model_smd.pull_from_starts(committee, starts, settings, threads=None)
+    assert len(one) == len(many) == len(starts) == 3
+    for a, b in zip(one, many, strict=True):
+        assert np.array_equal(a.positions_A, b.positions_A)
+        assert np.array_equal(a.work_eV, b.work_eV)
+
+
 def test_reference_stage_completes_a_folder_from_before_the_replica_files(finished_run, tmp_path):
     """A run folder whose reference stage predates the replica files (reference.json and
     replica 0 only) is completed on resume: replica 0 is reused, not recomputed."""

@@ -127,6 +127,18 @@ def test_executor_training_equals_in_process_training(propane: list[Atoms]) -> N
         assert all((sa[k] == sb[k]).all() for k in sa)
 
 
+def test_members_side_by_side_equal_members_one_after_another(propane: list[Atoms]) -> None:
+    """Threads change when a member trains, never what it computes: bit-identical weights
+    and metrics for 1 thread, 2 threads and one thread per member."""
+    settings = ANISettings(epochs=3)
+    runs = [Committee.train(propane[:90], 3, settings, seed=5, threads=t) for t in (1, 2, None)]
+    for other in runs[1:]:
+        assert other.metrics == runs[0].metrics
+        for ma, mb in zip(runs[0].members, other.members, strict=True):
+            sa, sb = ma.networks.state_dict(), mb.networks.state_dict()
+            assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_uq_larger_far_from_training_data(committee: Committee, propane: list[Atoms]) -> None:
     near = committee.predict(propane[250:])
     far = committee.predict([stretched(f, 1.3) for f in propane[250:]])

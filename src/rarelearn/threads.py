@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import torch
@@ -104,6 +104,10 @@ def run_side_by_side(
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
             futures = [pool.submit(run, job) for job in jobs]
             try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [f for f in futures if f in done and f.exception() is not None]
+                if failed:
+                    raise failed[0].exception()  # type: ignore[misc]
                 return [future.result() for future in futures]
             except BaseException:
                 if progress is not None:
