@@ -446,7 +446,7 @@ class Committee:
         inherit; with `warm_start` members also start from the previous members' weights.
         In this process the members share one set of AEVs and Jacobians (taken from `cache`
         where it has them) and train in `threads` threads of one torch thread each (None: all
-        members at once when the machine has more than one core);
+        members at once when there are fewer than two per core, else one per core);
         every member's weights are the same bit for bit whatever the number of threads.
         With `executor`, `threads` and `cache` are not used.
         `progress(epochs_done, epochs_total)` follows the epochs of all members.
