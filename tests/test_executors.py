@@ -29,7 +29,13 @@ from rarelearn.executors import (
     label_parallel,
     make_executor,
 )
-from rarelearn.labeling import LabelerSpec, LabelResult, label_frames, make_labeler
+from rarelearn.labeling import (
+    LabelerSpec,
+    LabelResult,
+    attach_label,
+    label_frames,
+    make_labeler,
+)
 from rarelearn.molecules import build_alkane
 
 
@@ -323,3 +329,51 @@ def test_make_executor_validates_its_arguments() -> None:
         make_executor("local", address="tcp://127.0.0.1:8786")
     with pytest.raises(ConfigError, match="fork"):
         LocalProcessExecutor(2, start_method="fork")
+
+
+def _marked_call(args: tuple[Any, Any, str]) -> Any:
+    """Leave `<pid>-<uuid>` in the marker folder, then run the task (a member's training)."""
+    fn, item, marker_dir = args
+    Path(marker_dir, f"{os.getpid()}-{uuid.uuid4().hex}").touch()
+    return fn(item)
+
+
+class _MarkingExecutor:
+    """An executor whose tasks mark the worker they run on, so a test can kill it mid-task."""
+
+    def __init__(self, inner: LocalProcessExecutor, marker_dir: Path) -> None:
+        self.inner = inner
+        self.marker_dir = str(marker_dir)
+
+    def map(self, fn, items):
+        return self.inner.map(_marked_call, [(fn, item, self.marker_dir) for item in items])
+
+
+def test_member_training_survives_a_killed_worker(tmp_path: Path) -> None:
+    """`committee.parallel`: a worker SIGKILLed while it trains a member is replaced, the
+    member is trained again, and the committee is the one trained in this process, bit for
+    bit (features per frame and one torch thread per member on both paths)."""
+    import torch
+
+    from rarelearn.committee import Committee
+    from rarelearn.potentials import ANISettings
+
+    raw = [a for a in _frames(80, seed=3) if len(a) == 11]  # 40 propanes
+    labels = label_frames(make_labeler("GFN2-xTB"), raw)
+    propane = [attach_label(a, r) for a, r in zip(raw, labels, strict=True)]
+    settings = ANISettings(epochs=150)  # ~3 s per member: the kill lands mid-training
+    killer = _Killer(tmp_path, delay_s=0.5)
+    with LocalProcessExecutor(2) as executor:
+        executor.map(_square, [0, 1])
+        killer.start()
+        remote = Committee.train(
+            propane, 2, settings, seed=1, executor=_MarkingExecutor(executor, tmp_path)
+        )
+        killer.stop.set()
+    assert killer.killed is not None
+    assert len(_evaluations(tmp_path)) > 2  # the killed member's task ran again
+    local = Committee.train(propane, 2, settings, seed=1)
+    assert remote.metrics == local.metrics
+    for a, b in zip(remote.members, local.members, strict=True):
+        sa, sb = a.networks.state_dict(), b.networks.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
