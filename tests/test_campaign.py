@@ -16,7 +16,7 @@ from ase.io import read
 from rarelearn.campaign import ROW_KEYS, converged_iteration
 from rarelearn.cli import main
 from rarelearn.config import load_config, load_resolved
-from rarelearn.errors import ConfigError
+from rarelearn.errors import ConfigError, RarelearnError
 
 TESTS = Path(__file__).parent
 
@@ -474,3 +474,31 @@ def test_reference_stage_completes_a_folder_from_before_the_replica_files(finish
     assert summary["activation_energy_replicas_eV"] == original["activation_energy_replicas_eV"]
     assert (run_dir / "reference" / "smd.npz").read_bytes() == replica0
     assert len(read(run_dir / "reference" / "start_states.traj", ":")) == 3
+
+
+def test_report_works_while_the_campaign_holds_its_lock(finished_run):
+    """Only writers lock: the report of a run folder is rebuilt while another process holds
+    the folder's lock (a running campaign)."""
+    from rarelearn.lock import CampaignLock
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom rarelearn.lock import CampaignLock\n"
+            "CampaignLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)",
+            str(finished_run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RarelearnError, match=f"process {holder.pid}"):
+            CampaignLock(finished_run).acquire()
+        report = _run_cli(["report", str(finished_run)])
+        output, _ = report.communicate(timeout=300)
+        assert report.returncode == 0, output
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)

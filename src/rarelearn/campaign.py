@@ -28,6 +28,7 @@ from rarelearn.dynamics.smd import ProgressCallback, step_budget
 from rarelearn.errors import ConfigError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec
+from rarelearn.lock import CampaignLock
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.model_smd import PullJob, replica_pull_jobs, run_pull_jobs
 from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
@@ -629,8 +630,11 @@ def _row_line(row: dict[str, Any]) -> str:
 
 
 def run_campaign(config: CampaignConfig, quiet: bool = False) -> dict[str, Any]:
-    """Run (or resume) a campaign with a live progress display; return the summary."""
-    with StageProgress(quiet=quiet) as progress:
+    """Run (or resume) a campaign with a live progress display; return the summary.
+
+    The run folder's lock is held throughout (`rarelearn.lock`): a second writer is refused
+    before it writes anything."""
+    with CampaignLock(config.run_dir), StageProgress(quiet=quiet) as progress:
         campaign = Campaign(config, progress)
         summary = campaign.run()
         from rarelearn.report import build_report

@@ -163,6 +163,7 @@ def command_reference(args: argparse.Namespace) -> int:
     from rarelearn.dynamics import SMDSettings, Thermostat
     from rarelearn.executors import make_executor
     from rarelearn.labeling import make_labeler
+    from rarelearn.lock import CampaignLock
     from rarelearn.progress import StageProgress
     from rarelearn.reference import EquilibriumSettings, ReferenceSettings, run_reference
     from rarelearn.store import CampaignStore
@@ -186,6 +187,7 @@ def command_reference(args: argparse.Namespace) -> int:
     )
     settings.validate()
     _refuse_existing(args.out, "reference/reference.json")
+    lock = CampaignLock(args.out).acquire()
     store = CampaignStore(args.out / "data.db")
     # replicas are independent jobs: side by side on local worker processes
     executor = make_executor("local") if args.replicas > 1 else None
@@ -197,6 +199,7 @@ def command_reference(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.close()
+        lock.release()
     _print_reference(summary, args.out)
     return 0
 
