@@ -282,6 +282,20 @@ def test_dask_survives_a_killed_worker(
     _assert_same_labels(results, reference)
 
 
+def _raise_os_error(x: int) -> None:
+    raise OSError(f"reference program not found for {x}")
+
+
+def test_dask_task_errors_are_not_a_lost_scheduler(dask_executor) -> None:
+    """A task that raises OSError (or a timeout) on a live scheduler keeps its own error;
+    `SchedulerLostError` is for a scheduler that is gone."""
+    with pytest.raises(OSError, match="reference program not found for 1"):
+        dask_executor.map(_raise_os_error, [1], retries=0)
+    with pytest.raises(OSError, match="reference program not found for 2"):
+        dask_executor.submit(_raise_os_error, 2).result(timeout=30)
+    assert dask_executor.map(_square, [4]) == [16]
+
+
 def test_process_pool_gives_up_on_a_task_that_always_kills_its_worker() -> None:
     start = time.monotonic()
     with (

@@ -248,3 +248,50 @@ def test_tiny_campaign_on_postgres(db_url: str, tmp_path: Path) -> None:
     for path in run_dir.rglob("*"):
         if path.is_file() and password:
             assert password.encode() not in path.read_bytes(), path
+
+
+HOLD_STORE = """
+import sys, time
+from rarelearn.store import CampaignStore
+lock = CampaignStore(sys.argv[1], campaign=sys.argv[2]).writer_lock()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_one_coordinator_per_campaign_in_a_shared_store(db_url: str) -> None:
+    """A second coordinator (another process, as on another host) is refused with the holder
+    named; another campaign in the same database is not; a killed holder leaves no lock."""
+    import signal
+    import socket
+    import sys
+    import time
+
+    from rarelearn.store import CampaignStore, StoreLockedError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_STORE, db_url, "hexane"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        store = CampaignStore(db_url, campaign="hexane")
+        expected = f"rarelearn {socket.gethostname()} pid {holder.pid}"
+        with pytest.raises(StoreLockedError, match=expected):
+            store.writer_lock()
+        other = CampaignStore(db_url, campaign="octane").writer_lock()
+        assert other is not None
+        other.release()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:  # the server ends the dead client's session within moments
+        try:
+            lock = store.writer_lock()
+            break
+        except StoreLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert lock is not None
+    lock.release()

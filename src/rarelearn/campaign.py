@@ -10,7 +10,6 @@ missing ones, and training order and splits never depend on database row ids.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -25,13 +24,19 @@ from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig
 from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.dynamics.smd import ProgressCallback, step_budget
-from rarelearn.errors import ConfigError
+from rarelearn.errors import ConfigError, ModelError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec
 from rarelearn.lock import CampaignLock
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.model_smd import PullJob, replica_pull_jobs, run_pull_jobs
-from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
+from rarelearn.molecules import (
+    PulledAtoms,
+    build_alkane,
+    check_structure,
+    default_pulled_atoms,
+    read_structure,
+)
 from rarelearn.potentials.features import FeatureCache
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import (
@@ -42,7 +47,7 @@ from rarelearn.pulls import (
     load_start_states,
 )
 from rarelearn.reference import run_reference, write_json
-from rarelearn.runfolder import ROW_KEYS
+from rarelearn.runfolder import ROW_KEYS, damaged, load_npz, read_json
 from rarelearn.selection import Selection, augment, select_frames
 from rarelearn.statistics import Difference, Sample, replicas_for_half_width
 from rarelearn.store import CampaignStore, uid
@@ -58,6 +63,8 @@ def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
     """The molecule and the pulled atoms a configuration names, validated."""
     system = config.system
     atoms = read_structure(system.structure) if system.structure else build_alkane(system.chain)
+    smd = config.reference.smd
+    check_structure(atoms, smd.min_distance_A, smd.isolated_atom_A)
     pulled = PulledAtoms.from_list(system.pull) if system.pull else default_pulled_atoms(atoms)
     pulled.validate(len(atoms))
     return atoms, pulled
@@ -89,8 +96,18 @@ def _save_committee(committee: Committee, folder: Path) -> None:
     temporary.rename(folder)
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+#: Keys a stored row must hold to be reused (rows written before the replica statistics lack
+#: the interval keys and are still read).
+ROW_REQUIRED = ("iteration", "n_labels", "ea_nnp_eV")
+SELECTION_KEYS = ("threshold_eV", "candidates", "selected", "n_frames", "n_reference_frames")
+
+
+def load_committee(folder: Path) -> Committee:
+    """A run folder's committee; a missing or corrupted one is a DamagedFileError with advice."""
+    try:
+        return Committee.load(folder)
+    except ModelError as exc:
+        raise damaged(folder, exc) from exc
 
 
 @dataclass
@@ -163,13 +180,15 @@ class Campaign:
         """Run the whole campaign and return ``summary.json``'s content."""
         self.spec.check()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        config_path = self.run_dir / "config.toml"
-        if not config_path.is_file():
-            temporary = config_path.with_name("config.toml.tmp")
-            temporary.write_text(self.config.to_toml())
-            temporary.replace(config_path)
         self.store = open_store(self.config, self.run_dir)
+        # a shared store: one coordinator per campaign, checked before anything is written
+        store_lock = self.store.writer_lock()
         try:
+            config_path = self.run_dir / "config.toml"
+            if not config_path.is_file():
+                temporary = config_path.with_name("config.toml.tmp")
+                temporary.write_text(self.config.to_toml())
+                temporary.replace(config_path)
             self.reference = run_reference(
                 self.atoms,
                 self.pulled,
@@ -196,6 +215,8 @@ class Campaign:
             summary = self.write_summary(rows, self.baselines(rows, final=True))
         finally:
             self.close()
+            if store_lock is not None:
+                store_lock.release()
         return summary
 
     # -------------------------------------------------------------- iteration
@@ -210,8 +231,8 @@ class Campaign:
         paths = _Iteration(self.run_dir / "iterations" / f"{i:03d}")
         paths.folder.mkdir(parents=True, exist_ok=True)
         if paths.metrics.is_file():
-            return _read_json(paths.metrics), Committee.load(paths.committee)
-        timing = _read_json(paths.timing) if paths.timing.is_file() else {}
+            return read_json(paths.metrics, ROW_REQUIRED), load_committee(paths.committee)
+        timing = read_json(paths.timing) if paths.timing.is_file() else {}
         label = f"iteration {i}"
 
         frames = training_frames(self.store, TRAINING_SOURCES, max_iteration=i - 1)
@@ -252,8 +273,8 @@ class Campaign:
         timing: dict,
         label: str,
     ) -> Committee:
-        if (folder / "committee.json").is_file():
-            return Committee.load(folder)
+        if folder.exists():  # renamed into place complete: anything less is damage
+            return load_committee(folder)
         settings = self.config.committee
         started = time.perf_counter()
         self.progress.message(
@@ -349,13 +370,13 @@ class Campaign:
             self._timed(timing, "smd_s", paths.timing, started)
         if not members:
             return trace, pulls, []
-        return trace, pulls, [float(v) for v in _read_json(paths.members)["ea_members_eV"]]
+        members_eV = read_json(paths.members, ["ea_members_eV"])["ea_members_eV"]
+        return trace, pulls, [float(v) for v in members_eV]
 
     def unseen_predictions(self, path: Path, committee: Committee) -> np.ndarray:
         """Best member's energies on the unseen reference-SMD frames (saved for the parity plot)."""
         if path.is_file():
-            with np.load(path) as data:
-                return data["e_pred_eV"]
+            return load_npz(path, ["e_pred_eV"])["e_pred_eV"]
         e_pred, _ = committee.best.predict(self.unseen, forces=False)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(temporary, e_ref_eV=self.unseen_energies, e_pred_eV=e_pred)
@@ -397,7 +418,7 @@ class Campaign:
     # ------------------------------------------------------ select and label
     def select(self, path: Path, trace: SMDTrace) -> Selection:
         if path.is_file():
-            return Selection.from_dict(_read_json(path))
+            return Selection.from_dict(read_json(path, SELECTION_KEYS))
         if trace.uq_eV is None:
             raise ConfigError("the NNP steered MD recorded no uncertainty")
         forced: list[int] = []
@@ -500,14 +521,14 @@ class Campaign:
         result: dict[str, Any] = {"equilibrium_only": equilibrium_only}
         folder = self.run_dir / "baselines" / "smd_only"
         if (folder / "metrics.json").is_file():
-            result["smd_only"] = _read_json(folder / "metrics.json")
+            result["smd_only"] = read_json(folder / "metrics.json")
         elif final:
             result["smd_only"] = self.smd_only_baseline(folder)
         return result
 
     def smd_only_baseline(self, folder: Path) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
-        timing = _read_json(folder / "timing.json") if (folder / "timing.json").is_file() else {}
+        timing = read_json(folder / "timing.json") if (folder / "timing.json").is_file() else {}
         frames = self.unseen[:: self.config.baseline_smd_every]
         paths = _Iteration(folder)
         committee = self.committee(paths.committee, frames, None, 999, timing, "baseline smd_only")
@@ -633,7 +654,8 @@ def run_campaign(config: CampaignConfig, quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) a campaign with a live progress display; return the summary.
 
     The run folder's lock is held throughout (`rarelearn.lock`): a second writer is refused
-    before it writes anything."""
+    before it writes anything, as is an impossible structure."""
+    system_of(config)
     with CampaignLock(config.run_dir), StageProgress(quiet=quiet) as progress:
         campaign = Campaign(config, progress)
         summary = campaign.run()

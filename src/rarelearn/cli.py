@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild figures and report.html of a run folder")
     report.add_argument("run_dir", type=Path)
 
+    check = commands.add_parser(
+        "check", help="read a run folder end to end and say which files are damaged (read-only)"
+    )
+    check.add_argument("run_dir", type=Path)
+
     compare = commands.add_parser(
         "compare", help="Ea error and unseen MAE of several run folders side by side"
     )
@@ -143,9 +148,23 @@ def _parse_group(text: str, name: str) -> tuple[int, ...]:
 
 def resolve_system(chain: int | None, structure: Path | None, pull: Sequence[str] | None):
     """The molecule and pulled atoms from the command line, validated."""
-    from rarelearn.molecules import PulledAtoms, build_alkane, default_pulled_atoms, read_structure
+    from rarelearn.molecules import (
+        PulledAtoms,
+        build_alkane,
+        check_structure,
+        default_pulled_atoms,
+        read_structure,
+    )
 
-    atoms = read_structure(structure) if structure is not None else build_alkane(chain or 6)
+    if structure is not None:
+        atoms = read_structure(structure)
+    else:
+        atoms = build_alkane(6 if chain is None else chain)
+    check_structure(atoms)
+    if pull and len(pull) != 2:
+        raise RarelearnError(
+            f"--pull needs two atom groups A B (e.g. --pull 0 5 or --pull 0,1 5), got {list(pull)}"
+        )
     if pull:
         pulled = PulledAtoms(_parse_group(pull[0], "--pull"), _parse_group(pull[1], "--pull"))
     else:
@@ -333,6 +352,12 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     console.print(f"report: {run_dir / 'report.html'}")
 
 
+def command_check(args: argparse.Namespace) -> int:
+    from rarelearn.check import run_check
+
+    return 0 if run_check(args.run_dir) else EXIT_USER_ERROR
+
+
 def command_report(args: argparse.Namespace) -> int:
     from rarelearn.report import build_report
 
@@ -439,6 +464,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reference": command_reference,
     "run": command_run,
     "report": command_report,
+    "check": command_check,
     "compare": command_compare,
     "smd": command_smd,
 }

@@ -595,9 +595,11 @@ class Committee:
         path = Path(folder)
         if not path.is_dir():
             raise ModelError(f"committee folder {path} does not exist")
+        reading = path / COMMITTEE_FILE  # named in the error: which file is damaged
         try:
-            info = json.loads((path / COMMITTEE_FILE).read_text())
-            splits = json.loads((path / SPLITS_FILE).read_text())
+            info = json.loads(reading.read_text())
+            reading = path / SPLITS_FILE
+            splits = json.loads(reading.read_text())
             n = int(info["n_members"])
             member_splits = [
                 {"train": [int(i) for i in s["train"]], "val": [int(i) for i in s["val"]]}
@@ -605,9 +607,7 @@ class Committee:
             ]
             metrics = [dict(m) for m in info["metrics"]]
         except Exception as exc:
-            raise ModelError(
-                f"committee folder {path} is missing files or corrupted: {exc}"
-            ) from exc
+            raise ModelError(f"{reading} is missing or corrupted: {exc}") from exc
         members = [ANIModel.load(path / f"member_{k}") for k in range(n)]
         if len(member_splits) != n or len(metrics) != n:
             raise ModelError(f"committee folder {path} is inconsistent (member counts differ)")

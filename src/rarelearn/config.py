@@ -8,9 +8,13 @@ The resolved configuration is written to the run folder as ``config.toml``.
 from __future__ import annotations
 
 import copy
+import math
+import reprlib
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
+from types import NoneType, UnionType
 from typing import Any
 
 import tomli_w
@@ -19,6 +23,7 @@ from rarelearn.dynamics import SMDSettings, Thermostat
 from rarelearn.errors import ConfigError, RarelearnError
 from rarelearn.potentials.ani import LR_SCHEDULES, ANISettings
 from rarelearn.reference import EquilibriumSettings, ReferenceSettings
+from rarelearn.runfolder import damaged
 from rarelearn.selection import SelectionSettings
 
 PRESETS = ("quick", "paper")
@@ -204,12 +209,75 @@ def _build(section: str, cls: type, data: Any) -> Any:
         raise ConfigError(f"setting {section!r} must be a table, got {data!r}")
     names = {f.name for f in fields(cls) if f.init}
     _check_keys(section, data, names)
+    _check_types(section, cls, data)
     try:
         return cls(**data)
     except ConfigError as exc:
         raise ConfigError(f"{section}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{section}: {exc}") from None
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether a TOML value fits a setting annotated ``hint``; numbers must be finite floats."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, UnionType):
+        return any(_matches(arg, value) for arg in args if arg is not NoneType)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return _is_int(value)
+    if hint is float:
+        return (_is_int(value) or isinstance(value, float)) and _is_finite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple) and all(_matches(args[0], item) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(args[1], item) for item in value.values())
+    if is_dataclass(hint):
+        return isinstance(value, dict | hint)
+    return True
+
+
+def _is_finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
+def _describe(hint: Any, plural: bool = False) -> str:
+    """What a setting annotated ``hint`` must be, in words (``a list of integers``)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, UnionType):
+        return _describe(next(arg for arg in args if arg is not NoneType), plural)
+    if origin in (list, tuple):
+        return ("lists of " if plural else "a list of ") + _describe(args[0], plural=True)
+    if origin is dict:
+        return ("tables of " if plural else "a table of ") + _describe(args[1], plural=True)
+    if is_dataclass(hint):
+        return "tables" if plural else "a table"
+    words = {
+        bool: ("true or false", "booleans"),
+        int: ("an integer", "integers"),
+        float: ("a finite number", "finite numbers"),
+        str: ("a string", "strings"),
+    }
+    return words.get(hint, ("a value", "values"))[plural]
+
+
+def _check_types(section: str, cls: type, data: dict[str, Any]) -> None:
+    """Reject a value of the wrong TOML type before any comparison can fail on it.
+
+    The types come from the annotations of ``cls``; the message names the setting.
+    """
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        hint = hints.get(name, Any)
+        if not _matches(hint, value):
+            setting = f"{section}.{name}" if section else name
+            raise ConfigError(f"{setting} must be {_describe(hint)}, got {reprlib.repr(value)}")
 
 
 def _require(condition: bool, setting: str, message: str) -> None:
@@ -221,16 +289,27 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _build_system(data: Any) -> SystemConfig:
+    """The [system] table; one naming a structure and no chain replaces the default chain
+    (TOML has no null to unset it with)."""
+    system = _build("system", SystemConfig, data)
+    if isinstance(data, dict) and "structure" in data and "chain" not in data:
+        return replace(system, chain=None)
+    return system
+
+
 def from_dict(data: dict[str, Any]) -> CampaignConfig:
     """Validate a nested settings dict (paper defaults filled in) and build the config."""
     top_level = {f.name for f in fields(CampaignConfig)}
     _check_keys("", data, top_level)
+    _check_types("", CampaignConfig, data)
     values = dict(data)
 
     reference = dict(values.get("reference", {}))
     _check_keys(
         "reference", reference, {"equilibrium", "smd", "replicas", "seed", "relax_geometry"}
     )
+    _check_types("reference", ReferenceSettings, reference)
     smd = dict(reference.get("smd", {}))
     if "thermostat" in smd:
         smd["thermostat"] = _build("reference.smd.thermostat", Thermostat, smd["thermostat"])
@@ -252,6 +331,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
     ani = committee.pop("ani", {})
     if not isinstance(ani, dict):
         raise ConfigError("committee.ani must be a table")
+    _check_types("committee.ani", ANISettings, ani)
     try:
         ani_settings = ANISettings.from_dict(ani)
     except RarelearnError as exc:
@@ -265,7 +345,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         iterations=values.get("iterations", 10),
         baselines=values.get("baselines", True),
         baseline_smd_every=values.get("baseline_smd_every", 1),
-        system=_build("system", SystemConfig, values.get("system", {})),
+        system=_build_system(values.get("system", {})),
         labeler=_build("labeler", LabelerConfig, values.get("labeler", {})),
         reference=reference_settings,
         committee=committee_config,
@@ -281,7 +361,11 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
 def validate(config: CampaignConfig) -> None:
     """Cross-field checks that the section dataclasses cannot do alone."""
     _require(isinstance(config.name, str) and config.name.strip() != "", "name", "must be set")
-    _require(_is_int(config.seed), "seed", f"must be an integer, got {config.seed!r}")
+    _require(
+        _is_int(config.seed) and config.seed >= 0,
+        "seed",
+        f"must be an integer >= 0 (numpy seeds are non-negative), got {config.seed!r}",
+    )
     _require(
         _is_int(config.iterations) and config.iterations >= 1,
         "iterations",
@@ -329,6 +413,11 @@ def validate(config: CampaignConfig) -> None:
     _require(_is_int(ani.epochs) and ani.epochs >= 1, "committee.ani.epochs", "must be >= 1")
     _require(
         _is_int(ani.batch_size) and ani.batch_size >= 1, "committee.ani.batch_size", "must be >= 1"
+    )
+    _require(
+        all(size >= 1 for sizes in (ani.default_layers, *ani.layers.values()) for size in sizes),
+        "committee.ani.layers",
+        "(and default_layers) must list hidden layer sizes >= 1",
     )
     _require(ani.lr > 0, "committee.ani.lr", "must be positive")
     _require(0 < ani.val_fraction < 1, "committee.ani.val_fraction", "must be between 0 and 1")
@@ -389,7 +478,14 @@ def load_config(
         if not Path(path).is_file():
             raise ConfigError(f"configuration file not found: {path}")
         try:
-            file_values = tomllib.loads(Path(path).read_text())
+            file_values = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path} is not valid TOML: byte {exc.start} is not UTF-8 text; "
+                "save the file as UTF-8"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
         base = _merge(base, file_values)
@@ -399,5 +495,14 @@ def load_config(
 
 
 def load_resolved(run_dir: Path) -> CampaignConfig:
-    """The configuration a run folder was started with (its ``config.toml``)."""
-    return load_config(run_dir / "config.toml", preset_name="paper")
+    """The configuration a run folder was started with (its ``config.toml``).
+
+    One that cannot be read or parsed is a DamagedFileError saying how to restore it (it is
+    the campaign's only record of its settings besides summary.json).
+    """
+    path = run_dir / "config.toml"
+    try:
+        tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise damaged(path, exc) from exc
+    return load_config(path, preset_name="paper")

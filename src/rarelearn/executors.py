@@ -7,17 +7,23 @@ back to the coordinating process, which alone writes the campaign store; workers
 
 Faults: a worker that dies mid-task loses nothing. The process pool resubmits the tasks of a
 broken pool to a fresh pool, Dask reschedules them on another worker; each task is retried a
-bounded number of times, and `map` returns exactly one result per item, in order.
+bounded number of times, and `map` returns exactly one result per item, in order. A lost Dask
+scheduler is different: its tasks are gone, so the Dask executor stops with one
+`SchedulerLostError` (within `SCHEDULER_TIMEOUT_S`) instead of hanging on them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
 import multiprocessing
 import os
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
@@ -30,17 +36,29 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RETRIES",
+    "SCHEDULER_TIMEOUT_S",
     "DaskExecutor",
     "Executor",
     "InProcessExecutor",
     "LocalProcessExecutor",
     "ResultFuture",
+    "SchedulerLostError",
     "label_parallel",
     "make_executor",
 ]
 
 DEFAULT_RETRIES = 2
 """Extra attempts a task gets after a lost worker or an exception, before `map` gives up."""
+
+SCHEDULER_TIMEOUT_S = 20.0
+"""Seconds a Dask scheduler may go without answering while tasks wait before it counts as lost.
+
+A killed scheduler closes its connections and is noticed at once; this bounds the other case,
+a scheduler (or its node, or the network to it) that stops answering without closing anything.
+"""
+
+_SCHEDULER_CHECK_S = 5.0
+"""While Dask tasks run, the scheduler is asked whether it is alive this often."""
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _MISSING = object()
@@ -242,6 +260,51 @@ def _import_distributed() -> Any:
     return distributed
 
 
+class SchedulerLostError(RarelearnError):
+    """The Dask scheduler went away while this process used it; its tasks are lost.
+
+    Everything finished before is kept (a campaign stores labels and replicas as they
+    arrive), so the remedy is to start the scheduler again and rerun the same command.
+    """
+
+
+@contextlib.contextmanager
+def _quiet_distributed() -> Iterator[None]:
+    """Silence distributed's client logs (a reconnect attempt cancelled by `close()` is logged
+    with a traceback) while an executor whose scheduler is lost shuts down."""
+    loggers = [logging.getLogger(name) for name in ("distributed.client", "distributed.utils")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _unfinished(futures: list[Any]) -> int:
+    """Dask futures without a result yet (pending, failed or cancelled)."""
+    return sum(future.status != "finished" for future in futures)
+
+
+class _DaskFuture:
+    """`DaskExecutor.submit`'s handle: `result()` waits like `map` (a lost scheduler raises
+    `SchedulerLostError` instead of hanging)."""
+
+    def __init__(self, executor: DaskExecutor, future: Any) -> None:
+        self._executor = executor
+        self.future = future
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._executor._wait([self.future], timeout)
+        try:
+            return self.future.result()
+        except (asyncio.CancelledError, CancelledError, OSError, TimeoutError) as exc:
+            self._executor._raise_if_lost(exc, 1)
+            raise
+
+
 class DaskExecutor(Executor):
     """Tasks on a Dask cluster: an existing scheduler at `address`, or a LocalCluster.
 
@@ -251,7 +314,8 @@ class DaskExecutor(Executor):
     thread each on loopback (dashboard on a free loopback port, see `client.dashboard_link`),
     and shuts it down on `close()`. A worker lost mid-task makes the
     scheduler run the task elsewhere (up to `distributed.scheduler.allowed-failures` times);
-    `retries` re-runs tasks that raised.
+    `retries` re-runs tasks that raised. A scheduler lost mid-task (killed, or silent for
+    `scheduler_timeout_s`) raises `SchedulerLostError` naming its address.
     """
 
     def __init__(
@@ -261,9 +325,12 @@ class DaskExecutor(Executor):
         workers: int | None = None,
         connect_timeout_s: float = 10.0,
         threads_per_worker: int = 1,
+        scheduler_timeout_s: float = SCHEDULER_TIMEOUT_S,
     ) -> None:
         distributed = _import_distributed()
         self._cluster = None
+        self._scheduler_timeout_s = scheduler_timeout_s
+        self._lost = False
         if address is None:
             self._cluster = distributed.LocalCluster(
                 n_workers=workers or os.cpu_count() or 1,
@@ -293,9 +360,73 @@ class DaskExecutor(Executor):
 
     @property
     def workers(self) -> int:
-        info = self._client.scheduler_info(n_workers=-1)
+        info = self._identity(0)
         return max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
 
+    # ------------------------------------------------------------ scheduler loss
+    def _lost_error(self, detail: str, pending: int) -> SchedulerLostError:
+        """The one message a lost scheduler gives: where it was, what is kept, what to do."""
+        self._lost = True
+        waiting = f" with {pending} task{'s' if pending != 1 else ''} unfinished" if pending else ""
+        return SchedulerLostError(
+            f"lost the Dask scheduler at {self.address}{waiting} ({detail}). "
+            "Labels and reference replicas computed before are kept in the campaign's store "
+            "and run folder; once the scheduler (and its workers) is running again, rerun the "
+            "same command to continue the campaign."
+        )
+
+    def _check_connected(self, pending: int) -> None:
+        """`SchedulerLostError` if the client has lost its scheduler connection (it is then
+        reconnecting or closed; submitting would block for the reconnect window)."""
+        status = self._client.status
+        if self._lost or status != "running":
+            raise self._lost_error(f"connection closed; client status {status!r}", pending)
+
+    def _identity(self, pending: int) -> dict[str, Any]:
+        """The scheduler's `identity` (workers included), or `SchedulerLostError` when the
+        client has lost its connection or the scheduler does not answer in time."""
+        self._check_connected(pending)
+        try:
+            return self._client.sync(
+                self._client.scheduler.identity,
+                n_workers=-1,
+                callback_timeout=self._scheduler_timeout_s,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise self._lost_error(
+                f"no answer within {self._scheduler_timeout_s:g} s: {type(exc).__name__}", pending
+            ) from exc
+
+    def _raise_if_lost(self, exc: BaseException, pending: int) -> None:
+        """Turn `exc` into `SchedulerLostError` when the scheduler is gone; else return."""
+        reasons = {getattr(exc, "reason", None)}
+        reasons.update(g.reason for g in getattr(exc, "error_groups", ()))
+        if "scheduler-connection-lost" in reasons:
+            raise self._lost_error("connection closed", pending) from exc
+        self._identity(pending)
+
+    def _wait(self, futures: list[Any], timeout: float | None = None) -> None:
+        """Wait for `futures`, asking the scheduler every `_SCHEDULER_CHECK_S` (at most
+        `scheduler_timeout_s`) whether it is alive; `TimeoutError` after `timeout`."""
+        distributed = _import_distributed()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = min(_SCHEDULER_CHECK_S, self._scheduler_timeout_s)
+            if deadline is not None:
+                step = min(step, max(0.0, deadline - time.monotonic()))
+            try:
+                with self._client.as_current():
+                    distributed.wait(futures, timeout=step)
+                return
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            except CancelledError as exc:
+                self._raise_if_lost(exc, _unfinished(futures))
+                return
+            self._identity(_unfinished(futures))
+
+    # ---------------------------------------------------------------- interface
     def map(
         self, fn: Callable[[Any], Any], items: Iterable[Any], *, retries: int = DEFAULT_RETRIES
     ) -> list[Any]:
@@ -304,22 +435,29 @@ class DaskExecutor(Executor):
         items = list(items)
         if not items:
             return []
+        self._check_connected(len(items))
         futures = self._client.map(fn, items, retries=retries, pure=False)
         try:
+            self._wait(futures)
             return self._client.gather(futures)
         except KilledWorker as exc:
             raise RarelearnError(
                 f"a task killed every Dask worker it ran on; giving up ({exc})"
             ) from exc
+        except (asyncio.CancelledError, CancelledError, OSError, TimeoutError) as exc:
+            self._raise_if_lost(exc, _unfinished(futures))
+            raise
         finally:
             for future in futures:
                 future.release()
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> ResultFuture:
-        return self._client.submit(fn, *args, pure=False, **kwargs)
+        self._check_connected(1)
+        return _DaskFuture(self, self._client.submit(fn, *args, pure=False, **kwargs))
 
     def close(self) -> None:
-        self._client.close()
+        with _quiet_distributed() if self._lost else contextlib.nullcontext():
+            self._client.close()
         if self._cluster is not None:
             self._cluster.close()
 

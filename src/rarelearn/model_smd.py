@@ -3,7 +3,6 @@ Ea recomputed from its reference replicas' start states (``rarelearn smd --start
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from rarelearn.pulls import (
     load_start_states,
 )
 from rarelearn.reference import write_json
+from rarelearn.runfolder import read_json
 from rarelearn.threads import ProgressSum, run_side_by_side
 
 #: Replicas per batch of the NNP pulls. A fixed number, not one batch per core: the same
@@ -221,7 +221,7 @@ def run_model_smd_from_reference(
     reference's replicas at hand, the Ea error and its 95 % interval are added.
     """
     folder = reference_folder(start)
-    reference = json.loads((folder / "reference.json").read_text())
+    reference = read_json(folder / "reference.json")
     if "smd_settings" not in reference:
         raise RarelearnError(
             f"{folder / 'reference.json'} was written by an older rarelearn without the SMD "

@@ -85,6 +85,18 @@ def read_structure(path: str | Path) -> Atoms:
         raise RarelearnError(f"cannot read structure file {path}: {exc}") from exc
     if not isinstance(atoms, Atoms) or len(atoms) < 2:
         raise RarelearnError(f"structure file {path} holds no molecule with at least two atoms")
+    if not np.isfinite(atoms.positions).all():
+        atom = int(np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))[0])
+        raise RarelearnError(
+            f"structure file {path}: atom {atom} has a non-finite coordinate "
+            f"{atoms.positions[atom].tolist()}; fix its position in the file"
+        )
+    if (atoms.numbers < 1).any():
+        atom = int(np.flatnonzero(atoms.numbers < 1)[0])
+        raise RarelearnError(
+            f"structure file {path}: atom {atom} is a dummy atom ({atoms[atom].symbol!r}), "
+            "not an element; give every atom a chemical symbol"
+        )
     atoms.info.setdefault("name", path.stem)
     return atoms
 
@@ -119,6 +131,12 @@ class PulledAtoms:
                     f"pulled-atom index {index} is out of range for a structure of {n_atoms} atoms "
                     f"(valid: 0 to {n_atoms - 1})"
                 )
+        for group in (self.group_a, self.group_b):
+            if len(set(group)) != len(group):
+                raise RarelearnError(
+                    f"pulled group {list(group)} lists an atom twice (it would weigh twice in "
+                    "the centre of mass); give each atom once"
+                )
         if set(self.group_a) & set(self.group_b):
             raise RarelearnError("the two pulled groups share atoms")
 
@@ -127,6 +145,10 @@ class PulledAtoms:
 
     @classmethod
     def from_list(cls, groups: list[list[int]]) -> PulledAtoms:
+        if len(groups) != 2:
+            raise RarelearnError(
+                f"pulled atoms need two groups of atom indices, e.g. [[0], [5]]; got {groups!r}"
+            )
         return cls(tuple(int(i) for i in groups[0]), tuple(int(i) for i in groups[1]))
 
 
@@ -171,3 +193,43 @@ def default_pulled_atoms(atoms: Atoms) -> PulledAtoms:
             if candidate[:2] > best[:2]:
                 best = candidate
     return PulledAtoms.pair(best[2], best[3])
+
+
+#: The steered MD's own floors (`SMDSettings.min_distance_A`, `isolated_atom_A`): a start
+#: structure that breaks them would stop the pull at its first step.
+MIN_DISTANCE_A = 0.5
+ISOLATED_ATOM_A = 4.0
+
+
+def check_structure(
+    atoms: Atoms, min_distance_A: float = MIN_DISTANCE_A, isolated_atom_A: float = ISOLATED_ATOM_A
+) -> None:
+    """Refuse a structure no pull can start from, naming the atoms at fault.
+
+    Two atoms closer than `min_distance_A` (xTB returns an energy for a 0.3 A C-C contact, and
+    the pull would report Ea = 0), or an atom with no other atom within `isolated_atom_A`
+    (a stray atom, a unit mix-up, a fragment far away). Same floors as the steered MD.
+    """
+    if len(atoms) < 2:
+        raise RarelearnError(f"the structure has {len(atoms)} atom(s); a pull needs at least two")
+    positions = atoms.get_positions()
+    if not np.all(np.isfinite(positions)):
+        raise RarelearnError("the structure has non-finite coordinates (nan or inf)")
+    distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    symbols = atoms.get_chemical_symbols()
+    i, j = np.unravel_index(np.argmin(distances), distances.shape)
+    if distances[i, j] < min_distance_A:
+        raise RarelearnError(
+            f"atoms {symbols[i]}{i} and {symbols[j]}{j} are {distances[i, j]:.3f} A apart, "
+            f"closer than {min_distance_A} A: not a molecule a pull can start from (check the "
+            "structure file and its units, Angstrom)"
+        )
+    nearest = distances.min(axis=1)
+    k = int(np.argmax(nearest))
+    if nearest[k] > isolated_atom_A:
+        raise RarelearnError(
+            f"atom {symbols[k]}{k} has no other atom within {isolated_atom_A} A (nearest "
+            f"{nearest[k]:.2f} A): an isolated atom or a separate fragment (check the structure "
+            "file and its units, Angstrom)"
+        )

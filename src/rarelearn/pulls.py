@@ -17,15 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase.io import read, write
+from ase.io import write
 
 from rarelearn.dynamics import SMDTrace, StartState
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import PulledAtoms
+from rarelearn.runfolder import damaged, load_npz, read_traj
 from rarelearn.statistics import Sample, paired, welch
 
 START_STATES_FILE = "start_states.traj"
 REPLICAS_FILE = "replicas.npz"
+_PULLS_KEYS = (
+    "activation_energy_eV",
+    "breaking_distance_A",
+    "stopped_reason",
+    "distance_A",
+    "work_eV",
+    "rest_length_A",
+)
 
 
 def save_start_states(path: Path, starts: Sequence[StartState]) -> None:
@@ -49,7 +58,9 @@ def load_start_states(path: Path) -> list[StartState]:
             "(rarelearn run or rarelearn reference)"
         )
     starts = []
-    for atoms in read(path, index=":", format="traj"):
+    for atoms in read_traj(path):
+        if "pulled" not in atoms.info:
+            raise damaged(path, "a start state lacks the pulled atoms")
         pulled = PulledAtoms.from_list(atoms.info.pop("pulled"))
         starts.append(StartState(atoms=atoms, pulled=pulled))
     return starts
@@ -148,15 +159,16 @@ class ReplicaPulls:
 
     @classmethod
     def load(cls, path: Path) -> ReplicaPulls:
-        with np.load(path) as data:
-            return cls(
-                activation_energy_eV=data["activation_energy_eV"],
-                breaking_distance_A=data["breaking_distance_A"],
-                stopped_reason=[str(s) for s in data["stopped_reason"]],
-                distance_A=data["distance_A"],
-                work_eV=data["work_eV"],
-                rest_length_A=data["rest_length_A"],
-            )
+        """Read ``replicas.npz``; DamagedFileError (naming the file) if it cannot be read."""
+        data = load_npz(path, keys=_PULLS_KEYS)
+        return cls(
+            activation_energy_eV=data["activation_energy_eV"],
+            breaking_distance_A=data["breaking_distance_A"],
+            stopped_reason=[str(s) for s in data["stopped_reason"]],
+            distance_A=data["distance_A"],
+            work_eV=data["work_eV"],
+            rest_length_A=data["rest_length_A"],
+        )
 
 
 def compare_pulls(model: ReplicaPulls, reference: ReplicaPulls) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from rarelearn.labeling import LabelerSpec
 from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, save_start_states
+from rarelearn.runfolder import read_json
 from rarelearn.store import CampaignStore, uid
 
 
@@ -145,7 +146,7 @@ def run_reference(
     summary_path = reference_dir / "reference.json"
     written = [summary_path, reference_dir / START_STATES_FILE, reference_dir / REPLICAS_FILE]
     if all(path.is_file() for path in written):
-        return json.loads(summary_path.read_text())
+        return read_json(summary_path)
     # otherwise finish it; a folder written before the replica files existed keeps replica 0
 
     geometry = atoms

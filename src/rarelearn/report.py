@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 
 from rarelearn import __version__
 from rarelearn.errors import RarelearnError
-from rarelearn.runfolder import ROW_KEYS
+from rarelearn.runfolder import ROW_KEYS, read_json
 from rarelearn.units import EV_TO_KCAL_MOL
 
 #: Resolution of every saved figure.
@@ -153,12 +153,7 @@ def _load_run(run_dir: Path | str) -> _Run:
             f"{summary_path} not found: {run_dir} is not a rarelearn run folder, or the "
             "campaign has not written its summary yet"
         )
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RarelearnError(f"{summary_path} is not valid JSON: {exc}") from exc
-    if not isinstance(summary, dict):
-        raise RarelearnError(f"{summary_path} must hold a JSON object, got {type(summary)}")
+    summary = read_json(summary_path)
 
     notes: list[str] = []
     iteration_dirs = _iteration_dirs(run_dir)

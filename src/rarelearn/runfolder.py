@@ -1,4 +1,23 @@
-"""The run-folder contract shared by the campaign (writer) and the report (reader)."""
+"""The run-folder contract shared by the campaign (writer) and the report (reader).
+
+Also the readers of its files: a truncated or garbled file raises `DamagedFileError` naming
+the file and what the user can do (derived files are recomputed when deleted; ``data.db``
+holds the labels), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import tokenize
+import zipfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rarelearn.errors import DamagedFileError
 
 #: Keys of one row of ``summary.json["iterations"]`` (and of ``iterations/NNN/metrics.json``),
 #: in table order. Other tools rely on these names: change them only with the contract.
@@ -36,3 +55,131 @@ ROW_KEYS: tuple[str, ...] = (
     "n_label_failures",
     "wall_s",
 )
+
+
+def _iteration_folder(path: Path) -> Path | None:
+    """The ``iterations/NNN`` or ``baselines/<name>`` folder holding ``path``, if any."""
+    for folder in (path, *path.parents):
+        parent = folder.parent.name
+        if (parent == "iterations" and folder.name.isdigit()) or parent == "baselines":
+            return folder
+    return None
+
+
+def advice(path: Path) -> str:
+    """What the user can do about a damaged file, from where it lies in the run folder.
+
+    Derived files are recomputed when deleted (the campaign redoes every step whose output is
+    missing); ``data.db`` holds the labels, which only the reference method can recompute.
+    """
+    path = Path(path)
+    folder = _iteration_folder(path)
+    if path.name == "config.toml":
+        return (
+            "It is the configuration the campaign was started with: restore it from a copy "
+            '(the "config" entry of summary.json holds the same settings).'
+        )
+    if path.name == "data.db":
+        return (
+            "It holds the labels, which cannot be recomputed cheaply: restore it from a copy, "
+            f"or delete everything in {path.parent} but config.toml and rerun "
+            f"`rarelearn run --out {path.parent}` to relabel everything."
+        )
+    if folder is not None:
+        run = folder.parent.parent
+        rerun = f"rerun `rarelearn run --out {run}`"
+        if folder.parent.name == "baselines":
+            return f"It is derived: delete the folder {folder} and {rerun}; it is recomputed."
+        if path.parent == folder and path.name in ("metrics.json", "timing.json"):
+            return (
+                f"It is derived: delete it (or the folder {folder}) and {rerun}; the campaign "
+                "recomputes that step."
+            )
+        return (
+            f"It is derived: delete the folder {folder} and {rerun}; the campaign recomputes "
+            "that iteration (its labels stay in data.db)."
+        )
+    reference = next((p for p in path.parents if p.name == "reference"), None)
+    if reference is not None:
+        rerun = f"rerun `rarelearn run --out {reference.parent}`"
+        if path.parent == reference and path.name in (
+            "reference.json",
+            "start_states.traj",
+            "replicas.npz",
+        ):
+            return f"It is derived: delete it and {rerun}; the campaign recomputes it."
+        return (
+            f"It is derived: delete it and {reference / 'reference.json'}, then {rerun}; "
+            "the campaign redoes that reference pull."
+        )
+    if path.name == "summary.json":
+        return (
+            f"It is derived: delete it and rerun `rarelearn run --out {path.parent}`; "
+            "the campaign rewrites it."
+        )
+    return "It is derived: delete it and rerun the command that wrote it."
+
+
+def damaged(path: Path, error: BaseException | str) -> DamagedFileError:
+    """The error to raise when ``path`` cannot be read: names the file, why, and the advice."""
+    reason = error if isinstance(error, str) else (str(error) or type(error).__name__)
+    return DamagedFileError(path, reason, advice(path))
+
+
+def read_json(path: Path, keys: Iterable[str] = ()) -> dict[str, Any]:
+    """A run folder's JSON object; DamagedFileError if unreadable, not an object or lacking
+    one of ``keys``."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise damaged(path, exc) from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise damaged(path, f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise damaged(path, f"holds a JSON {type(value).__name__}, not an object")
+    missing = [key for key in keys if key not in value]
+    if missing:
+        raise damaged(path, f"lacks {', '.join(missing)}")
+    return value
+
+
+#: What numpy raises on a truncated or garbled npz: the zip layer, the compression, and the
+#: .npy header (a Python literal, parsed with ast and tokenize; a garbled shape can ask for
+#: absurd memory).
+_NPZ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    MemoryError,
+    SyntaxError,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+def load_npz(path: Path, keys: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Every array of an npz file, read now (a damaged member fails here, not later);
+    DamagedFileError if truncated, garbled or lacking one of ``keys``."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except _NPZ_ERRORS as exc:
+        raise damaged(path, exc) from exc
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise damaged(path, f"lacks {', '.join(missing)}")
+    return arrays
+
+
+def read_traj(path: Path, index: str | int = ":") -> Any:
+    """Frames of an ASE trajectory (``ase.io.read``); DamagedFileError if it cannot be parsed.
+
+    A garbled length field can make ASE ask for absurd memory: that is a parse failure too.
+    """
+    from ase.io import read
+
+    try:
+        return read(path, index=index, format="traj")
+    except (OSError, ValueError, KeyError, IndexError, EOFError, MemoryError) as exc:
+        raise damaged(path, exc) from exc

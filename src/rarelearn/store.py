@@ -8,10 +8,15 @@ label twice.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
-from collections.abc import Iterable, Sequence
+import socket
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from ase import Atoms
@@ -20,6 +25,7 @@ from ase.db import connect
 
 from rarelearn.errors import RarelearnError
 from rarelearn.labeling import LabelResult
+from rarelearn.runfolder import damaged
 
 SOURCES = ("equilibrium", "reference_smd", "active", "augmented")
 _UID_STRIDE = 1_000_000
@@ -78,11 +84,97 @@ def _create_sqlite(path: Path) -> None:
     os.replace(partial, path)
 
 
+class StoreLockedError(RarelearnError):
+    """Another coordinator is writing this campaign in the shared database."""
+
+
+class StoreWriterLock:
+    """A PostgreSQL session advisory lock on one campaign of a shared store.
+
+    The server releases it when the session ends (`release`, or the process dies: a killed
+    coordinator leaves no stale lock), and it is the same lock whichever machine asks, so two
+    coordinators on two hosts never write one campaign. The holder names itself in its
+    session's ``application_name`` (host, process id); the session start is its "since".
+    """
+
+    def __init__(self, url: str, campaign: str) -> None:
+        import psycopg2
+
+        digest = hashlib.blake2b(f"rarelearn:{campaign}".encode(), digest_size=8).digest()
+        self.key = int.from_bytes(digest, "big", signed=True)
+        name = f"rarelearn {socket.gethostname()} pid {os.getpid()}"[:63]
+        self.connection = psycopg2.connect(resolve_database_url(url), application_name=name)
+        self.connection.autocommit = True
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+            (granted,) = cursor.fetchone()
+            if granted:
+                return
+            unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+            cursor.execute(
+                "SELECT a.application_name, a.client_addr, a.backend_start FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                "AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+                (unsigned >> 32, unsigned & 0xFFFFFFFF),
+            )
+            holder = cursor.fetchone()
+        self.connection.close()
+        who = "another session"
+        if holder is not None:
+            application, address, started = holder
+            where = f" from {address}" if address else ""
+            who = f"{application or 'a client'}{where} since {started:%Y-%m-%d %H:%M:%S %Z}"
+        raise StoreLockedError(
+            f"campaign {campaign!r} in the database {url} is being written by {who}; one "
+            "coordinator per campaign. Wait for it to finish or stop it (its lock ends with its "
+            "session), or give this campaign another name."
+        )
+
+    def release(self) -> None:
+        """End the session: the server drops the lock."""
+        if not self.connection.closed:
+            self.connection.close()
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _is_damage(error: Exception, reads: bool) -> bool:
+    """Whether a database error means the SQLite file is damaged (truncated, garbled)."""
+    if isinstance(error, sqlite3.OperationalError):  # locked, disk I/O: not damage
+        return "could not decode" in str(error).lower()  # garbled text
+    if isinstance(error, sqlite3.DatabaseError):  # malformed, not a database
+        return True
+    return reads and isinstance(error, ValueError)  # ASE decoding a garbled row (JSON, blobs)
+
+
+def _names_damage(reads: bool = True) -> Callable[[_Method], _Method]:
+    """A damaged SQLite file becomes a DamagedFileError naming it and what to do; other errors
+    (locked, disk I/O, PostgreSQL, a caller's mistake) pass unchanged. ``reads``: the method
+    only reads, so a ValueError can only come from decoding what is stored."""
+
+    def decorate(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def guarded(self: CampaignStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.DatabaseError, ValueError) as exc:
+                if self.sqlite_path is None or not _is_damage(exc, reads):
+                    raise
+                raise damaged(self.sqlite_path, exc) from exc
+
+        return cast(_Method, guarded)
+
+    return decorate
+
+
 class CampaignStore:
     """Labeled frames of one campaign; a path means SQLite, a ``postgresql://`` URL PostgreSQL."""
 
     def __init__(self, location: str | Path, campaign: str = "default") -> None:
         self.campaign = campaign
+        #: the SQLite file (None for PostgreSQL): named when it turns out to be damaged
+        self.sqlite_path: Path | None = None
         text = str(location)
         if "://" in text:
             self.url = text
@@ -96,9 +188,14 @@ class CampaignStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
                 _create_sqlite(path)
+            elif path.stat().st_size == 0:  # never written so: _create_sqlite writes the schema
+                raise damaged(path, "the file is empty")
             self.url = str(path)
             self.db = connect(path, type="db")
+            self.sqlite_path = path
+            self.count()  # a malformed file fails here, before any work
 
+    @_names_damage(reads=False)
     def add_labeled(
         self,
         frames: Sequence[Atoms],
@@ -138,6 +235,7 @@ class CampaignStore:
     def _select(self, **selection: Any) -> Iterable[Any]:
         return self.db.select(campaign=self.campaign, sort="id", **selection)
 
+    @_names_damage()
     def labeled(
         self, sources: Sequence[str] | None = None, max_iteration: int | None = None
     ) -> list[Atoms]:
@@ -156,14 +254,34 @@ class CampaignStore:
             frames.append(atoms)
         return frames
 
+    def writer_lock(self) -> StoreWriterLock | None:
+        """Lock this campaign for writing in a shared (PostgreSQL) store; None for SQLite,
+        whose file lives in the run folder that `rarelearn.lock` already guards."""
+        if "://" not in self.url:
+            return None
+        return StoreWriterLock(self.url, self.campaign)
+
+    @_names_damage()
     def count(self, **selection: Any) -> int:
         """Number of rows of this campaign matching ``selection`` (ASE key=value filters)."""
         return self.db.count(campaign=self.campaign, **selection)
 
+    @_names_damage()
     def tasks_done(self, batch: str) -> set[int]:
         """Task numbers of ``batch`` already stored (good or failed): a resume skips them."""
         return {int(row.task) for row in self._select(batch=batch) if "task" in row}
 
+    @_names_damage()
     def failures(self) -> list[dict[str, Any]]:
         """Provenance and reason of every failed label."""
         return [dict(row.key_value_pairs, id=row.id) for row in self._select(failed=True)]
+
+    @_names_damage()
+    def label_counts(self) -> Counter[tuple[str, int, bool]]:
+        """Rows of this campaign by (source, iteration, failed), read without their arrays:
+        what `rarelearn check` compares with the iterations' records."""
+        counts: Counter[tuple[str, int, bool]] = Counter()
+        for row in self.db.select(campaign=self.campaign, include_data=False):
+            key = (str(row.get("source")), int(row.get("iteration", -1)), bool(row.get("failed")))
+            counts[key] += 1
+        return counts

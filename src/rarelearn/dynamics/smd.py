@@ -25,12 +25,13 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import read, write
+from ase.io import write
 
 from rarelearn.dynamics.spring import MovingSpring, SpringSum
 from rarelearn.dynamics.thermostats import Thermostat, draw_velocities, make_integrator
 from rarelearn.errors import ConfigError, RarelearnError
 from rarelearn.molecules import PulledAtoms, bonded_pairs
+from rarelearn.runfolder import damaged, load_npz, read_traj
 from rarelearn.units import speed_a_per_ps_to_a_per_fs
 
 ProgressCallback = Callable[[int, int], None]
@@ -105,7 +106,10 @@ class StartState:
 
     @classmethod
     def load(cls, path: Path) -> StartState:
-        atoms = read(path, format="traj")
+        """Read what `save` wrote; DamagedFileError (naming the file) if it cannot be read."""
+        atoms = read_traj(path, index=-1)
+        if "pulled" not in atoms.info:
+            raise damaged(path, "lacks the pulled atoms")
         pulled = PulledAtoms.from_list(atoms.info.pop("pulled"))
         return cls(atoms=atoms, pulled=pulled)
 
@@ -130,6 +134,21 @@ def relax_start_state(
     state = relaxed.copy()
     state.set_momenta(relaxed.get_momenta())
     return StartState(atoms=state, pulled=pulled)
+
+
+#: Arrays every saved trace holds (positions, forces, kinetic energy and UQ are optional).
+_TRACE_KEYS = (
+    "time_fs",
+    "distance_A",
+    "rest_length_A",
+    "spring_force_eV_per_A",
+    "work_eV",
+    "energy_eV",
+    "numbers",
+    "broken_frame",
+    "broken_bond",
+    "stopped_reason",
+)
 
 
 @dataclass
@@ -235,25 +254,26 @@ class SMDTrace:
 
     @classmethod
     def load(cls, path: Path) -> SMDTrace:
-        with np.load(path) as data:
-            broken_frame = int(data["broken_frame"])
-            bond = tuple(int(i) for i in data["broken_bond"])
-            return cls(
-                time_fs=data["time_fs"],
-                distance_A=data["distance_A"],
-                rest_length_A=data["rest_length_A"],
-                spring_force_eV_per_A=data["spring_force_eV_per_A"],
-                work_eV=data["work_eV"],
-                energy_eV=data["energy_eV"],
-                positions_A=data.get("positions_A"),
-                numbers=data["numbers"],
-                uq_eV=data.get("uq_eV"),
-                forces_eV_per_A=data.get("forces_eV_per_A"),
-                kinetic_eV=data.get("kinetic_eV"),
-                broken_frame=None if broken_frame < 0 else broken_frame,
-                broken_bond=None if bond[0] < 0 else (bond[0], bond[1]),
-                stopped_reason=str(data["stopped_reason"]),
-            )
+        """Read ``smd.npz``; DamagedFileError (naming the file) if it cannot be read."""
+        data = load_npz(path, keys=_TRACE_KEYS)
+        broken_frame = int(data["broken_frame"])
+        bond = tuple(int(i) for i in data["broken_bond"])
+        return cls(
+            time_fs=data["time_fs"],
+            distance_A=data["distance_A"],
+            rest_length_A=data["rest_length_A"],
+            spring_force_eV_per_A=data["spring_force_eV_per_A"],
+            work_eV=data["work_eV"],
+            energy_eV=data["energy_eV"],
+            positions_A=data.get("positions_A"),
+            numbers=data["numbers"],
+            uq_eV=data.get("uq_eV"),
+            forces_eV_per_A=data.get("forces_eV_per_A"),
+            kinetic_eV=data.get("kinetic_eV"),
+            broken_frame=None if broken_frame < 0 else broken_frame,
+            broken_bond=None if bond[0] < 0 else (bond[0], bond[1]),
+            stopped_reason=str(data["stopped_reason"]),
+        )
 
 
 class _Recorder:

@@ -583,19 +583,21 @@ class ANIModel:
         path = Path(folder)
         if not path.is_dir():
             raise ModelError(f"model folder {path} does not exist")
+        reading = path / META_FILE  # named in the error: which file is damaged
         try:
-            meta = json.loads((path / META_FILE).read_text())
+            meta = json.loads(reading.read_text())
             settings = ANISettings.from_dict(meta["settings"])
             model = cls(meta["elements"], settings)
             model.self_energies = {s: float(v) for s, v in meta["self_energies_eV"].items()}
-            state = torch.load(path / WEIGHTS_FILE, weights_only=True, map_location="cpu")
-            model.networks.load_state_dict(state)
             hist = meta.get("history") or {}
             model.history = FitHistory(**hist)
+            reading = path / WEIGHTS_FILE
+            state = torch.load(reading, weights_only=True, map_location="cpu")
+            model.networks.load_state_dict(state)
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelError(f"model folder {path} is missing files or corrupted: {exc}") from exc
+            raise ModelError(f"{reading} is missing or corrupted: {exc}") from exc
         return model
 
     # ------------------------------------------------------------ TorchScript
