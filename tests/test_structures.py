@@ -71,3 +71,42 @@ def _config(folder, structure) -> str:
     path = folder / "collapsed.toml"
     path.write_text(f'[system]\nstructure = "{structure}"\n')
     return str(path)
+
+
+def test_an_element_outside_ani_2x_is_refused_before_any_work(tmp_path) -> None:
+    """Silicon is not an ANI-2x element: the campaign refuses it naming the element and the
+    elements the family covers, before anything is written."""
+    silane = Atoms(
+        "SiH4",
+        positions=[
+            [0, 0, 0],
+            [0.88, 0.88, 0.88],
+            [-0.88, -0.88, 0.88],
+            [-0.88, 0.88, -0.88],
+            [0.88, -0.88, -0.88],
+        ],
+    )
+    structure = tmp_path / "silane.xyz"
+    write(structure, silane)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rarelearn.cli",
+            "--quiet",
+            "run",
+            "--config",
+            _config(tmp_path, structure),
+            "--out",
+            str(out),
+            "--no-baselines",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "element(s) Si cannot be handled by the ANI model family" in result.stderr
+    assert "H, C, N, O, F, S, Cl" in result.stderr
+    assert not out.exists()

@@ -37,6 +37,7 @@ from rarelearn.molecules import (
     default_pulled_atoms,
     read_structure,
 )
+from rarelearn.potentials.ani import check_ani_elements
 from rarelearn.potentials.features import FeatureCache
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import (
@@ -65,6 +66,7 @@ def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
     atoms = read_structure(system.structure) if system.structure else build_alkane(system.chain)
     smd = config.reference.smd
     check_structure(atoms, smd.min_distance_A, smd.isolated_atom_A)
+    check_ani_elements(atoms.get_chemical_symbols())
     pulled = PulledAtoms.from_list(system.pull) if system.pull else default_pulled_atoms(atoms)
     pulled.validate(len(atoms))
     return atoms, pulled

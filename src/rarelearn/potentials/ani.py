@@ -58,6 +58,21 @@ META_FILE = "model.json"
 PAPER_LAYERS: dict[str, tuple[int, ...]] = {"H": (256, 192, 160), "C": (224, 192, 160)}
 
 
+#: Elements of the ANI-2x AEV definition (`AEVComputer.like_2x`): its radial and angular
+#: parameters were fitted for these; an ANI model here is built for a subset of them.
+ANI_ELEMENTS = ("H", "C", "N", "O", "F", "S", "Cl")
+
+
+def check_ani_elements(symbols: Sequence[str]) -> None:
+    """ModelError naming every element outside `ANI_ELEMENTS` (checked before any work)."""
+    unsupported = sorted(set(symbols) - set(ANI_ELEMENTS), key=lambda s: atomic_numbers[s])
+    if unsupported:
+        raise ModelError(
+            f"element(s) {', '.join(unsupported)} cannot be handled by the ANI model family "
+            f"(ANI-2x AEVs cover {', '.join(ANI_ELEMENTS)})"
+        )
+
+
 #: Learning-rate schedules of `ANISettings.lr_schedule`.
 LR_SCHEDULES = ("plateau", "cosine")
 
@@ -153,6 +168,7 @@ class ANIModel:
         symbols = sorted(set(elements), key=lambda s: atomic_numbers[s])
         if not symbols:
             raise ModelError("an ANI model needs at least one element")
+        check_ani_elements(symbols)
         self.elements: list[str] = symbols
         self.aev_computer = AEVComputer.like_2x(num_species=len(symbols))
         aev_dim = int(self.aev_computer.out_dim)
