@@ -236,6 +236,32 @@ def test_calculator_runs_velocity_verlet_and_conserves_energy(committee, propane
     assert np.ptp(totals) < 0.01
 
 
+def test_calculator_results_survive_ase_md_trajectory_and_extxyz(tmp_path, committee, propane):
+    """ASE's writers read calculator results by ASE's meaning of the keys: an ASE MD with a
+    trajectory attached, then an extxyz round trip, keep energy, forces and the committee's
+    per-member energies and spread (a per-member array under ``energies``, ASE's per-atom
+    key, made extxyz fail with a broadcast error)."""
+    from ase.io import read, write
+    from ase.io.trajectory import Trajectory
+
+    atoms = propane[270].copy()
+    atoms.calc = committee.calculator("best", force_uq=True)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
+    dyn = VelocityVerlet(atoms, 0.5 * units.fs)
+    with Trajectory(tmp_path / "md.traj", "w", atoms) as trajectory:
+        dyn.attach(trajectory.write, interval=5)
+        dyn.run(20)
+    frames = read(tmp_path / "md.traj", index=":")
+    assert len(frames) == 5
+    assert frames[-1].get_potential_energy() == pytest.approx(atoms.get_potential_energy())
+    write(tmp_path / "md.extxyz", atoms, format="extxyz")
+    back = read(tmp_path / "md.extxyz", format="extxyz")
+    np.testing.assert_allclose(back.get_forces(), atoms.get_forces(), atol=1e-6)
+    assert back.get_potential_energy() == pytest.approx(atoms.get_potential_energy())
+    assert len(atoms.calc.results["member_energies"]) == committee.n_members
+    assert atoms.calc.results["forces_std"].shape == (len(atoms),)
+
+
 def test_metrics() -> None:
     assert energy_mae([1.0, 2.0], [1.5, 1.0]) == pytest.approx(0.75)
     assert relative_energy_mae([1.0, 2.0], [11.0, 12.0]) == pytest.approx(0.0)
@@ -291,7 +317,8 @@ def test_mean_driver_forces_are_the_members_mean_forces(committee, propane) -> N
     atoms = frames[0].copy()
     atoms.calc = committee.calculator("best", driver="mean")
     np.testing.assert_allclose(atoms.get_forces(), want[0], atol=1e-5, rtol=0)
-    assert atoms.get_potential_energy() == pytest.approx(atoms.calc.results["energies"].mean())
+    members = atoms.calc.results["member_energies"]
+    assert atoms.get_potential_energy() == pytest.approx(members.mean())
     with pytest.raises(ValueError, match="driver"):
         committee.calculator("mean", driver="mean")
 

@@ -624,10 +624,11 @@ class CommitteeCalculator(Calculator):
     """ASE calculator over a committee.
 
     `energy` and `forces` come from the best member (``mode="best"``; another member with
-    ``driver``) or the committee mean (``mode="mean"``). `results` also holds `energies`
-    (every member, eV), `energy_std` (eV, ddof=0: the paper's UQ) and, with `force_uq`,
-    `forces_std` (per-atom spread, eV/A), which needs every member's forces and so costs more
-    per step.
+    ``driver``) or the committee mean (``mode="mean"``). `results` also holds
+    `member_energies` (every member, eV), `energy_std` (eV, ddof=0: the paper's UQ) and, with
+    `force_uq`, `forces_std` (per-atom spread, eV/A), which needs every member's forces and so
+    costs more per step. Not `energies`: in ASE that key means one energy per atom, and a
+    per-member array under it breaks ASE's extxyz and trajectory writers.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energy_std", "forces_std"]
@@ -706,7 +707,7 @@ class CommitteeCalculator(Calculator):
             "energy": energy,
             "free_energy": energy,
             "forces": forces,
-            "energies": res.energies,
+            "member_energies": res.energies,
             "energy_std": res.energy_std,
         }
         if res.force_std is not None:
