@@ -502,3 +502,31 @@ def test_report_works_while_the_campaign_holds_its_lock(finished_run):
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_export_writes_every_label_with_provenance_as_extxyz(finished_run, tmp_path):
+    """`rarelearn export` gives the store's labeled frames as extxyz that ASE reads back with
+    the same energies and forces, under the calculator's keys and the REF_ keys, plus the
+    provenance; --source filters."""
+    from rarelearn.campaign import open_store, training_frames
+
+    out = tmp_path / "frames.extxyz"
+    assert main(["export", str(finished_run), "--out", str(out)]) == 0
+    frames = read(out, index=":", format="extxyz")
+    store = open_store(load_resolved(finished_run).with_out(str(finished_run)), finished_run)
+    labeled = store.labeled()
+    assert len(frames) == len(labeled) > 0
+    by_id = {int(a.info["id"]): a for a in labeled}
+    for frame in frames:
+        original = by_id[frame.info["store_id"]]
+        assert frame.get_potential_energy() == pytest.approx(original.get_potential_energy())
+        assert frame.info["REF_energy"] == pytest.approx(original.get_potential_energy())
+        np.testing.assert_allclose(frame.get_forces(), original.get_forces(), atol=1e-8)
+        np.testing.assert_allclose(frame.arrays["REF_forces"], original.get_forces(), atol=1e-8)
+        assert frame.info["source"] == original.info["source"]
+    active = tmp_path / "active.extxyz"
+    assert main(["export", str(finished_run), "--out", str(active), "--source", "active"]) == 0
+    chosen = read(active, index=":", format="extxyz")
+    assert {f.info["source"] for f in chosen} == {"active"}
+    assert len(chosen) == len(training_frames(store, ["active"]))
+    assert main(["export", str(tmp_path), "--out", str(active)]) == 2

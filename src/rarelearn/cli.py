@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild figures and report.html of a run folder")
     report.add_argument("run_dir", type=Path)
 
+    export = commands.add_parser(
+        "export", help="write a run folder's labeled frames as extended XYZ (with provenance)"
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--out", type=Path, required=True, help="the .extxyz file to write")
+    export.add_argument(
+        "--source",
+        action="append",
+        choices=("equilibrium", "reference_smd", "active", "augmented"),
+        help="only frames of this source (repeatable; default: all)",
+    )
+
     check = commands.add_parser(
         "check", help="read a run folder end to end and say which files are damaged (read-only)"
     )
@@ -367,6 +379,16 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_export(args: argparse.Namespace) -> int:
+    from rarelearn.export import export_frames
+
+    if not args.run_dir.is_dir():
+        raise RarelearnError(f"run folder not found: {args.run_dir}")
+    count = export_frames(args.run_dir, args.out, args.source)
+    print(f"{count} labeled frames -> {args.out}")
+    return 0
+
+
 def command_compare(args: argparse.Namespace) -> int:
     from rarelearn.report import compare_runs
 
@@ -465,6 +487,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": command_run,
     "report": command_report,
     "check": command_check,
+    "export": command_export,
     "compare": command_compare,
     "smd": command_smd,
 }
