@@ -21,7 +21,17 @@ from rarelearn.errors import RarelearnError
 from rarelearn.store import SOURCES
 
 #: Provenance keys copied into each exported frame's info (when the label has them).
-PROVENANCE = ("source", "iteration", "parent", "uq", "spring_distance", "labeler", "uid")
+PROVENANCE = (
+    "source",
+    "iteration",
+    "parent",
+    "uq",
+    "spring_distance",
+    "labeler",
+    "uid",
+    "spin_state",
+    "s_squared",
+)
 
 
 def _exported(frame: Atoms) -> Atoms:

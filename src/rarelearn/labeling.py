@@ -193,6 +193,9 @@ class LabelResult:
     energy: float | None = None
     forces: np.ndarray | None = None
     error: str | None = None
+    #: what the reference method says about the label (`LABEL_METADATA`, e.g. the spin state
+    #: of a PySCF label); stored with it
+    metadata: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -209,6 +212,10 @@ def _overlap_error(atoms: Atoms, min_distance_A: float) -> str | None:
         i, j = np.unravel_index(int(np.argmin(distances)), distances.shape)
         return f"atoms {i} and {j} overlap ({closest:.3f} A < {min_distance_A} A)"
     return None
+
+
+#: Calculator results recorded with each label besides energy and forces.
+LABEL_METADATA = ("spin_state", "s_squared")
 
 
 def label_one(
@@ -231,7 +238,8 @@ def label_one(
         return LabelResult(index, error="SCF not converged")
     if not math.isfinite(energy) or not np.all(np.isfinite(forces)):
         return LabelResult(index, error="non-finite energy or forces")
-    return LabelResult(index, energy=energy, forces=forces)
+    metadata = {k: calculator.results[k] for k in LABEL_METADATA if k in calculator.results}
+    return LabelResult(index, energy=energy, forces=forces, metadata=metadata or None)
 
 
 def label_frames(

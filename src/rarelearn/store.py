@@ -212,7 +212,9 @@ class CampaignStore:
             for atoms, result, extra in zip(frames, results, provenance, strict=True):
                 row = atoms.copy()
                 row.info = {}
-                keys = _clean_provenance({**extra, "campaign": self.campaign})
+                keys = _clean_provenance(
+                    {**extra, **(result.metadata or {}), "campaign": self.campaign}
+                )
                 if result.ok:
                     row.calc = SinglePointCalculator(
                         row, energy=result.energy, forces=result.forces
