@@ -37,7 +37,8 @@ class PySCFCalculator(Calculator):
     broken-symmetry singlet (<S^2> near 1). `results` carry ``spin_state`` (``restricted``,
     ``broken-symmetry`` or ``unrestricted`` for an open shell) and ``s_squared``; the labels
     record them. ``"never"`` keeps restricted KS only (half the cost). Open shells
-    (``spin > 0``) use unrestricted KS.
+    (``spin > 0``) use unrestricted KS. ``density_fit`` fits the Coulomb term with PySCF's
+    default auxiliary basis (faster for larger molecules, ~1e-5 Ha of fitting error).
     """
 
     implemented_properties = ["energy", "forces"]
@@ -51,6 +52,7 @@ class PySCFCalculator(Calculator):
         max_cycle: int = 100,
         conv_tol: float = 1e-9,
         broken_symmetry: str = "auto",
+        density_fit: bool = False,
         **kwargs: Any,
     ) -> None:
         try:
@@ -71,6 +73,7 @@ class PySCFCalculator(Calculator):
             max_cycle=max_cycle,
             conv_tol=conv_tol,
             broken_symmetry=broken_symmetry,
+            density_fit=density_fit,
         )
 
     def _molecule(self) -> Any:
@@ -92,6 +95,8 @@ class PySCFCalculator(Calculator):
         )
 
     def _solver(self, solver: Any) -> Any:
+        if self.settings["density_fit"]:
+            solver = solver.density_fit()  # RI-J: cheaper Coulomb for larger molecules
         solver.xc = self.settings["xc"]
         solver.max_cycle = self.settings["max_cycle"]
         solver.conv_tol = self.settings["conv_tol"]
