@@ -98,7 +98,8 @@ def test_pyscf_forces_and_unconverged_scf_is_a_recorded_failure():
     center, up, down = label_frames(spec, molecule)
     numerical = -(up.energy - down.energy) / 2e-4
     assert center.forces[1, 2] == pytest.approx(numerical, abs=1e-3)
-    stubborn = LabelerSpec("pyscf", {"xc": "PBE", "basis": "sto-3g", "max_cycle": 1})
+    # no SCF cycle allowed: neither DIIS nor the second-order fallback can converge
+    stubborn = LabelerSpec("pyscf", {"xc": "PBE", "basis": "sto-3g", "max_cycle": 0})
     (result,) = label_frames(stubborn, molecule[:1])
     assert not result.ok and "converge" in result.error
 

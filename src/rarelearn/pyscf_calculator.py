@@ -113,18 +113,17 @@ class PySCFCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         molecule = self._molecule()
         if self.settings["spin"] != 0:
-            solver = self._solver(dft.UKS(molecule))
-            energy = solver.kernel()
+            solver, energy = _converged(self._solver(dft.UKS(molecule)))
             state = "unrestricted"
         else:
-            solver = self._solver(dft.RKS(molecule))
-            energy = solver.kernel()
+            solver, energy = _converged(self._solver(dft.RKS(molecule)))
             state = "restricted"
-            if solver.converged and self.settings["broken_symmetry"] == "auto":
-                broken = self._solver(dft.UKS(molecule))
-                broken_energy = broken.kernel(dm0=_broken_symmetry_guess(molecule, solver))
-                # keep it only when it is a lower, different solution (not the restricted one)
-                if broken.converged and broken_energy < energy - 1e-7:
+            if self.settings["broken_symmetry"] == "auto":
+                guess = _broken_symmetry_guess(molecule, solver)
+                broken, broken_energy = _converged(self._solver(dft.UKS(molecule)), guess)
+                # keep it only when it is a lower, different solution (not the restricted
+                # one), or the only converged one
+                if broken.converged and (not solver.converged or broken_energy < energy - 1e-7):
                     solver, energy, state = broken, broken_energy, "broken-symmetry"
         if not solver.converged:
             self.results["converged"] = False
@@ -135,6 +134,19 @@ class PySCFCalculator(Calculator):
         self.results["converged"] = True
         self.results["spin_state"] = state
         self.results["s_squared"] = float(solver.spin_square()[0]) if state != "restricted" else 0.0
+
+
+def _converged(solver: Any, guess: Any = None) -> tuple[Any, float]:
+    """Run the SCF; if DIIS does not converge (it can wander for a stretched bond, whose
+    occupied and virtual orbitals come close, and whether it does depends on round-off that
+    varies with the thread count), go on with PySCF's second-order solver from where it
+    stopped. Returns the solver that ran last and its energy."""
+    energy = solver.kernel(dm0=guess)
+    if solver.converged:
+        return solver, float(energy)
+    second_order = solver.newton()
+    energy = second_order.kernel(dm0=solver.make_rdm1())
+    return second_order, float(energy)
 
 
 def _broken_symmetry_guess(molecule: Any, restricted: Any) -> Any:
