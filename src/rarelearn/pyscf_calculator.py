@@ -138,9 +138,10 @@ class PySCFCalculator(Calculator):
 
 def _converged(solver: Any, guess: Any = None) -> tuple[Any, float]:
     """Run the SCF; if DIIS does not converge (it can wander for a stretched bond, whose
-    occupied and virtual orbitals come close, and whether it does depends on round-off that
-    varies with the thread count), go on with PySCF's second-order solver from where it
-    stopped. Returns the solver that ran last and its energy."""
+    occupied and virtual orbitals come close: an SCF of the ethane-at-4-A test failed to
+    converge in 2 of about 10 runs, never when repeated alone), go on with PySCF's
+    second-order solver from where it stopped. Returns the solver that ran last and its
+    energy."""
     energy = solver.kernel(dm0=guess)
     if solver.converged:
         return solver, float(energy)
