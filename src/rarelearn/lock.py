@@ -22,7 +22,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -167,18 +166,10 @@ class CampaignLock:
         self.release()
 
 
-@contextlib.contextmanager
-def campaign_lock(run_dir: str | os.PathLike[str]) -> Iterator[CampaignLock]:
-    """Hold the run folder's lock for the duration of a ``with`` block."""
-    with CampaignLock(run_dir) as lock:
-        yield lock
-
-
 __all__ = [
     "HEARTBEAT_S",
     "LOCK_FILE",
     "STALE_AFTER_S",
     "CampaignLock",
     "CampaignLockedError",
-    "campaign_lock",
 ]

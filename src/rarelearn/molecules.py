@@ -215,7 +215,7 @@ def check_structure(
     positions = atoms.get_positions()
     if not np.all(np.isfinite(positions)):
         raise RarelearnError("the structure has non-finite coordinates (nan or inf)")
-    distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
+    distances = atoms.get_all_distances()
     np.fill_diagonal(distances, np.inf)
     symbols = atoms.get_chemical_symbols()
     i, j = np.unravel_index(np.argmin(distances), distances.shape)

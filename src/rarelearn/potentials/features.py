@@ -33,14 +33,6 @@ from rarelearn.potentials._static import MAX_STATIC_ATOMS
 if TYPE_CHECKING:
     from rarelearn.potentials.ani import ANIModel
 
-#: Frames per call of `StaticAEV.aev_and_jacobian`: one. Vectorised kernels round a value
-#: differently by its place in the batch (SIMD body or scalar tail: differences of ~4e-9 eV/A
-#: per A were seen), so in a batch a frame's Jacobian would depend on the frames beside it,
-#: and a resumed campaign (empty cache) would train on other bits than the uninterrupted one.
-#: Alone it depends on the frame only. Costs 11 ms per 20-atom frame instead of 7 ms in
-#: batches of 8, once per frame and campaign.
-JACOBIAN_CHUNK = 1
-
 
 def frame_labels(frame: Atoms) -> tuple[float, np.ndarray]:
     """Energy (eV) and forces (eV/A) of a labeled frame; a clear error when it has none."""
@@ -194,11 +186,6 @@ class TrainingFeatures:
         if cache is not None and with_jacobian:
             cache.retain(used)
 
-    @property
-    def n_frames(self) -> int:
-        """Number of frames."""
-        return len(self.frame_group)
-
 
 def _aevs_and_jacobians(
     model: ANIModel,
@@ -206,20 +193,26 @@ def _aevs_and_jacobians(
     frame_keys: list[bytes],
     cache: FeatureCache | None,
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """Per-frame AEVs and Jacobians of one group: from the cache, the rest computed in chunks
-    and added to the cache."""
+    """Per-frame AEVs and Jacobians of one group: from the cache, the rest computed and added
+    to the cache.
+
+    One frame per call of `StaticAEV.aev_and_jacobian`. Vectorised kernels round a value
+    differently by its place in a batch (SIMD body or scalar tail: differences of ~4e-9 were
+    seen), so in a batch a frame's Jacobian would depend on the frames beside it, and a resumed
+    campaign (empty cache) would train on other bits than the uninterrupted one. Alone it
+    depends on the frame only; 11 ms per 20-atom frame instead of 7 ms in batches of 8, once
+    per frame and campaign. Each result owns its storage, so the cache frees exactly the
+    frames it drops.
+    """
     static = model.static_aev(group["numbers"])
     found = [cache.get(k) if cache is not None else None for k in frame_keys]
-    missing = [k for k, hit in enumerate(found) if hit is None]
-    chunks = [missing[s : s + JACOBIAN_CHUNK] for s in range(0, len(missing), JACOBIAN_CHUNK)]
-
-    for rows in chunks:
-        aev, jac = static.aev_and_jacobian(group["coords"][rows])
-        for k, frame_aev, frame_jac in zip(rows, aev, jac, strict=True):
-            # own storage per frame: the cache then frees exactly the frames it drops
-            found[k] = (frame_aev.clone(), frame_jac.clone())
-            if cache is not None:
-                cache.put(frame_keys[k], *found[k])
+    for k, hit in enumerate(found):
+        if hit is not None:
+            continue
+        aev, jac = static.aev_and_jacobian(group["coords"][k : k + 1])
+        found[k] = (aev[0], jac[0])
+        if cache is not None:
+            cache.put(frame_keys[k], aev[0], jac[0])
     return [f[0] for f in found], [f[1] for f in found]
 
 
