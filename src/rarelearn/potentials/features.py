@@ -209,7 +209,9 @@ def _aevs_and_jacobians(
     for k, hit in enumerate(found):
         if hit is not None:
             continue
-        aev, jac = static.aev_and_jacobian(group["coords"][k : k + 1])
+        # on a fresh copy of the frame's coordinates: computed on a view at an offset into the
+        # group's tensor, a frame's bits changed with its place (the kill/resume test caught it)
+        aev, jac = static.aev_and_jacobian(group["coords"][[k]])
         found[k] = (aev[0], jac[0])
         if cache is not None:
             cache.put(frame_keys[k], aev[0], jac[0])
