@@ -1,7 +1,10 @@
 """Alkane builder, structure reading and pulled-atom choice."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from ase.build import molecule
 from ase.io import write
 
 from rarelearn.errors import RarelearnError
@@ -40,6 +43,26 @@ def test_default_pulled_atoms_are_terminal_carbons_also_after_shuffling(tmp_path
     pulled = default_pulled_atoms(shuffled)
     original = sorted(int(order[i]) for i in (*pulled.group_a, *pulled.group_b))
     assert original == [0, 5]
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    ("name", "ends"),
+    [("dimethyl_disulfide.xyz", ["C0", "C3"]), ("triglyme.xyz", ["C0", "C11"])],
+)
+def test_default_pulled_atoms_are_the_skeleton_ends_beyond_alkanes(name, ends):
+    """Hetero-atoms in the backbone (S-S, C-O-C) do not cut the skeleton: the methyl carbons."""
+    atoms = read_structure(EXAMPLES / name)
+    pulled = default_pulled_atoms(atoms)
+    symbols = atoms.get_chemical_symbols()
+    assert [f"{symbols[i]}{i}" for i in (*pulled.group_a, *pulled.group_b)] == ends
+
+
+def test_default_pulled_atoms_need_two_heavy_atoms():
+    with pytest.raises(RarelearnError, match="fewer than two non-hydrogen atoms.*--pull"):
+        default_pulled_atoms(molecule("CH4"))
 
 
 def test_read_structure_round_trip_and_errors(tmp_path):

@@ -469,6 +469,20 @@ def validate(config: CampaignConfig) -> None:
     )
 
 
+def _structure_beside(values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A relative ``[system] structure`` found next to the configuration file, made absolute:
+    `rarelearn run --config examples/disulfide.toml` works from any folder. One not found there
+    stays relative to the working directory (as run folders written before this rule hold it)."""
+    system = values.get("system")
+    if not isinstance(system, dict) or not isinstance(system.get("structure"), str):
+        return values
+    structure = Path(system["structure"]).expanduser()
+    if structure.is_absolute() or not (folder / structure).is_file():
+        return values
+    resolved = str((folder / structure).resolve())
+    return {**values, "system": {**system, "structure": resolved}}
+
+
 def load_config(
     path: Path | None = None, preset_name: str | None = None, overrides: dict | None = None
 ) -> CampaignConfig:
@@ -488,7 +502,7 @@ def load_config(
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        base = _merge(base, file_values)
+        base = _merge(base, _structure_beside(file_values, Path(path).parent))
     if overrides:
         base = _merge(base, overrides)
     return from_dict(base)

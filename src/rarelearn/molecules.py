@@ -164,20 +164,24 @@ def bonded_pairs(atoms: Atoms) -> list[tuple[int, int]]:
 
 
 def default_pulled_atoms(atoms: Atoms) -> PulledAtoms:
-    """The two terminal carbons: the carbon pair farthest apart along the carbon skeleton."""
-    carbons = [i for i, symbol in enumerate(atoms.get_chemical_symbols()) if symbol == "C"]
-    if len(carbons) < 2:
+    """The two ends of the heavy-atom skeleton: the non-hydrogen pair most bonds apart (ties:
+    farthest in space). For an n-alkane the terminal carbons; for CH3-S-S-CH3 or a PEG chain
+    CH3-(O-CH2-CH2)n-O-CH3 the two methyl carbons."""
+    symbols = atoms.get_chemical_symbols()
+    heavy = [i for i, symbol in enumerate(symbols) if symbol != "H"]
+    if len(heavy) < 2:
         raise RarelearnError(
-            "cannot choose pulled atoms: the structure has fewer than two carbons; "
-            "give two atom indices with --pull"
+            f"cannot choose pulled atoms: {atoms.get_chemical_formula()} has fewer than two "
+            "non-hydrogen atoms; give two atom indices or groups with --pull (or "
+            "[system] pull in the config)"
         )
-    graph: dict[int, list[int]] = {c: [] for c in carbons}
+    graph: dict[int, list[int]] = {i: [] for i in heavy}
     for i, j in bonded_pairs(atoms):
         if i in graph and j in graph:
             graph[i].append(j)
             graph[j].append(i)
-    best = (-1, -1.0, carbons[0], carbons[1])
-    for start in carbons:
+    best = (-1, -1.0, heavy[0], heavy[1])
+    for start in heavy:
         hops = {start: 0}
         queue = deque([start])
         while queue:
