@@ -61,7 +61,7 @@ def test_default_pulled_atoms_are_the_skeleton_ends_beyond_alkanes(name, ends):
 
 
 def test_default_pulled_atoms_need_two_heavy_atoms():
-    with pytest.raises(RarelearnError, match="fewer than two non-hydrogen atoms.*--pull"):
+    with pytest.raises(RarelearnError, match=r"fewer than two non-hydrogen atoms.*--pull"):
         default_pulled_atoms(molecule("CH4"))
 
 
