@@ -16,6 +16,7 @@ from ase.io import read
 from rarelearn.campaign import ROW_KEYS, converged_iteration
 from rarelearn.cli import main
 from rarelearn.config import load_config, load_resolved
+from rarelearn.dynamics import SMDTrace
 from rarelearn.errors import ConfigError, RarelearnError
 
 TESTS = Path(__file__).parent
@@ -154,6 +155,30 @@ def test_run_folder_is_complete(finished_run):
         assert row["ea_error_single_eV"] == pytest.approx(
             abs(row["ea_nnp_replicas_eV"][0] - replicas[0])
         )
+    # The molecule, its pulled atoms and the bond each pull broke, by element and index.
+    assert summary["system"] == {
+        "formula": "C3H8",
+        "n_atoms": 11,
+        "pulled_atoms": [[0], [2]],
+        "pulled": ["C0", "C2"],
+    }
+    labels = reference["broken_bond_replicas"]
+    assert [label is None for label in labels] == [
+        d is None for d in reference["breaking_distance_replicas_A"]
+    ]
+    assert summary["broken_bonds_ref"] == reference["broken_bonds"]
+    assert sum(summary["broken_bonds_ref"].values()) == 3
+    main = SMDTrace.load(finished_run / "reference" / "smd.npz")
+    if main.broken_frame is not None:
+        # the named bond is the one stretched past break_factor x its start length
+        i, j = (int(part[1:]) for part in labels[0].split("-"))
+        start, broken = main.positions_A[0], main.positions_A[main.broken_frame]
+        stretch = np.linalg.norm(broken[i] - broken[j]) / np.linalg.norm(start[i] - start[j])
+        assert stretch > summary["config"]["reference"]["smd"]["break_factor"]
+    for row in summary["iterations"]:
+        counts = row["broken_bonds_nnp"]
+        assert sum(counts.values()) == 3
+        assert counts.get("none", 0) == row["breaking_distance_nnp_replicas_A"].count(None)
     # Every label has provenance; the equilibrium frames are the training set of iteration 0.
     db = connect(finished_run / "data.db")
     sources = {row.source for row in db.select()}

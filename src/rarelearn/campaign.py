@@ -35,6 +35,7 @@ from rarelearn.molecules import (
     build_alkane,
     check_structure,
     default_pulled_atoms,
+    describe_system,
     read_structure,
 )
 from rarelearn.potentials.ani import check_ani_elements
@@ -411,6 +412,7 @@ class Campaign:
             "stopped_reason": pulls.stopped_reason,
             "breaking_distance_nnp_A": pulls.mean_breaking_distance(),
             "breaking_distance_nnp_replicas_A": pulls.breaking_distances(),
+            "broken_bonds_nnp": pulls.bond_counts(),
             "mae_unseen_kcal_mol": relative_energy_mae(e_pred_unseen, self.unseen_energies)
             * EV_TO_KCAL_MOL,
             "train_mae_kcal_mol": train_mae,
@@ -556,6 +558,8 @@ class Campaign:
             "ea_ref_eV": reference.mean,
             "ea_ref_sem_eV": _none_if_nan(reference.sem),
             "ea_ref_replicas_eV": list(reference.values),
+            "broken_bonds_ref": self.reference_pulls.bond_counts(),
+            "system": describe_system(self.atoms, self.pulled),
             "stop_reason": stop_reason,
             "converged_iteration": converged,
             "stop": self.config.to_dict()["stop"],

@@ -37,8 +37,9 @@ def _add_system_arguments(parser: argparse.ArgumentParser, default_chain: int | 
         "--pull",
         nargs=2,
         metavar=("A", "B"),
-        help="pulled atoms: two indices, or two comma-separated groups pulled by their centres "
-        "(default: the two terminal carbons)",
+        help="pulled atoms: two indices (--pull 0 3), or two comma-separated groups pulled by "
+        "their centres of mass (--pull 0,12,13,14 11,27,28,29: two methyl groups); default: the "
+        "two ends of the heavy-atom skeleton (an alkane's terminal carbons)",
     )
 
 
@@ -110,6 +111,43 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=("equilibrium", "reference_smd", "active", "augmented"),
         help="only frames of this source (repeatable; default: all)",
+    )
+
+    relabel = commands.add_parser(
+        "relabel",
+        parents=[quiet],
+        help="label a run's frames with another method, then train and score a committee on them",
+    )
+    relabel.add_argument("run_dir", type=Path, help="the campaign run folder (read only)")
+    relabel.add_argument(
+        "--labeler", required=True, help="GFN2-xTB, GFN1-xTB, dftb, pyscf or module:Class"
+    )
+    relabel.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="labeler option, repeatable (e.g. --option xc=PBE --option density_fit=true)",
+    )
+    relabel.add_argument("--out", type=Path, required=True, help="new run folder; resumes it")
+    relabel.add_argument(
+        "--source",
+        action="append",
+        choices=("equilibrium", "reference_smd", "active", "augmented"),
+        help="only frames of this source (repeatable; default: all)",
+    )
+    relabel.add_argument(
+        "--limit", type=_positive(int), help="at most N frames of each source, evenly spaced"
+    )
+    relabel.add_argument(
+        "--unseen-every",
+        type=_positive(int),
+        default=1,
+        help="every n-th reference-SMD frame (the unseen test set; default: all)",
+    )
+    relabel.add_argument("--epochs", type=_positive(int), help="override committee.ani.epochs")
+    relabel.add_argument(
+        "--no-pulls", action="store_true", help="skip the new committee's steered MD"
     )
 
     check = commands.add_parser(
@@ -238,6 +276,8 @@ def command_reference(args: argparse.Namespace) -> int:
 def _print_reference(summary: dict, out: Path) -> None:
     from rich.console import Console
 
+    from rarelearn.pulls import bond_counts_text
+
     console = Console()
     ea = summary["activation_energy_eV"]
     line = f"Ea = {ea:.3f} eV"
@@ -254,6 +294,10 @@ def _print_reference(summary: dict, out: Path) -> None:
         line += "; no bond broke within the pull"
     else:
         line += f"; {bond['label']} broke at d = {distance:.2f} A"
+    if summary.get("pulled"):
+        line += "; pulled: " + " <-> ".join(summary["pulled"])
+    if summary.get("broken_bonds") and summary.get("n_replicas", 1) > 1:
+        line += f"; bonds broken over the replicas: {bond_counts_text(summary['broken_bonds'])}"
     console.print(line)
     if summary["stopped_reason"] != "completed":
         console.print(
@@ -303,6 +347,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rarelearn.pulls import bond_counts_text
     from rarelearn.units import EV_TO_KCAL_MOL
 
     sem = summary.get("ea_ref_sem_eV")
@@ -318,6 +363,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
         "error (kcal/mol, 95 %)",
         "single pull |dEa|",
         "pulls broke",
+        "bond broke",
         "unseen MAE (kcal/mol)",
         "selected",
     ):
@@ -339,6 +385,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
             error,
             "-" if single is None else f"{single * EV_TO_KCAL_MOL:.2f}",
             "-" if broke is None else f"{sum(broke)}/{len(broke)}",
+            bond_counts_text(row.get("broken_bonds_nnp")),
             "-" if row.get("mae_unseen_kcal_mol") is None else f"{row['mae_unseen_kcal_mol']:.2f}",
             str(row.get("n_selected", "-")),
         ]
@@ -348,6 +395,14 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     for name, row in summary.get("baselines", {}).items():
         table.add_row(*cells(name, row))
     console = Console()
+    system = summary.get("system")
+    if system:
+        line = f"{system['formula']} ({system['n_atoms']} atoms), pulled: " + " <-> ".join(
+            system["pulled"]
+        )
+        if summary.get("broken_bonds_ref"):
+            line += f"; the reference broke {bond_counts_text(summary['broken_bonds_ref'])} pulls"
+        console.print(line)
     console.print(table)
     reason = summary.get("stop_reason")
     if reason == "converged":
@@ -386,6 +441,25 @@ def command_export(args: argparse.Namespace) -> int:
         raise RarelearnError(f"run folder not found: {args.run_dir}")
     count = export_frames(args.run_dir, args.out, args.source)
     print(f"{count} labeled frames -> {args.out}")
+    return 0
+
+
+def command_relabel(args: argparse.Namespace) -> int:
+    from rarelearn.relabel import parse_options, print_summary, run_relabel
+
+    summary = run_relabel(
+        args.run_dir,
+        args.out,
+        args.labeler,
+        parse_options(args.option),
+        sources=args.source,
+        limit=args.limit,
+        unseen_every=args.unseen_every,
+        epochs=args.epochs,
+        pulls=not args.no_pulls,
+        quiet=args.quiet,
+    )
+    print_summary(summary)
     return 0
 
 
@@ -490,6 +564,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": command_export,
     "compare": command_compare,
     "smd": command_smd,
+    "relabel": command_relabel,
 }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -143,6 +145,11 @@ class PulledAtoms:
     def to_list(self) -> list[list[int]]:
         return [list(self.group_a), list(self.group_b)]
 
+    def labels(self, symbols: Sequence[str]) -> list[str]:
+        """Each group by element and index: "C0", or "centre of C0 H12 H13 H14"."""
+        named = [[f"{symbols[i]}{i}" for i in group] for group in (self.group_a, self.group_b)]
+        return [names[0] if len(names) == 1 else "centre of " + " ".join(names) for names in named]
+
     @classmethod
     def from_list(cls, groups: list[list[int]]) -> PulledAtoms:
         if len(groups) != 2:
@@ -150,6 +157,16 @@ class PulledAtoms:
                 f"pulled atoms need two groups of atom indices, e.g. [[0], [5]]; got {groups!r}"
             )
         return cls(tuple(int(i) for i in groups[0]), tuple(int(i) for i in groups[1]))
+
+
+def describe_system(atoms: Atoms, pulled: PulledAtoms) -> dict[str, Any]:
+    """The molecule and what is pulled, for summaries and reports (JSON-ready)."""
+    return {
+        "formula": atoms.get_chemical_formula(mode="hill"),
+        "n_atoms": len(atoms),
+        "pulled_atoms": pulled.to_list(),
+        "pulled": pulled.labels(atoms.get_chemical_symbols()),
+    }
 
 
 def bonded_pairs(atoms: Atoms) -> list[tuple[int, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,9 @@ class ReplicaPulls:
     distance_A: np.ndarray  # (R, T)
     work_eV: np.ndarray  # (R, T)
     rest_length_A: np.ndarray  # (R, T)
+    #: The bond each pull broke first, by element and index ("S1-S2"; None: none broke); None
+    #: for folders written before it was recorded.
+    broken_bonds: list[str | None] | None = None
 
     @classmethod
     def from_traces(cls, traces: Sequence[SMDTrace]) -> ReplicaPulls:
@@ -99,6 +103,7 @@ class ReplicaPulls:
             distance_A=padded("distance_A"),
             work_eV=padded("work_eV"),
             rest_length_A=padded("rest_length_A"),
+            broken_bonds=[_bond_label(t) for t in traces],
         )
 
     @property
@@ -129,6 +134,13 @@ class ReplicaPulls:
         broken = self.breaking_distance_A[np.isfinite(self.breaking_distance_A)]
         return float(broken.mean()) if len(broken) else None
 
+    def bond_counts(self) -> dict[str, int] | None:
+        """How many pulls broke each bond ("none": no bond broke), most frequent first."""
+        if self.broken_bonds is None:
+            return None
+        counts = Counter(bond or "none" for bond in self.broken_bonds)
+        return dict(counts.most_common())
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready statistics of the replicas."""
         sample = self.sample
@@ -142,6 +154,8 @@ class ReplicaPulls:
             "breaking_distance_replicas_A": self.breaking_distances(),
             "broke": self.broke,
             "stopped_reason_replicas": self.stopped_reason,
+            "broken_bond_replicas": self.broken_bonds,
+            "broken_bonds": self.bond_counts(),
         }
 
     def save(self, path: Path) -> None:
@@ -154,6 +168,11 @@ class ReplicaPulls:
             distance_A=self.distance_A,
             work_eV=self.work_eV,
             rest_length_A=self.rest_length_A,
+            **(
+                {}
+                if self.broken_bonds is None
+                else {"broken_bonds": np.array([bond or "" for bond in self.broken_bonds])}
+            ),
         )
         os.replace(temporary, path)
 
@@ -168,6 +187,11 @@ class ReplicaPulls:
             distance_A=data["distance_A"],
             work_eV=data["work_eV"],
             rest_length_A=data["rest_length_A"],
+            broken_bonds=(
+                [str(bond) or None for bond in data["broken_bonds"]]
+                if "broken_bonds" in data
+                else None
+            ),
         )
 
 
@@ -190,6 +214,19 @@ def compare_pulls(model: ReplicaPulls, reference: ReplicaPulls) -> dict[str, Any
             float(model.activation_energy_eV[0] - reference.activation_energy_eV[0])
         ),
     }
+
+
+def bond_counts_text(counts: dict[str, int] | None) -> str:
+    """Bond counts as text, most frequent first: "S1-S2 15/16, C0-S1 1/16" ("-": unknown)."""
+    if not counts:
+        return "-"
+    total = sum(counts.values())
+    return ", ".join(f"{bond} {n}/{total}" for bond, n in counts.items())
+
+
+def _bond_label(trace: SMDTrace) -> str | None:
+    bond = trace.summary()["broken_bond"]
+    return None if bond is None else str(bond["label"])
 
 
 def _finite_or_none(value: float) -> float | None:

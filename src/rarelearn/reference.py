@@ -291,6 +291,7 @@ def _reference_summary(
         "labeler": spec.name,
         "labeler_spec": asdict(spec),
         "pulled_atoms": pulled.to_list(),
+        "pulled": pulled.labels(Atoms(numbers=main.numbers).get_chemical_symbols()),
         "pull_speed_A_per_ps": smd.pull_speed_A_per_ps,
         "spring_constant_eV_per_A2": smd.spring_constant_eV_per_A2,
         "temperature_K": smd.thermostat.temperature_K,

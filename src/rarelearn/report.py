@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 
 from rarelearn import __version__
 from rarelearn.errors import RarelearnError
+from rarelearn.pulls import bond_counts_text
 from rarelearn.runfolder import ROW_KEYS, read_json
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -1011,11 +1012,15 @@ def _table(rows: Sequence[dict[str, Any]], first: Sequence[str], name_key: str |
 
 
 def _display_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An iteration row for the table; the per-replica ``broke`` list as a count "k/R"."""
+    """An iteration row for the table; the per-replica ``broke`` list as a count "k/R" and
+    the bonds the pulls broke as "S1-S2 15/16"."""
+    shown = dict(row)
     broke = row.get("broke")
     if isinstance(broke, list) and broke:
-        return {**row, "pulls_broke": f"{sum(bool(b) for b in broke)}/{len(broke)}"}
-    return row
+        shown["pulls_broke"] = f"{sum(bool(b) for b in broke)}/{len(broke)}"
+    if isinstance(row.get("broken_bonds_nnp"), dict):
+        shown["bonds_broken"] = bond_counts_text(row["broken_bonds_nnp"])
+    return shown
 
 
 def _data_uri(path: Path) -> str:
@@ -1079,6 +1084,24 @@ def _headline(run: _Run) -> list[str]:
 
 def _overview(run: _Run) -> str:
     items = [("run folder", html.escape(str(run.run_dir.resolve())))]
+    system = run.summary.get("system")
+    if isinstance(system, dict):
+        items.append(("molecule", html.escape(f"{system['formula']} ({system['n_atoms']} atoms)")))
+        items.append(("pulled", html.escape(" ↔ ".join(system["pulled"]))))
+    if isinstance(run.summary.get("broken_bonds_ref"), dict):
+        items.append(
+            (
+                "bond broken (reference pulls)",
+                html.escape(bond_counts_text(run.summary["broken_bonds_ref"])),
+            )
+        )
+    if run.rows and isinstance(run.rows[-1].get("broken_bonds_nnp"), dict):
+        items.append(
+            (
+                f"bond broken (NNP pulls, iteration {_fmt(run.rows[-1].get('iteration'))})",
+                html.escape(bond_counts_text(run.rows[-1]["broken_bonds_nnp"])),
+            )
+        )
     ea_ref, sem, n_ref = _reference_stats(run)
     if math.isfinite(ea_ref):
         value = f"{ea_ref:.4f} eV ({ea_ref * EV_TO_KCAL_MOL:.2f} kcal/mol)"

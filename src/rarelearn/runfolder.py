@@ -46,6 +46,7 @@ ROW_KEYS: tuple[str, ...] = (
     "stopped_reason",
     "breaking_distance_nnp_A",
     "breaking_distance_nnp_replicas_A",
+    "broken_bonds_nnp",
     "mae_unseen_kcal_mol",
     "train_mae_kcal_mol",
     "val_mae_kcal_mol",
