@@ -342,6 +342,30 @@ def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, t
     assert labeled_before > 0
 
 
+def test_extending_a_finished_campaign_equals_running_it_longer(finished_run, tmp_path):
+    """`run --iterations 3` on a finished 2-iteration campaign: its formerly last iteration
+    selects and labels, and the result is the uninterrupted 3-iteration campaign's."""
+    config, run_dir = _write_config(tmp_path), tmp_path / "run"
+    first = _run_cli(["run", "--config", str(config), "--out", str(run_dir), "--iterations", "2"])
+    output, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, output
+    short = json.loads((run_dir / "summary.json").read_text())
+    assert short["stop_reason"] == "max_iterations"
+    assert short["iterations"][-1]["n_selected"] == 0  # the last iteration labels nothing
+    shorter = _run_cli(["run", "--out", str(run_dir), "--iterations", "1"])
+    output, _ = shorter.communicate(timeout=60)
+    assert shorter.returncode == 2 and "can extend a campaign but not shorten it" in output
+    longer = _run_cli(["run", "--out", str(run_dir), "--iterations", "3"])
+    output, _ = longer.communicate(timeout=600)
+    assert longer.returncode == 0, output
+    assert "from 2 to 3 iterations" in output
+    extended = json.loads((run_dir / "summary.json").read_text())
+    reference = json.loads((finished_run / "summary.json").read_text())
+    assert extended["iterations"][1]["n_selected"] > 0
+    assert _comparable(extended) == _comparable(reference)
+    assert load_resolved(run_dir).iterations == 3
+
+
 def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[committee]\nn_memers = 3\n")

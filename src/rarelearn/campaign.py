@@ -21,7 +21,7 @@ import numpy as np
 from ase import Atoms
 
 from rarelearn.committee import Committee
-from rarelearn.config import CampaignConfig
+from rarelearn.config import CampaignConfig, load_resolved
 from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.dynamics.smd import ProgressCallback, step_budget
 from rarelearn.errors import ConfigError, ModelError
@@ -188,7 +188,11 @@ class Campaign:
         store_lock = self.store.writer_lock()
         try:
             config_path = self.run_dir / "config.toml"
-            if not config_path.is_file():
+            # written once, and again when `rarelearn run --iterations` extended the campaign
+            if (
+                not config_path.is_file()
+                or load_resolved(self.run_dir).iterations != self.config.iterations
+            ):
                 temporary = config_path.with_name("config.toml.tmp")
                 temporary.write_text(self.config.to_toml())
                 temporary.replace(config_path)
@@ -233,10 +237,15 @@ class Campaign:
         """
         paths = _Iteration(self.run_dir / "iterations" / f"{i:03d}")
         paths.folder.mkdir(parents=True, exist_ok=True)
-        if paths.metrics.is_file():
-            return read_json(paths.metrics, ROW_REQUIRED), load_committee(paths.committee)
-        timing = read_json(paths.timing) if paths.timing.is_file() else {}
         label = f"iteration {i}"
+        if paths.metrics.is_file():
+            row = read_json(paths.metrics, ROW_REQUIRED)
+            if row["n_selected"] == 0 and not self._stops_after(i, rows, row):
+                # written as the last iteration of a campaign since extended (`--iterations`):
+                # it selects and labels now (a no-op when its selection found nothing)
+                row = self._select_and_label(i, paths, SMDTrace.load(paths.smd), row, label)
+            return row, load_committee(paths.committee)
+        timing = read_json(paths.timing) if paths.timing.is_file() else {}
 
         frames = training_frames(self.store, TRAINING_SOURCES, max_iteration=i - 1)
         committee = self.committee(paths.committee, frames, previous, i, timing, label)
@@ -245,23 +254,40 @@ class Campaign:
         row = self.metrics_row(i, committee, frames, pulls, e_pred)
         row["ea_members_eV"] = members
 
-        last = i == self.config.iterations - 1
-        if last or converged_iteration([*rows, row], self.config) is not None:
-            row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
-        else:
-            selection = self.select(paths.selection, trace)
-            failures = self.label(i, selection, trace, timing, label)
-            row.update(
-                n_candidates=selection.n_candidates,
-                n_selected=selection.n_selected,
-                n_augmented=selection.n_selected * self.config.selection.n_copies,
-                n_label_failures=failures,
-            )
+        row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
         row["wall_s"] = round(sum(timing.values()), 2)
+        if self._stops_after(i, rows, row):
+            row = {key: row[key] for key in ROW_KEYS}
+            write_json(paths.metrics, row)
+            self.progress.message(_row_line(row))
+        else:
+            row = self._select_and_label(i, paths, trace, row, label)
+        return row, committee
+
+    def _stops_after(self, i: int, rows: list[dict], row: dict) -> bool:
+        """Whether iteration i is the campaign's last (allowed or converged): it labels nothing."""
+        last = i == self.config.iterations - 1
+        return last or converged_iteration([*rows, row], self.config) is not None
+
+    def _select_and_label(
+        self, i: int, paths: _Iteration, trace: SMDTrace, row: dict, label: str
+    ) -> dict:
+        """Select from the iteration's pull, label, and write its finished row."""
+        timing = read_json(paths.timing) if paths.timing.is_file() else {}
+        selection = self.select(paths.selection, trace)
+        failures = self.label(i, selection, trace, timing, label)
+        row = {
+            **row,
+            "n_candidates": selection.n_candidates,
+            "n_selected": selection.n_selected,
+            "n_augmented": selection.n_selected * self.config.selection.n_copies,
+            "n_label_failures": failures,
+            "wall_s": round(sum(timing.values()), 2),
+        }
         row = {key: row[key] for key in ROW_KEYS}
         write_json(paths.metrics, row)
         self.progress.message(_row_line(row))
-        return row, committee
+        return row
 
     def _timed(self, timing: dict, stage: str, path: Path, started: float) -> None:
         timing[stage] = time.perf_counter() - started

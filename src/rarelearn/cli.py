@@ -324,13 +324,17 @@ def command_run(args: argparse.Namespace) -> int:
     run_dir = config.run_dir
     if (run_dir / "config.toml").is_file():
         stored = load_resolved(run_dir)
-        asked = args.config or args.preset or overrides.keys() - {"out"}
+        asked = args.config or args.preset or overrides.keys() - {"out", "iterations"}
         if asked and _comparable(stored) != _comparable(config):
             raise RarelearnError(
                 f"{run_dir} holds a campaign started with another configuration "
-                f"(see {run_dir / 'config.toml'}); resume it without settings, or use another --out"
+                f"(see {run_dir / 'config.toml'}); resume it without settings (or with only "
+                "--iterations to extend it), or use another --out"
             )
-        config = stored.with_out(str(run_dir))
+        resumed = stored.with_out(str(run_dir))
+        if (asked or args.iterations is not None) and config.iterations != stored.iterations:
+            resumed = _extend(run_dir, resumed, config.iterations)
+        config = resumed
         print(f"resuming the campaign in {run_dir}", file=sys.stderr)
     summary = run_campaign(config, quiet=args.quiet)
     _print_summary(summary, run_dir)
@@ -338,9 +342,34 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def _comparable(config) -> dict:
+    """The settings that must match to resume: all but the folder and the iteration count."""
     values = config.to_dict()
     values.pop("out")
+    values.pop("iterations")
     return values
+
+
+def _extend(run_dir: Path, config, iterations: int):
+    """The campaign with more iterations (the paper added three to its 7-member runs); the
+    campaign records the new count in config.toml under its lock, and its formerly last
+    iteration then selects and labels. Fewer is refused: finished iterations stay."""
+    from dataclasses import replace
+
+    done = sorted(
+        int(p.parent.name) for p in run_dir.glob("iterations/[0-9][0-9][0-9]/metrics.json")
+    )
+    if iterations < config.iterations:
+        have = f"; {len(done)} of them finished" if done else ""
+        raise RarelearnError(
+            f"{run_dir} was started for {config.iterations} iterations{have}; --iterations can "
+            f"extend a campaign but not shorten it (asked for {iterations})"
+        )
+    extended = replace(config, iterations=iterations)
+    print(
+        f"extending the campaign in {run_dir} from {config.iterations} to {iterations} iterations",
+        file=sys.stderr,
+    )
+    return extended
 
 
 def _print_summary(summary: dict, run_dir: Path) -> None:
