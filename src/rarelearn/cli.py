@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rarelearn.errors import RarelearnError
+from rarelearn.study import STUDIES
 
 EXIT_USER_ERROR = 2
 PRESETS = ("quick", "paper")
@@ -161,6 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", type=Path, nargs="+")
     compare.add_argument("--labels", nargs="+", help="one label per run folder")
     compare.add_argument("--out", type=Path, default=Path("compare.png"), help="PNG to write")
+
+    study = commands.add_parser(
+        "study",
+        parents=[quiet],
+        help="one of the paper's studies: ensemble, selection, transfer or speeds",
+    )
+    study.add_argument("name", choices=STUDIES)
+    study.add_argument(
+        "--preset", choices=PRESETS, default="quick", help="quick (default, <= 1 h) or paper"
+    )
+    study.add_argument(
+        "--config", type=Path, help="campaign TOML with an optional [study] table (see README)"
+    )
+    study.add_argument(
+        "--model",
+        help="transfer and speeds: a trained committee (RUN, RUN/iterations/NNN or its "
+        "committee/); default: a campaign of the preset trained in the study folder",
+    )
+    study.add_argument("--out", type=Path, required=True, help="study folder (resumes it)")
 
     smd = commands.add_parser("smd", parents=[quiet], help="steered MD with a trained committee")
     smd.add_argument(
@@ -448,6 +468,17 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     console.print(f"report: {run_dir / 'report.html'}")
 
 
+def command_study(args: argparse.Namespace) -> int:
+    from rarelearn.study.run import run_study
+
+    result = run_study(args.name, args.out, args.preset, args.config, args.model, args.quiet)
+    print(
+        f"{len(result['rows'])} rows in {args.out / 'study.json'}; report: "
+        f"{args.out / 'report.html'}"
+    )
+    return 0
+
+
 def command_check(args: argparse.Namespace) -> int:
     from rarelearn.check import run_check
 
@@ -594,6 +625,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": command_compare,
     "smd": command_smd,
     "relabel": command_relabel,
+    "study": command_study,
 }
 
 

@@ -135,8 +135,13 @@ class CampaignConfig:
         """The same configuration writing to another run folder."""
         return replace(self, out=out)
 
+    def settings(self) -> dict[str, Any]:
+        """The nested settings `from_dict` rebuilds this configuration from (unset ones left
+        out, as in config.toml)."""
+        return _drop_none(self.to_dict())
+
     def to_toml(self) -> str:
-        return tomli_w.dumps(_drop_none(self.to_dict()))
+        return tomli_w.dumps(self.settings())
 
 
 def _to_plain(value: Any) -> Any:
@@ -156,11 +161,12 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def merge_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``base`` table by table (a labeler's options replace whole)."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_settings(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -427,6 +433,12 @@ def validate(config: CampaignConfig) -> None:
         "committee.ani.lr_schedule",
         f"must be one of {LR_SCHEDULES}, got {ani.lr_schedule!r}",
     )
+    _require(
+        config.selection.strategy != "reference" or config.reference.replicas >= 2,
+        "selection.strategy",
+        "= 'reference' draws frames from reference replica 1 (replica 0 is the unseen test "
+        f"set): it needs reference.replicas >= 2, got {config.reference.replicas}",
+    )
     executor = config.executor
     _require(
         executor.kind in EXECUTOR_KINDS,
@@ -483,28 +495,33 @@ def _structure_beside(values: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {**values, "system": {**system, "structure": resolved}}
 
 
+def read_toml(path: Path | str) -> dict[str, Any]:
+    """A configuration file's values (a relative structure path found next to it made
+    absolute); ConfigError naming the file when it is missing or not UTF-8 TOML."""
+    if not Path(path).is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    try:
+        values = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: byte {exc.start} is not UTF-8 text; save the file as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return _structure_beside(values, Path(path).parent)
+
+
 def load_config(
     path: Path | None = None, preset_name: str | None = None, overrides: dict | None = None
 ) -> CampaignConfig:
     """A preset (default ``quick`` when no file is given), then the file, then ``overrides``."""
     base = preset(preset_name or ("quick" if path is None else "paper"))
     if path is not None:
-        if not Path(path).is_file():
-            raise ConfigError(f"configuration file not found: {path}")
-        try:
-            file_values = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{path} is not valid TOML: byte {exc.start} is not UTF-8 text; "
-                "save the file as UTF-8"
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        base = _merge(base, _structure_beside(file_values, Path(path).parent))
+        base = merge_settings(base, read_toml(path))
     if overrides:
-        base = _merge(base, overrides)
+        base = merge_settings(base, overrides)
     return from_dict(base)
 
 

@@ -1,0 +1,150 @@
+"""Campaign studies (``ensemble``, ``selection``): several campaigns on one shared reference.
+
+The reference (equilibrium MD and the replica pulls) is computed once in ``shared/`` and copied
+into each campaign folder before it starts, so every campaign compares against the same
+replicas and trains on the same initial frames. The campaigns then run side by side as tasks
+of the study's executor, each one a process with one core (its labels in-process, its members
+one after another: the same weights as any other thread count), each resumable on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rarelearn.config import CampaignConfig, from_dict, merge_settings
+from rarelearn.executors import Executor
+from rarelearn.progress import StageProgress
+from rarelearn.runfolder import read_json
+from rarelearn.study.settings import StudyConfig
+
+#: Every campaign of a study keeps the base campaign's name: it keys the rows of its store
+#: (`CampaignStore(campaign=...)`), which is copied from the shared reference.
+SHARED = "shared"
+
+
+def plan_campaigns(config: StudyConfig) -> dict[str, dict[str, Any]]:
+    """Campaign name -> its row labels and settings overrides, for ensemble or selection."""
+    study, base = config.study, config.base
+    plans: dict[str, dict[str, Any]] = {}
+    if config.name == "ensemble":
+        for n in study.members:
+            for strategy in study.strategies:
+                plans[f"m{n}-{strategy}"] = {
+                    "labels": {"n_members": n, "strategy": strategy},
+                    "settings": {"committee": {"n_members": n, "strategy": strategy}},
+                }
+        return plans
+    members, split = base.committee.n_members, base.committee.strategy
+    for selection in study.selections:
+        plans[f"select-{selection}"] = {
+            "labels": {"n_members": members, "strategy": selection},
+            "settings": {"selection": {"strategy": selection}},
+        }
+    if study.compare_warm_start:
+        warm = base.committee.warm_start
+        other = "scratch" if warm else "warm"
+        first = study.selections[0]
+        plans[f"select-{first}-{other}"] = {
+            "labels": {"n_members": members, "strategy": f"{first}, {other}"},
+            "settings": {
+                "selection": {"strategy": first},
+                "committee": {"warm_start": not warm, "strategy": split},
+            },
+        }
+    return plans
+
+
+def campaign_config(config: StudyConfig, plan: dict[str, Any], run_dir: Path) -> CampaignConfig:
+    """The base settings with the plan's overrides, on one core, in its study folder."""
+    values = merge_settings(config.base.settings(), plan["settings"])
+    values = merge_settings(
+        values, {"executor": {"kind": "inprocess"}, "committee": {"threads": 1}}
+    )
+    return replace(from_dict(values), out=str(run_dir))
+
+
+def shared_reference(
+    config: StudyConfig, folder: Path, executor: Executor, progress: StageProgress
+) -> Path:
+    """The study's reference stage in ``shared/`` (resumable as a campaign's), once."""
+    from rarelearn.campaign import labeler_of, open_store, system_of
+    from rarelearn.reference import run_reference
+
+    shared = folder / SHARED
+    shared.mkdir(parents=True, exist_ok=True)
+    atoms, pulled = system_of(config.base)
+    store = open_store(config.base, shared)
+    run_reference(
+        atoms,
+        pulled,
+        labeler_of(config.base),
+        config.base.reference,
+        shared,
+        store,
+        progress,
+        executor,
+    )
+    return shared
+
+
+def seed_campaign(shared: Path, run_dir: Path) -> None:
+    """Copy the shared reference into a campaign folder that has none yet: the store first,
+    then ``reference/`` under its final name in one rename (its presence marks the copy done)."""
+    if (run_dir / "reference" / "reference.json").is_file():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    temporary = run_dir / "data.db.copy"
+    shutil.copyfile(shared / "data.db", temporary)
+    temporary.replace(run_dir / "data.db")
+    staging = run_dir / "reference.copy"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(shared / "reference", staging)
+    staging.replace(run_dir / "reference")
+
+
+def run_campaign_task(task: tuple[dict[str, Any], str]) -> str:
+    """Executor side: one campaign, quiet, its log lines in ``campaign.log`` of its folder."""
+    from rarelearn.campaign import run_campaign
+
+    values, run_dir = task
+    config = replace(from_dict(values), out=run_dir)
+    logger = logging.getLogger("rarelearn")
+    handler = logging.FileHandler(Path(run_dir) / "campaign.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        run_campaign(config, quiet=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+    return run_dir
+
+
+def campaign_rows(name: str, labels: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
+    """``study.json`` rows of one finished campaign: one per iteration (Ea error in eV)."""
+    summary = read_json(run_dir / "summary.json", ["iterations"])
+    rows = []
+    for row in summary["iterations"]:
+        rows.append(
+            {
+                "campaign": name,
+                **labels,
+                "iteration": row["iteration"],
+                "n_labels": row["n_labels"],
+                "ea_error_eV": row["ea_error_signed_eV"],
+                "ea_error_ci95_eV": row["ea_error_ci95_eV"],
+                "ea_nnp_mean_eV": row["ea_nnp_mean_eV"],
+                "ea_ref_mean_eV": row["ea_ref_eV"],
+                "mae_unseen_kcal_mol": row["mae_unseen_kcal_mol"],
+                "n_selected": row["n_selected"],
+                "wall_s": row["wall_s"],
+            }
+        )
+    return rows

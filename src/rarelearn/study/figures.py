@@ -1,0 +1,241 @@
+"""Figures and ``report.html`` of a study folder, from its ``study.json`` and pull files.
+
+- ensemble, selection: the Ea error (NNP replica mean minus reference replica mean) with its
+  95 % interval as a band, per iteration (ensemble) or against the labels used (selection),
+  and the MAE on the unseen reference pull per iteration;
+- transfer, speeds: Ea of both methods per variant with their standard errors, the breaking
+  distances, and W(d) per variant, NNP over reference (paper Fig. 7b).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from rarelearn.pulls import REPLICAS_FILE, ReplicaPulls
+from rarelearn.runfolder import read_json
+from rarelearn.units import EV_TO_KCAL_MOL
+
+
+def build_study_report(folder: Path) -> Path:
+    """Write ``figures/*.png`` and ``report.html``; return the report's path."""
+    study = read_json(folder / "study.json", ["study", "rows"])
+    figures_dir = folder / "figures"
+    figures_dir.mkdir(exist_ok=True)
+    rows = study["rows"]
+    if study["study"] in ("ensemble", "selection"):
+        figures = [
+            _ea_error_figure(rows, figures_dir, by_labels=study["study"] == "selection"),
+            _mae_figure(rows, figures_dir),
+        ]
+        sentences = _campaign_sentences(rows)
+    else:
+        key = "chain" if study["study"] == "transfer" else "pull_speed_A_per_ps"
+        figures = [_ea_figure(rows, key, figures_dir), _work_figure(rows, key, folder, figures_dir)]
+        sentences = _pull_sentences(rows, key, study["study"])
+    path = folder / "report.html"
+    path.write_text(_html(study, figures, sentences))
+    return path
+
+
+def _campaigns(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["campaign"], []).append(row)
+    return grouped
+
+
+def _ea_error_figure(rows: list[dict[str, Any]], folder: Path, by_labels: bool) -> Path:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), constrained_layout=True)
+    for name, part in _campaigns(rows).items():
+        x = np.array([r["n_labels"] if by_labels else r["iteration"] for r in part], float)
+        y = np.array([r["ea_error_eV"] for r in part], float) * EV_TO_KCAL_MOL
+        half = (
+            np.array(
+                [np.nan if r["ea_error_ci95_eV"] is None else r["ea_error_ci95_eV"] for r in part],
+                float,
+            )
+            * EV_TO_KCAL_MOL
+        )
+        (line,) = ax.plot(x, y, "o-", ms=4, label=name)
+        ax.fill_between(x, y - half, y + half, color=line.get_color(), alpha=0.15, lw=0)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.axhspan(-1.0, 1.0, color="0.85", zorder=0, label="±1 kcal/mol")
+    ax.set_xlabel("labels used (reference calculations)" if by_labels else "iteration")
+    ax.set_ylabel("Ea error, NNP − reference (kcal/mol)")
+    ax.legend(fontsize=8)
+    name = "ea_error_vs_labels.png" if by_labels else "ea_error.png"
+    fig.savefig(folder / name, dpi=130)
+    plt.close(fig)
+    return folder / name
+
+
+def _mae_figure(rows: list[dict[str, Any]], folder: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7.5, 4.0), constrained_layout=True)
+    for name, part in _campaigns(rows).items():
+        ax.plot(
+            [r["iteration"] for r in part],
+            [r["mae_unseen_kcal_mol"] for r in part],
+            "s-",
+            ms=4,
+            label=name,
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("MAE on the unseen reference pull (kcal/mol)")
+    ax.legend(fontsize=8)
+    fig.savefig(folder / "mae_unseen.png", dpi=130)
+    plt.close(fig)
+    return folder / "mae_unseen.png"
+
+
+def _ea_figure(rows: list[dict[str, Any]], key: str, folder: Path) -> Path:
+    fig, (ax_ea, ax_d) = plt.subplots(1, 2, figsize=(10.0, 4.0), constrained_layout=True)
+    x = np.array([r[key] for r in rows], float)
+    for side, color, marker in (("ref", "black", "o"), ("nnp", "tab:blue", "s")):
+        mean = np.array([r[f"ea_{side}_mean_eV"] for r in rows], float)
+        sem = np.array(
+            [np.nan if r[f"ea_{side}_sem_eV"] is None else r[f"ea_{side}_sem_eV"] for r in rows],
+            float,
+        )
+        label = "reference" if side == "ref" else "NNP"
+        ax_ea.errorbar(x, mean, yerr=sem, fmt=marker + "-", color=color, capsize=3, label=label)
+        distance = np.array(
+            [
+                np.nan
+                if r[f"breaking_distance_{side}_A"] is None
+                else r[f"breaking_distance_{side}_A"]
+                for r in rows
+            ],
+            float,
+        )
+        ax_d.plot(x, distance, marker + "-", color=color, label=label)
+    xlabel = "carbons in the chain" if key == "chain" else "pulling speed (Å/ps)"
+    ax_ea.set_xlabel(xlabel)
+    ax_ea.set_ylabel("Ea, replica mean ± sem (eV)")
+    ax_d.set_xlabel(xlabel)
+    ax_d.set_ylabel("mean breaking distance (Å)")
+    ax_ea.legend()
+    fig.savefig(folder / "ea.png", dpi=130)
+    plt.close(fig)
+    return folder / "ea.png"
+
+
+def _work_figure(rows: list[dict[str, Any]], key: str, study_dir: Path, folder: Path) -> Path:
+    n = len(rows)
+    columns = min(n, 4)
+    lines = -(-n // columns)
+    fig, axes = plt.subplots(
+        lines, columns, figsize=(3.2 * columns, 2.8 * lines), constrained_layout=True, squeeze=False
+    )
+    for ax, row in zip(axes.flat, rows, strict=False):
+        name = f"C{row[key]}" if key == "chain" else f"v{row[key]:g}"
+        sides = (
+            (study_dir / "references" / name / "reference", "black"),
+            (study_dir / "nnp" / name, "tab:blue"),
+        )
+        for side, color in sides:
+            pulls = ReplicaPulls.load(side / REPLICAS_FILE)
+            for r in range(pulls.n):
+                ax.plot(pulls.distance_A[r], pulls.work_eV[r], color=color, lw=0.6, alpha=0.5)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("d (Å)", fontsize=8)
+        ax.set_ylabel("W (eV)", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle("W(d): reference (black) and NNP (blue), every replica")
+    fig.savefig(folder / "work.png", dpi=130)
+    plt.close(fig)
+    return folder / "work.png"
+
+
+def _campaign_sentences(rows: list[dict[str, Any]]) -> list[str]:
+    sentences = []
+    for name, part in _campaigns(rows).items():
+        last = part[-1]
+        error = last["ea_error_eV"] * EV_TO_KCAL_MOL
+        half = last["ea_error_ci95_eV"]
+        interval = "no interval" if half is None else f"± {half * EV_TO_KCAL_MOL:.1f}"
+        sentences.append(
+            f"{name}: final Ea error {error:+.1f} {interval} kcal/mol (95 %) after "
+            f"{last['n_labels']} labels, unseen MAE {last['mae_unseen_kcal_mol']:.2f} kcal/mol."
+        )
+    return sentences
+
+
+def _pull_sentences(rows: list[dict[str, Any]], key: str, study: str) -> list[str]:
+    agree = [r for r in rows if r["agree"]]
+    sentences = [
+        f"NNP and reference Ea agree within the 95 % interval for {len(agree)} of "
+        f"{len(rows)} variants."
+    ]
+    if study == "speeds" and len(rows) > 1:
+        ordered = sorted(rows, key=lambda r: r[key])
+        for side, name in (("ref", "reference"), ("nnp", "NNP")):
+            ea = [r[f"ea_{side}_mean_eV"] for r in ordered]
+            distance = [r[f"breaking_distance_{side}_A"] for r in ordered]
+            rising_ea = all(b > a for a, b in itertools.pairwise(ea))
+            known = all(d is not None for d in distance)
+            rising_d = known and all(b > a for a, b in itertools.pairwise(distance))
+            sentences.append(
+                f"{name}: Ea {'rises' if rising_ea else 'does not rise monotonically'} and the "
+                f"breaking distance {'grows' if rising_d else 'does not grow monotonically'} with "
+                "the pulling speed (the expected trend: both increase; differences within the "
+                "replicas' standard errors are not a trend)."
+            )
+    for row in rows:
+        if row["broken_bond_ref"] != row["broken_bond_nnp"]:
+            sentences.append(
+                f"{key} {row[key]}: the reference broke {row['broken_bond_ref']} most often, "
+                f"the NNP {row['broken_bond_nnp']}."
+            )
+    return sentences
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return html.escape(", ".join(f"{k} {v}" for k, v in value.items()))
+    return html.escape("-" if value is None else str(value))
+
+
+def _html(study: dict[str, Any], figures: list[Path], sentences: list[str]) -> str:
+    rows = study["rows"]
+    columns = list(rows[0]) if rows else []
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows
+    )
+    images = "".join(
+        f'<figure><img src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode("ascii")}" alt="{path.name}">'
+        f"<figcaption>figures/{path.name}</figcaption></figure>"
+        for path in figures
+    )
+    text = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+    config = html.escape(json.dumps(study.get("config", {}), indent=2))
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>rarelearn study: {html.escape(study['study'])}</title><style>"
+        "body{font-family:sans-serif;margin:2em auto;max-width:80em}"
+        "table{border-collapse:collapse;font-size:85%}td,th{border:1px solid #ccc;"
+        "padding:2px 6px;text-align:right}img{max-width:100%}</style></head><body>"
+        f"<h1>rarelearn study: {html.escape(study['study'])}</h1>"
+        f"<p>Wall time of the last invocation: {study.get('wall_s', '-')} s. Every Ea is a "
+        "replica mean; intervals are 95 % (Welch).</p>"
+        f"<ul>{text}</ul><h2>Figures</h2>{images}<h2>Rows</h2>"
+        f'<div style="overflow-x:auto"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+        f"<h2>Configuration</h2><details><pre>{config}</pre></details></body></html>\n"
+    )

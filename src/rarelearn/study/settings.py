@@ -1,0 +1,142 @@
+"""What a study varies (the ``[study]`` table) and its quick and paper variants.
+
+A study's configuration is a campaign configuration (preset, then the study's quick overrides,
+then the user's TOML) plus a ``[study]`` table with the values below. The quick variants are
+sized to finish in at most an hour on 2 cores (README states the measured times); the paper
+variants keep the paper's settings.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from rarelearn.config import (
+    CampaignConfig,
+    ConfigError,
+    from_dict,
+    merge_settings,
+    preset,
+    read_toml,
+)
+from rarelearn.study import STUDIES
+
+#: Campaign settings of the quick campaign studies on top of the quick preset: 6 (ensemble)
+#: or 4 (selection) campaigns side by side on 2 cores within the hour.
+QUICK_CAMPAIGNS: dict[str, Any] = {
+    "iterations": 3,
+    "baselines": False,
+    "reference": {"replicas": 8, "equilibrium": {"n_frames": 500, "sample_every": 2}},
+    "committee": {"ani": {"epochs": 30}},
+}
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """The ``[study]`` table: what the study varies, and how many pulls a side."""
+
+    #: ensemble: committee sizes, and split strategies (PROTOCOL 4.8)
+    members: tuple[int, ...] = (3, 5, 7)
+    strategies: tuple[str, ...] = ("random", "inherited")
+    #: selection: how the frames of each iteration are chosen (`selection.strategy`), plus one
+    #: campaign of the first kind trained from scratch when the base warm-starts (or the reverse)
+    selections: tuple[str, ...] = ("uq", "random", "reference")
+    compare_warm_start: bool = True
+    #: transfer: n-alkane chain lengths; speeds: pulling speeds (A/ps)
+    chains: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+    speeds: tuple[float, ...] = (0.5, 1.0, 2.0)
+    #: transfer and speeds: pulls per side (reference and NNP, twins from the same starts)
+    replicas: int = 16
+    #: transfer and speeds: a trained committee (iteration folder, its committee/, or a run
+    #: folder: its last iteration); empty: a campaign of the base settings trained in the study
+    model: str = ""
+
+    def validate(self, study: str) -> None:
+        def require(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"study.{key} {what}")
+
+        require(
+            len(self.members) > 0 and all(isinstance(n, int) and n >= 2 for n in self.members),
+            "members",
+            f"must be committee sizes >= 2, got {list(self.members)}",
+        )
+        require(
+            len(self.strategies) > 0 and set(self.strategies) <= {"random", "inherited"},
+            "strategies",
+            f"must be among random, inherited, got {list(self.strategies)}",
+        )
+        require(
+            len(self.selections) > 0 and set(self.selections) <= {"uq", "random", "reference"},
+            "selections",
+            f"must be among uq, random, reference, got {list(self.selections)}",
+        )
+        require(
+            len(self.chains) > 0 and all(isinstance(n, int) and n >= 2 for n in self.chains),
+            "chains",
+            f"must be n-alkane chain lengths >= 2, got {list(self.chains)}",
+        )
+        require(
+            len(self.speeds) > 0 and all(v > 0 for v in self.speeds),
+            "speeds",
+            f"must be positive pulling speeds in A/ps, got {list(self.speeds)}",
+        )
+        require(
+            isinstance(self.replicas, int) and self.replicas >= 2,
+            "replicas",
+            f"must be an integer >= 2 (an interval needs two pulls a side), got {self.replicas!r}",
+        )
+        if study not in STUDIES:
+            raise ConfigError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
+
+
+QUICK_STUDY = {"chains": (2, 4, 6, 8, 11), "replicas": 4}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A study: its name, preset, the base campaign configuration and the ``[study]`` table."""
+
+    name: str
+    preset: str
+    base: CampaignConfig
+    study: StudySettings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "study": asdict(self.study),
+            "campaign": self.base.to_dict(),
+        }
+
+
+def load_study_config(
+    name: str, preset_name: str = "quick", path: Path | None = None, model: str | None = None
+) -> StudyConfig:
+    """Preset, the quick study overrides, the user's TOML (its ``[study]`` table apart)."""
+    base = preset(preset_name)
+    study_values: dict[str, Any] = dict(QUICK_STUDY) if preset_name == "quick" else {}
+    if preset_name == "quick" and name in ("ensemble", "selection"):
+        base = merge_settings(base, QUICK_CAMPAIGNS)
+    if path is not None:
+        values = read_toml(path)
+        study_values.update(values.pop("study", {}))
+        base = merge_settings(base, values)
+    if model is not None:
+        study_values["model"] = model
+    known = {f.name for f in fields(StudySettings)}
+    unknown = sorted(set(study_values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting 'study.{unknown[0]}' (allowed: {sorted(known)})")
+    tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in study_values.items()}
+    settings = StudySettings(**tuples)
+    settings.validate(name)
+    config = from_dict(copy.deepcopy(base))
+    if config.store.url:
+        raise ConfigError(
+            "store.url: a study keeps one SQLite store per campaign in its folder; leave "
+            "store.url empty"
+        )
+    return StudyConfig(name=name, preset=preset_name, base=config, study=settings)
