@@ -4,7 +4,8 @@ Each variant (a chain length, a pulling speed) is a reference run folder (``refe
 R replica pulls with the labeler, spread over the executor's workers, resumable per replica,
 as `rarelearn reference` writes it) and the committee's twin pulls from the same start states
 (``nnp/<name>/``, as `rarelearn smd --start` writes it). Pulls run until a bond breaks, then
-`post_break_steps` more, so longer chains and slower pulls get the distance they need.
+`post_break_steps` more, so longer chains and slower pulls get the distance they need; every
+speed gets the base settings' spring travel (6500 steps at 1 A/ps: 3.25 A) before that.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from rarelearn.reference import EquilibriumSettings, ReferenceSettings
 from rarelearn.runfolder import read_json
 from rarelearn.statistics import welch
 from rarelearn.study.settings import StudyConfig
-
-#: Pull steps at 1 A/ps in the paper's SMD; other speeds keep the same spring travel (3.25 A).
-PAPER_STEPS_AT_1_A_PER_PS = 6500
 
 
 def plan_pulls(config: StudyConfig) -> dict[str, dict[str, Any]]:
@@ -56,7 +54,7 @@ def plan_pulls(config: StudyConfig) -> dict[str, dict[str, Any]]:
         return plans
     atoms, pulled = system_of(config.base)
     for speed in study.speeds:
-        steps = math.ceil(PAPER_STEPS_AT_1_A_PER_PS * base.smd.pull_speed_A_per_ps / speed)
+        steps = math.ceil(base.smd.n_steps * base.smd.pull_speed_A_per_ps / speed)
         plans[f"v{speed:g}"] = {
             "label": {"pull_speed_A_per_ps": speed},
             "atoms": atoms,

@@ -1,0 +1,158 @@
+"""`rarelearn study` on tiny settings: complete folders, one shared reference, resumable."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = """
+name = "tiny"
+iterations = 2
+seed = 1
+baselines = false
+[system]
+chain = 3
+[reference]
+replicas = 3
+[reference.equilibrium]
+n_frames = 60
+equilibration_steps = 20
+[reference.smd]
+n_steps = 500
+relax_steps = 50
+pull_speed_A_per_ps = 10.0
+[committee]
+n_members = 2
+[committee.ani]
+epochs = 4
+layers = {H = [16, 8], C = [16, 8]}
+[selection]
+n_reference_steps = 100
+max_selected = 6
+post_break_cap = 3
+[executor]
+kind = "local"
+workers = 2
+chunk_size = 2
+[study]
+members = [2, 3]
+strategies = ["random"]
+chains = [2, 3]
+speeds = [10.0, 20.0]
+replicas = 2
+"""
+
+
+def _study(name: str, config: Path, out: Path, *extra: str) -> subprocess.Popen:
+    options = ["--preset", "paper", "--config", str(config), "--out", str(out), *extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "rarelearn.cli", "--quiet", "study", name, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output
+    return output
+
+
+def _without_wall_times(study: dict) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in study["rows"]]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("study") / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ensemble(config) -> Path:
+    out = config.parent / "ensemble"
+    _finish(_study("ensemble", config, out))
+    return out
+
+
+def test_ensemble_writes_a_complete_study_folder_on_one_shared_reference(ensemble) -> None:
+    study = json.loads((ensemble / "study.json").read_text())
+    assert study["study"] == "ensemble"
+    assert {row["campaign"] for row in study["rows"]} == {"m2-random", "m3-random"}
+    assert len(study["rows"]) == 4  # two campaigns x two iterations
+    required = {"campaign", "n_members", "strategy", "iteration", "n_labels", "ea_error_eV"}
+    required |= {"ea_error_ci95_eV", "mae_unseen_kcal_mol", "wall_s"}
+    assert all(required <= set(row) for row in study["rows"])
+    for name in ("ea_error.png", "mae_unseen.png"):
+        assert (ensemble / "figures" / name).stat().st_size > 0
+    assert "m3-random" in (ensemble / "report.html").read_text()
+    # one reference for all: every campaign's replicas are the shared ones, byte for byte
+    shared = (ensemble / "shared" / "reference" / "replicas.npz").read_bytes()
+    for campaign in ("m2-random", "m3-random"):
+        folder = ensemble / "campaigns" / campaign
+        assert (folder / "reference" / "replicas.npz").read_bytes() == shared
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["config"]["committee"]["n_members"] == int(campaign[1])
+    first = [row for row in study["rows"] if row["iteration"] == 0]
+    assert first[0]["n_labels"] == first[1]["n_labels"]  # the same initial training set
+
+
+def test_a_killed_study_resumes_to_the_same_rows_without_redoing_work(ensemble, config) -> None:
+    out = config.parent / "killed"
+    process = _study("ensemble", config, out)
+    marker = out / "campaigns" / "m2-random" / "iterations" / "000" / "metrics.json"
+    deadline = time.monotonic() + 600
+    while not marker.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, "the study finished before it could be killed"
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    shared = out / "shared" / "reference" / "replicas.npz"
+    shared_written = shared.stat().st_mtime_ns
+    _finish(_study("ensemble", config, out))
+    resumed = json.loads((out / "study.json").read_text())
+    complete = json.loads((ensemble / "study.json").read_text())
+    assert _without_wall_times(resumed) == _without_wall_times(complete)
+    assert shared.stat().st_mtime_ns == shared_written  # the reference was not recomputed
+    # a finished study run again does not rerun its campaigns
+    summary = out / "campaigns" / "m3-random" / "summary.json"
+    finished = summary.stat().st_mtime_ns
+    _finish(_study("ensemble", config, out))
+    assert summary.stat().st_mtime_ns == finished
+
+
+def test_another_configuration_in_the_same_folder_is_refused(ensemble, config) -> None:
+    process = _study("transfer", config, ensemble, "--model", str(ensemble))
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert "another study or configuration" in output
+
+
+@pytest.mark.parametrize("name", ["transfer", "speeds"])
+def test_pull_studies_write_rows_for_every_variant(ensemble, config, name) -> None:
+    out = config.parent / name
+    model = ensemble / "campaigns" / "m2-random"
+    _finish(_study(name, config, out, "--model", str(model)))
+    study = json.loads((out / "study.json").read_text())
+    key = "chain" if name == "transfer" else "pull_speed_A_per_ps"
+    assert [row[key] for row in study["rows"]] == ([2, 3] if name == "transfer" else [10.0, 20.0])
+    for row in study["rows"]:
+        assert row["ea_ref_sem_eV"] is not None and row["ea_nnp_mean_eV"] is not None
+        assert row["broken_bond_ref"].startswith("C")  # xTB breaks a C-C or C-H bond
+        assert isinstance(row["agree"], bool)
+        variant = f"C{row[key]}" if name == "transfer" else f"v{row[key]:g}"
+        reference = json.loads(
+            (out / "references" / variant / "reference" / "reference.json").read_text()
+        )
+        assert reference["n_replicas"] == 2
+        assert reference["activation_energy_mean_eV"] == pytest.approx(row["ea_ref_mean_eV"])
+    for figure in ("ea.png", "work.png"):
+        assert (out / "figures" / figure).stat().st_size > 0
