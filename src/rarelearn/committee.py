@@ -251,6 +251,9 @@ class CommitteeEvaluator:
     driver's backward written out and the AEV's pullback, compiled with TorchScript
     (`ForcePath`); ``mean`` and ``all`` differentiate with autograd.
     Runs with one torch thread by default (tiny kernels; see `torch_threads`).
+    A molecule beyond the static tables (`_static.MAX_STATIC_ATOMS` atoms) gets its shared
+    AEV from TorchANI's own neighbour-list `AEVComputer` instead (`aev_path`, one of
+    `_static.AEV_PATHS`: ``auto`` chooses by size); everything else stays as it is.
     """
 
     def __init__(
@@ -259,6 +262,7 @@ class CommitteeEvaluator:
         numbers: Sequence[int],
         threads: int | None = 1,
         driver: int | str | None = None,
+        aev_path: str = "auto",
     ) -> None:
         atoms = Atoms(numbers=list(numbers))
         for m in committee.members:
@@ -267,7 +271,7 @@ class CommitteeEvaluator:
         self.threads = threads
         first = committee.members[0]
         self.dtype = first.dtype
-        self.aev = first.static_aev(self.numbers)
+        self.aev = first.molecule_aev(self.numbers, aev_path)
         symbols = atoms.get_chemical_symbols()
         nets = [m._atom_networks() for m in committee.members]
         #: ``driver="mean"``: the forces of the committee-mean energy drive the dynamics
@@ -524,11 +528,16 @@ class Committee:
         )
 
     def evaluator(
-        self, numbers: Sequence[int], threads: int | None = 1, driver: int | str | None = None
+        self,
+        numbers: Sequence[int],
+        threads: int | None = 1,
+        driver: int | str | None = None,
+        aev_path: str = "auto",
     ) -> CommitteeEvaluator:
         """Fast single-frame evaluator for one molecule (the steered-MD loop's path); forces
-        of member ``driver`` (default: the best member; ``"mean"``: the committee mean)."""
-        return CommitteeEvaluator(self, numbers, threads=threads, driver=driver)
+        of member ``driver`` (default: the best member; ``"mean"``: the committee mean);
+        `aev_path` as in `CommitteeEvaluator`."""
+        return CommitteeEvaluator(self, numbers, threads=threads, driver=driver, aev_path=aev_path)
 
     def replica_force_field(
         self, numbers: Sequence[int], threads: int | None = None, driver: int | str | None = None

@@ -16,6 +16,11 @@ Two derived quantities make training and committee inference cheap:
   replicas with autograd only on TorchANI's term functions; `StackedNetworks` evaluates every
   member's networks on one shared AEV with the driving member's backward written out;
   `ForcePath` joins them into the steered-MD force call, compiled with TorchScript.
+
+The tables hold every pair and every triple of atoms, so they grow and are gathered as N^3
+while the triples inside the angular cutoff grow as N: beyond `MAX_STATIC_ATOMS` atoms a
+molecule takes `NeighborListAEV`, TorchANI's own `AEVComputer` (its neighbour list) behind
+the same force-path interface, forces by autograd. `molecule_aev` makes that choice.
 """
 
 from __future__ import annotations
@@ -30,8 +35,18 @@ from torch.func import jvp
 from torchani.aev import AEVComputer
 from torchani.nn import AtomicNetwork, parse_activation
 
-#: Largest molecule the static all-pairs / all-triples tables are built for.
+#: Largest molecule the static all-pairs / all-triples tables are built for. A molecule of N
+#: atoms has N (N-1) (N-2) / 2 triples, 64 bytes of indices each: 125 000 triples and 8 MB at
+#: 64 atoms, 886 000 and 57 MB at 122 (C40H82). Memory is not what stops them, cost is: every
+#: call gathers and screens all of them (the per-frame cost grows as N^3), while TorchANI's
+#: neighbour list finds the few inside the cutoff (about linear in N). The two cost about the
+#: same at 60 to 64 atoms (benchmarks/size.py); beyond, `NeighborListAEV` is the cheaper.
 MAX_STATIC_ATOMS = 64
+
+#: How `molecule_aev` computes the AEVs of a molecule: ``auto`` (static tables up to
+#: `MAX_STATIC_ATOMS` atoms, else TorchANI's neighbour list), ``static`` or ``neighbor_list``
+#: (either one by name: the tests compare them on a molecule both can do).
+AEV_PATHS = ("auto", "static", "neighbor_list")
 
 
 @contextlib.contextmanager
@@ -66,7 +81,10 @@ class StaticAEV(torch.nn.Module):
         elem = elem_idxs.to(torch.long).cpu()
         n_atoms = int(elem.shape[0])
         if n_atoms > MAX_STATIC_ATOMS:
-            raise ValueError(f"static AEV tables are for <= {MAX_STATIC_ATOMS} atoms")
+            raise ValueError(
+                f"static AEV tables are for <= {MAX_STATIC_ATOMS} atoms, not {n_atoms} "
+                "(larger molecules take NeighborListAEV: see molecule_aev)"
+            )
         self.radial = aev_computer.radial
         self.angular = aev_computer.angular
         self.radial_cutoff = float(aev_computer.radial.cutoff)
@@ -341,6 +359,60 @@ class StaticAEV(torch.nn.Module):
         return aev, jac.view(b, n * f, n * 3)
 
 
+class NeighborListAEV(torch.nn.Module):
+    """AEVs of a molecule of any size through TorchANI's `AEVComputer` as is (its neighbour
+    list), with the interface of `StaticAEV` that the committee uses: ``forward``,
+    ``pullback_state`` and ``pullback`` (forces by autograd through TorchANI). No Jacobian:
+    training on larger molecules differentiates through the AEV (`ANIModel.batch_loss`).
+    """
+
+    def __init__(self, aev_computer: AEVComputer, elem_idxs: Tensor) -> None:
+        super().__init__()
+        self.computer = aev_computer
+        self.n_atoms = int(elem_idxs.shape[0])
+        self.register_buffer("elem", elem_idxs.to(torch.long).view(1, -1), persistent=False)
+
+    def forward(self, coords: Tensor) -> Tensor:
+        """AEVs, shape (frames, atoms, features), differentiable with respect to coords."""
+        species = self.elem.expand(coords.shape[0], -1).contiguous()
+        return self.computer(species, coords)
+
+    @torch.jit.export
+    def pullback_state(self, coords: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """AEVs (B, N, F) of frames (B, N, 3) and what `pullback` needs: the coordinates as
+        an autograd leaf and the AEVs with their graph (grad mode must be on)."""
+        leaf = coords.detach().requires_grad_(True)
+        aev = self.forward(leaf)
+        return aev.detach(), [leaf, aev]
+
+    @torch.jit.export
+    def pullback(self, state: list[Tensor], grad_aev: Tensor) -> Tensor:
+        """dE/dcoords (B, N, 3) from dE/dAEV (B, N, F), for the state of `pullback_state`."""
+        grad_outputs: list[Tensor | None] = [grad_aev]
+        grad = torch.autograd.grad([state[1]], [state[0]], grad_outputs)[0]
+        assert grad is not None
+        return grad
+
+
+def aev_path_for(n_atoms: int, path: str = "auto") -> str:
+    """The path (``static`` or ``neighbor_list``) that `path`, one of `AEV_PATHS`, takes for
+    a molecule of `n_atoms` atoms: ``auto`` is static up to `MAX_STATIC_ATOMS` atoms."""
+    if path not in AEV_PATHS:
+        raise ValueError(f"AEV path must be one of {AEV_PATHS}, not {path!r}")
+    if path == "auto":
+        return "static" if n_atoms <= MAX_STATIC_ATOMS else "neighbor_list"
+    return path
+
+
+def molecule_aev(
+    aev_computer: AEVComputer, elem_idxs: Tensor, path: str = "auto"
+) -> StaticAEV | NeighborListAEV:
+    """The AEV module for one molecule (element indices in atom order) along `path`."""
+    if aev_path_for(int(elem_idxs.shape[0]), path) == "static":
+        return StaticAEV(aev_computer, elem_idxs)
+    return NeighborListAEV(aev_computer, elem_idxs)
+
+
 class StackedNetworks(torch.nn.Module):
     """Every member's per-element networks for one molecule, as stacked weight tensors.
 
@@ -504,7 +576,8 @@ class StackedNetworks(torch.nn.Module):
 class ForcePath(torch.nn.Module):
     """The steered-MD force call of a committee, compiled once with TorchScript.
 
-    Every member's energy, the driving member's forces: `StaticAEV.pullback_state`, the
+    Every member's energy, the driving member's forces: the AEV's `pullback_state`
+    (`StaticAEV`, or `NeighborListAEV` for a larger molecule), the
     driver's graph-free forward and written-out backward, the AEV pullback and, at the same
     time on TorchScript's inter-op pool (a second core), the other members' forward passes.
     TorchScript runs these ~200 small kernels without Python between them, which is most of
@@ -517,7 +590,7 @@ class ForcePath(torch.nn.Module):
 
     def __init__(
         self,
-        aev: StaticAEV,
+        aev: StaticAEV | NeighborListAEV,
         driver: StackedNetworks,
         others: StackedNetworks | None,
         order: Tensor,

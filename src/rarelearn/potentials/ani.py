@@ -18,7 +18,9 @@ a `FeatureCache` keeps them across the fits of a campaign), and forces are `-J^T
 `untrained` + `train_on` split a fit so that a committee trains its members side by side in
 threads on one shared set of features. The baseline path (`fast=False`) calls TorchANI as is
 on every batch and differentiates through the AEV twice; both give the same loss and
-gradients to float tolerance (tests/test_ani.py).
+gradients to float tolerance (tests/test_ani.py). Molecules beyond the static tables
+(`MAX_STATIC_ATOMS`) or Jacobians beyond `jacobian_cache_mb` take the baseline path on their
+own (`training_features`); prediction on them goes through TorchANI's neighbour list.
 """
 
 from __future__ import annotations
@@ -42,7 +44,14 @@ from torchani.aev import AEVComputer
 from torchani.nn import ANINetworks, AtomicNetwork
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials._static import MAX_STATIC_ATOMS, StaticAEV, torch_threads
+from rarelearn.potentials._static import (
+    MAX_STATIC_ATOMS,
+    NeighborListAEV,
+    StaticAEV,
+    aev_path_for,
+    molecule_aev,
+    torch_threads,
+)
 from rarelearn.potentials.features import (
     FeatureCache,
     TrainingFeatures,
@@ -186,7 +195,7 @@ class ANIModel:
         self.self_energies: dict[str, float] = {s: 0.0 for s in symbols}
         self.history = FitHistory()
         self.dtype = torch.float32
-        self._static: dict[tuple[int, ...], StaticAEV] = {}
+        self._aev_modules: dict[tuple[str, tuple[int, ...]], StaticAEV | NeighborListAEV] = {}
 
     # ----------------------------------------------------------------- basics
     @property
@@ -199,7 +208,7 @@ class ANIModel:
         self.aev_computer.to(dtype)
         self.networks.to(dtype)
         self.dtype = dtype
-        self._static = {}
+        self._aev_modules = {}
         return self
 
     def check_elements(self, frames: Sequence[Atoms]) -> None:
@@ -226,11 +235,23 @@ class ANIModel:
             ) from None
 
     def static_aev(self, numbers: Sequence[int]) -> StaticAEV:
-        """Cached static-index AEV module for one molecule (atom order as given)."""
-        key = tuple(int(z) for z in numbers)
-        if key not in self._static:
-            self._static[key] = StaticAEV(self.aev_computer, self.elem_idxs(key))
-        return self._static[key]
+        """Cached static-index AEV module for one molecule (atom order as given; at most
+        `MAX_STATIC_ATOMS` atoms): AEVs, their Jacobian and the fast force pullback."""
+        module = self.molecule_aev(numbers, "static")
+        assert isinstance(module, StaticAEV)
+        return module
+
+    def molecule_aev(
+        self, numbers: Sequence[int], path: str = "auto"
+    ) -> StaticAEV | NeighborListAEV:
+        """Cached AEV module for one molecule of any size (`_static.molecule_aev`: static
+        tables up to `MAX_STATIC_ATOMS` atoms, else TorchANI's neighbour list)."""
+        atoms = tuple(int(z) for z in numbers)
+        key = (aev_path_for(len(atoms), path), atoms)
+        if key not in self._aev_modules:
+            elem = self.elem_idxs(key[1])
+            self._aev_modules[key] = molecule_aev(self.aev_computer, elem, key[0])
+        return self._aev_modules[key]
 
     def self_energy_of(self, numbers: Sequence[int]) -> float:
         """Sum of the self-atomic energies of the atoms (eV)."""

@@ -168,7 +168,9 @@ class TrainingFeatures:
             if with_jacobian:
                 if g["n_atoms"] > MAX_STATIC_ATOMS:
                     raise ModelError(
-                        f"the fast training path needs molecules of <= {MAX_STATIC_ATOMS} atoms"
+                        f"the fast training path needs molecules of <= {MAX_STATIC_ATOMS} atoms, "
+                        f"not {g['n_atoms']} (ANIModel.training_features trains larger ones "
+                        "without Jacobians)"
                     )
                 frame_keys = [geometry_key(f) for f in sel]
                 used.update(frame_keys)
