@@ -96,3 +96,20 @@ def test_disulfide_committee_is_an_ase_calculator_with_sulfur(disulfide_run) -> 
     atoms.calc = committee.calculator("best")
     assert atoms.get_forces().shape == (10, 3)
     assert len(atoms.calc.results["member_energies"]) == 2
+
+
+@pytest.mark.parametrize("name", ["disulfide.toml", "peg.toml"])
+def test_example_configs_find_their_structure_from_any_folder(tmp_path, monkeypatch, name) -> None:
+    """A relative `structure` is looked up next to the TOML first, so the shipped examples run
+    from any working directory; the molecule and pulled atoms are the documented ones."""
+    from rarelearn.campaign import system_of
+    from rarelearn.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(EXAMPLES / name)
+    atoms, pulled = system_of(config)
+    symbols = atoms.get_chemical_symbols()
+    ends = [f"{symbols[i]}{i}" for i in (*pulled.group_a, *pulled.group_b)]
+    expected = {"disulfide.toml": ("C2H6S2", ["C0", "C3"]), "peg.toml": ("C8H18O4", ["C0", "C11"])}
+    assert (atoms.get_chemical_formula(mode="hill"), ends) == expected[name]
+    assert Path(config.system.structure).is_absolute()
