@@ -26,7 +26,7 @@ from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.dynamics.smd import ProgressCallback, step_budget
 from rarelearn.errors import ConfigError, ModelError
 from rarelearn.executors import Executor, label_parallel, make_executor
-from rarelearn.labeling import LabelerSpec
+from rarelearn.labeling import LabelerSpec, LabelResult
 from rarelearn.lock import CampaignLock
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.model_smd import PullJob, replica_pull_jobs, run_pull_jobs
@@ -48,9 +48,14 @@ from rarelearn.pulls import (
     compare_pulls,
     load_start_states,
 )
-from rarelearn.reference import run_reference, write_json
+from rarelearn.reference import (
+    LABELED_REPLICA,
+    labeled_replica_trace,
+    run_reference,
+    write_json,
+)
 from rarelearn.runfolder import ROW_KEYS, damaged, load_npz, read_json
-from rarelearn.selection import Selection, augment, select_frames
+from rarelearn.selection import Selection, augment, draw_rng, redraw, select_frames
 from rarelearn.statistics import Difference, Sample, replicas_for_half_width
 from rarelearn.store import CampaignStore, uid
 from rarelearn.units import EV_TO_KCAL_MOL
@@ -91,7 +96,7 @@ def training_frames(
     return sorted(frames, key=lambda a: a.info["id"])
 
 
-def _save_committee(committee: Committee, folder: Path) -> None:
+def save_committee(committee: Committee, folder: Path) -> None:
     """Save through a temporary folder and rename: a kill never leaves half a committee."""
     temporary = folder.with_name(folder.name + ".partial")
     shutil.rmtree(temporary, ignore_errors=True)
@@ -164,6 +169,7 @@ class Campaign:
         self._executor: Executor | None = None
         #: AEVs and Jacobians of the frames trained on so far: each frame computed once
         self.feature_cache = FeatureCache()
+        self._labeled_replica: SMDTrace | None = None
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -274,7 +280,7 @@ class Campaign:
     ) -> dict:
         """Select from the iteration's pull, label, and write its finished row."""
         timing = read_json(paths.timing) if paths.timing.is_file() else {}
-        selection = self.select(paths.selection, trace)
+        selection = self.select(i, paths.selection, trace)
         failures = self.label(i, selection, trace, timing, label)
         row = {
             **row,
@@ -325,7 +331,7 @@ class Campaign:
                 threads=settings.threads,
                 cache=self.feature_cache,
             )
-        _save_committee(committee, folder)
+        save_committee(committee, folder)
         self._timed(timing, "train_s", folder.parent / "timing.json", started)
         return committee
 
@@ -422,7 +428,7 @@ class Campaign:
     ) -> dict[str, Any]:
         errors = compare_pulls(pulls, self.reference_pulls)
         sample = pulls.sample
-        train_mae, val_mae = _split_maes(committee, frames)
+        train_mae, val_mae = split_maes(committee, frames)
         return {
             "iteration": i,
             "n_labels": len(frames),
@@ -446,7 +452,10 @@ class Campaign:
         }
 
     # ------------------------------------------------------ select and label
-    def select(self, path: Path, trace: SMDTrace) -> Selection:
+    def select(self, i: int, path: Path, trace: SMDTrace) -> Selection:
+        """Iteration i's frames to label: the UQ rule on its pull, then, with another
+        ``selection.strategy``, as many frames drawn at random (`rarelearn.selection.redraw`).
+        Written to ``selection.json``, which a resume reads instead of drawing again."""
         if path.is_file():
             return Selection.from_dict(read_json(path, SELECTION_KEYS))
         if trace.uq_eV is None:
@@ -462,18 +471,58 @@ class Campaign:
             self.config.selection,
             forced_candidates=forced,
         )
+        strategy = self.config.selection.strategy
+        rng = draw_rng(self.config.seed, i)
+        if strategy == "random":
+            selection = redraw(selection, strategy, trace.n_frames, rng)
+        elif strategy == "reference":
+            # frames labeled in earlier iterations are not drawn again
+            folders = [self.run_dir / "iterations" / f"{j:03d}" for j in range(i)]
+            earlier = [
+                frame
+                for folder in folders
+                for frame in self._drawn_from_reference(folder / "selection.json")
+            ]
+            n_frames = self.labeled_replica.n_frames
+            selection = redraw(selection, strategy, n_frames, rng, LABELED_REPLICA, earlier)
         write_json(path, selection.to_dict())
         return selection
+
+    @staticmethod
+    def _drawn_from_reference(path: Path) -> list[int]:
+        """Frames of the labeled reference replica that a selection.json says were labeled."""
+        if not path.is_file():
+            return []
+        selection = Selection.from_dict(read_json(path, SELECTION_KEYS))
+        return selection.selected if selection.replica == LABELED_REPLICA else []
+
+    @property
+    def labeled_replica(self) -> SMDTrace:
+        """Reference replica 1's pull with its labeled frames (the ``reference`` strategy's
+        pool), read once."""
+        if self._labeled_replica is None:
+            self._labeled_replica = labeled_replica_trace(self.run_dir / "reference")
+        return self._labeled_replica
 
     def candidate_frames(
         self, i: int, selection: Selection, trace: SMDTrace
     ) -> tuple[list[Atoms], list[dict]]:
-        """Selected frames and their noisy copies, with provenance and deterministic uids."""
+        """Selected frames and their noisy copies, with provenance and deterministic uids.
+
+        Frames of the NNP pull (``uq``, ``random``) carry no label; frames of a reference
+        replica (``reference``) carry the reference's own energy and forces from its trace
+        (a SinglePointCalculator), which `label` stores as they are; their noisy copies carry
+        none. With a strategy other than ``uq`` the provenance of originals and copies names it
+        (``selection_strategy``) and, for reference frames, the replica (``reference_replica``,
+        no ``uq``); ``frame`` is the index in the pull the frame comes from.
+        """
         settings = self.config.selection
         stride = 1 + settings.n_copies
+        source = trace if selection.replica is None else self.labeled_replica
+        labeled = selection.replica is not None
         originals = []
         for k, frame_index in enumerate(selection.selected):
-            atoms = trace.frame(frame_index)
+            atoms = source.frame(frame_index, labeled=labeled)
             atoms.info["id"] = uid(i + 2, k * stride)
             originals.append(atoms)
         copies = augment(
@@ -482,6 +531,11 @@ class Campaign:
             settings.noise_amplitude_A,
             rng=np.random.default_rng([self.config.seed, i]),
         )
+        strategy: dict[str, Any] = {}
+        if selection.strategy != "uq":
+            strategy["selection_strategy"] = selection.strategy
+        if selection.replica is not None:
+            strategy["reference_replica"] = selection.replica
         frames, provenance = [], []
         for k, (frame_index, original) in enumerate(
             zip(selection.selected, originals, strict=True)
@@ -491,8 +545,9 @@ class Campaign:
                 labeler=self.spec.name,
                 batch=f"iteration{i:03d}",
                 frame=int(frame_index),
-                uq=float(trace.uq_eV[frame_index]),
-                spring_distance=float(trace.distance_A[frame_index]),
+                uq=None if source.uq_eV is None else float(source.uq_eV[frame_index]),
+                spring_distance=float(source.distance_A[frame_index]),
+                **strategy,
             )
             frames.append(original)
             provenance.append(
@@ -513,11 +568,27 @@ class Campaign:
         return frames, provenance
 
     def label(self, i: int, selection: Selection, trace: SMDTrace, timing: dict, label: str) -> int:
-        """Label what is not stored yet, storing chunk groups as they finish; return failures."""
+        """Label what is not stored yet, storing chunk groups as they finish; return failures.
+
+        Frames that already carry the reference's label (drawn from a reference pull) are
+        stored with it, through the same path, without calling the labeler.
+        """
         frames, provenance = self.candidate_frames(i, selection, trace)
         batch = f"iteration{i:03d}"
         done = self.store.tasks_done(batch)
         pending = [k for k, p in enumerate(provenance) if p["task"] not in done]
+        given = [k for k in pending if frames[k].calc is not None]
+        if given:
+            results = [
+                LabelResult(
+                    k, energy=frames[k].get_potential_energy(), forces=frames[k].get_forces()
+                )
+                for k in given
+            ]
+            self.store.add_labeled(
+                [frames[k] for k in given], results, [provenance[k] for k in given]
+            )
+        pending = [k for k in pending if frames[k].calc is None]
         if pending:
             started = time.perf_counter()
             chunk = self.config.executor.chunk_size
@@ -649,7 +720,7 @@ def resolution(row: dict[str, Any], reference: Sample, config: CampaignConfig) -
     }
 
 
-def _split_maes(committee: Committee, frames: list[Atoms]) -> tuple[float, float]:
+def split_maes(committee: Committee, frames: list[Atoms]) -> tuple[float, float]:
     """Relative-energy MAE (kcal/mol) of the best member on its own train and validation frames."""
     split = committee.splits[committee.best_index]
     by_id = {a.info["id"]: a for a in frames}

@@ -24,7 +24,7 @@ from rarelearn.dynamics import (
     run_md,
     run_smd,
 )
-from rarelearn.errors import ConfigError
+from rarelearn.errors import ConfigError, RarelearnError
 from rarelearn.executors import Executor
 from rarelearn.labeling import LabelerSpec
 from rarelearn.molecules import PulledAtoms, relax
@@ -32,6 +32,13 @@ from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, save_start_states
 from rarelearn.runfolder import read_json
 from rarelearn.store import CampaignStore, uid
+
+#: The reference replica whose frames (positions, forces, energies) are kept beside replica
+#: 0's: labeled reference frames that are not the unseen test set, which the ``reference``
+#: selection strategy draws from (`rarelearn.selection.STRATEGIES`).
+LABELED_REPLICA = 1
+#: Replicas saved with their frames; the others keep their work curves only.
+REPLICAS_WITH_FRAMES = (0, LABELED_REPLICA)
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,8 @@ class _ReplicaFiles:
 
     Replica 0 is the paper's reference SMD: its full trace (frames and forces: the unseen test
     set) is ``reference/smd.npz`` beside its start state ``reference/start_state.traj``; the
-    others keep their work curves only, under ``reference/replicas/``.
+    others are under ``reference/replicas/``, replica 1 (:data:`LABELED_REPLICA`) with its
+    frames too (about as large as replica 0's trace), the rest with their work curves only.
     """
 
     folder: Path
@@ -240,13 +248,37 @@ class _ReplicaFiles:
         temporary = self._start(replica).with_name(self._start(replica).name + ".tmp")
         start.save(temporary)
         os.replace(temporary, self._start(replica))
-        trace.save(self._trace(replica), frames=replica == 0)
+        trace.save(self._trace(replica), frames=replica in REPLICAS_WITH_FRAMES)
 
     def start(self, replica: int) -> StartState:
         return StartState.load(self._start(replica))
 
     def trace(self, replica: int) -> SMDTrace:
         return SMDTrace.load(self._trace(replica))
+
+
+def labeled_replica_trace(reference_dir: Path) -> SMDTrace:
+    """Reference replica :data:`LABELED_REPLICA`'s pull with its frames and their labels.
+
+    A folder written before that replica kept its frames holds its work curve only: then a
+    RarelearnError names the file and how to have the pull redone with its frames.
+    """
+    files = _ReplicaFiles(reference_dir)
+    path = files._trace(LABELED_REPLICA)
+    if not path.is_file():
+        raise RarelearnError(
+            f"{path} not found: the reference selection strategy draws frames from reference "
+            f"replica {LABELED_REPLICA}, which needs reference.replicas >= 2"
+        )
+    trace = files.trace(LABELED_REPLICA)
+    if trace.positions_A is None or trace.forces_eV_per_A is None:
+        raise RarelearnError(
+            f"{path} holds reference replica {LABELED_REPLICA}'s work curve only (it was "
+            "written before that replica kept its frames), and selection.strategy = "
+            f"'reference' labels frames of it: delete it and {reference_dir / 'reference.json'}"
+            ", then rerun; the reference stage redoes that pull and keeps its frames"
+        )
+    return trace
 
 
 def _store_reference_frames(store: CampaignStore, trace: SMDTrace, spec: LabelerSpec) -> None:

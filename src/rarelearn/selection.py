@@ -16,6 +16,10 @@ Steps, in order:
    bond broke, because the separated fragments look alike.
 4. Total cap: at most ``max_selected`` frames (see :func:`select_frames` for how it trims).
 5. :func:`augment`: ``n_copies`` noisy copies of every accepted frame.
+
+The baselines of the ``selection`` study (``selection.strategy``, :data:`STRATEGIES`) label as
+many frames as this rule accepts, drawn at random instead (:func:`draw_frames`,
+:func:`redraw`): same label budget per iteration, another choice of frames.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +35,11 @@ from ase import Atoms
 
 from rarelearn.errors import ConfigError
 from rarelearn.units import kcal_mol_to_ev
+
+#: How a campaign chooses the frames to label (``selection.strategy``): ``uq`` the rule above
+#: (the paper's); ``random`` as many frames as the rule accepts, drawn uniformly from the whole
+#: NNP pull; ``reference`` as many, drawn from a reference pull that is not the unseen test set.
+STRATEGIES = ("uq", "random", "reference")
 
 
 def _finite_1d(values: Any, name: str) -> np.ndarray:
@@ -104,6 +113,8 @@ class SelectionSettings:
     max_selected: int | None = 50
     n_copies: int = 2
     noise_amplitude_A: float = 0.05
+    #: One of :data:`STRATEGIES`; every strategy labels as many frames as the UQ rule accepts.
+    strategy: str = "uq"
     min_energy_eV: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -116,10 +127,15 @@ class SelectionSettings:
             _check_int("max_selected", self.max_selected, 1)
         _check_int("n_copies", self.n_copies, 0)
         _check_float("noise_amplitude_A", self.noise_amplitude_A, 0.0)
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"selection.strategy must be one of {STRATEGIES}, got {self.strategy!r}"
+            )
         object.__setattr__(self, "min_energy_eV", kcal_mol_to_ev(float(self.min_energy_kcal_mol)))
 
     def to_dict(self) -> dict[str, Any]:
-        """The configurable fields as a JSON-ready dict (without the derived eV value)."""
+        """The UQ rule's and augmentation's fields as a JSON-ready dict (without the derived eV
+        value and the strategy: the campaign's ``config.toml`` holds every field)."""
         return {
             "n_reference_steps": int(self.n_reference_steps),
             "n_sigma": float(self.n_sigma),
@@ -138,6 +154,11 @@ class Selection:
 
     ``candidates`` are the frames above the threshold, ``selected`` the accepted ones (both in
     time order). The ``rejected_*`` lists say why each other candidate was dropped.
+
+    With another ``strategy`` than ``uq`` (:func:`redraw`), ``selected`` are the frames drawn
+    at random, which are labeled, ``uq_selected`` those the UQ rule accepted (as many, unless
+    the pull has fewer frames left to draw), and ``replica`` the reference replica whose pull
+    ``selected`` indexes (``None``: the NNP pull the rule scored).
     """
 
     threshold_eV: float
@@ -149,6 +170,9 @@ class Selection:
     broken_frame: int | None
     n_frames: int
     n_reference_frames: int
+    strategy: str = "uq"
+    uq_selected: list[int] | None = None
+    replica: int | None = None
 
     @property
     def n_candidates(self) -> int:
@@ -161,8 +185,12 @@ class Selection:
         return len(self.selected)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; this is what the campaign writes as ``selection.json``."""
-        return {
+        """JSON-ready dict; this is what the campaign writes as ``selection.json``.
+
+        ``uq_selected`` and ``replica`` appear only where a strategy other than ``uq`` set them.
+        """
+        data: dict[str, Any] = {
+            "strategy": self.strategy,
             "threshold_eV": float(self.threshold_eV),
             "n_frames": int(self.n_frames),
             "n_reference_frames": int(self.n_reference_frames),
@@ -175,6 +203,12 @@ class Selection:
             "rejected_post_break": [int(i) for i in self.rejected_post_break],
             "rejected_total_cap": [int(i) for i in self.rejected_total_cap],
         }
+        if self.uq_selected is not None:
+            data["uq_selected"] = [int(i) for i in self.uq_selected]
+            data["n_uq_selected"] = len(self.uq_selected)
+        if self.replica is not None:
+            data["replica"] = int(self.replica)
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         """The :meth:`to_dict` content as a JSON string."""
@@ -182,8 +216,11 @@ class Selection:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Selection:
-        """Rebuild a Selection from :meth:`to_dict` output (e.g. a ``selection.json`` on resume)."""
+        """Rebuild a Selection from :meth:`to_dict` output (e.g. a ``selection.json`` on resume;
+        one written before the strategies existed is a ``uq`` selection)."""
         broken = data.get("broken_frame")
+        uq_selected = data.get("uq_selected")
+        replica = data.get("replica")
         return cls(
             threshold_eV=float(data["threshold_eV"]),
             candidates=[int(i) for i in data["candidates"]],
@@ -194,6 +231,9 @@ class Selection:
             broken_frame=None if broken is None else int(broken),
             n_frames=int(data["n_frames"]),
             n_reference_frames=int(data["n_reference_frames"]),
+            strategy=str(data.get("strategy", "uq")),
+            uq_selected=None if uq_selected is None else [int(i) for i in uq_selected],
+            replica=None if replica is None else int(replica),
         )
 
 
@@ -308,6 +348,57 @@ def select_frames(
         broken_frame=broken_frame,
         n_frames=int(uq_arr.size),
         n_reference_frames=int(window),
+    )
+
+
+def draw_rng(seed: int, iteration: int) -> np.random.Generator:
+    """The generator of iteration ``iteration``'s random draw of frames.
+
+    A child (spawn key 0) of the sequence ``[seed, iteration]`` that seeds the augmentation
+    noise: an independent stream, so drawing frames leaves the noise of every strategy as
+    ``uq`` has it, and the same campaign seed and iteration draw the same frames.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, iteration], spawn_key=(0,)))
+
+
+def draw_frames(
+    n: int, n_frames: int, rng: np.random.Generator, exclude: Sequence[int] = ()
+) -> list[int]:
+    """``n`` distinct frame indices of a pull of ``n_frames`` frames, uniformly at random, in
+    time order; frames in ``exclude`` (labeled before) are never drawn, and when fewer than
+    ``n`` remain, all that remain are returned."""
+    if isinstance(n, bool) or int(n) != n or n < 0:
+        raise ValueError(f"n must be an integer >= 0, got {n!r}")
+    excluded = {int(i) for i in exclude}
+    available = np.array([i for i in range(int(n_frames)) if i not in excluded], dtype=int)
+    size = min(int(n), available.size)
+    return sorted(int(i) for i in rng.choice(available, size=size, replace=False))
+
+
+def redraw(
+    selection: Selection,
+    strategy: str,
+    n_frames: int,
+    rng: np.random.Generator,
+    replica: int | None = None,
+    exclude: Sequence[int] = (),
+) -> Selection:
+    """``selection`` (the UQ rule's, which sets the budget) with its selected frames replaced
+    by as many drawn at random (:func:`draw_frames`) from a pull of ``n_frames`` frames: the
+    NNP pull the rule scored (``replica=None``) or reference replica ``replica``'s.
+
+    The UQ rule's threshold, candidates and rejections are kept, its choice moves to
+    ``uq_selected``: the label budget and what UQ would have chosen stay on record.
+    """
+    if strategy not in STRATEGIES or strategy == "uq":
+        raise ValueError(f"redraw needs a random strategy of {STRATEGIES[1:]}, got {strategy!r}")
+    drawn = draw_frames(selection.n_selected, n_frames, rng, exclude)
+    return replace(
+        selection,
+        strategy=strategy,
+        selected=drawn,
+        uq_selected=selection.selected,
+        replica=replica,
     )
 
 
