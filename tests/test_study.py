@@ -156,3 +156,29 @@ def test_pull_studies_write_rows_for_every_variant(ensemble, config, name) -> No
         assert reference["activation_energy_mean_eV"] == pytest.approx(row["ea_ref_mean_eV"])
     for figure in ("ea.png", "work.png"):
         assert (out / "figures" / figure).stat().st_size > 0
+
+
+def test_selection_study_spends_the_same_budget_every_way(config) -> None:
+    """Each campaign labels as many frames as its own UQ rule accepts: at iteration 0, where
+    all start from the same committee, the three strategies spend the same budget; a fourth
+    campaign trains the UQ frames from scratch (the base warm-starts)."""
+    toml = config.read_text().replace("n_members = 2\n", "n_members = 2\nwarm_start = true\n")
+    warm = config.parent / "warm.toml"
+    warm.write_text(toml)
+    out = config.parent / "selection"
+    _finish(_study("selection", warm, out))
+    study = json.loads((out / "study.json").read_text())
+    by_campaign: dict[str, list[dict]] = {}
+    for row in study["rows"]:
+        by_campaign.setdefault(row["campaign"], []).append(row)
+    assert set(by_campaign) == {
+        "select-uq",
+        "select-random",
+        "select-reference",
+        "select-uq-scratch",
+    }
+    first = {name: rows[0]["n_selected"] for name, rows in by_campaign.items()}
+    assert first["select-random"] == first["select-reference"] == first["select-uq"] > 0
+    settings = json.loads((out / "campaigns" / "select-uq-scratch" / "summary.json").read_text())
+    assert settings["config"]["committee"]["warm_start"] is False
+    assert (out / "figures" / "ea_error_vs_labels.png").stat().st_size > 0

@@ -31,6 +31,8 @@ PROVENANCE = (
     "uid",
     "spin_state",
     "s_squared",
+    "selection_strategy",
+    "reference_replica",
 )
 
 

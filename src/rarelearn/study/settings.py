@@ -21,6 +21,7 @@ from rarelearn.config import (
     preset,
     read_toml,
 )
+from rarelearn.selection import STRATEGIES
 from rarelearn.study import STUDIES
 
 #: Campaign settings of the quick campaign studies on top of the quick preset: 6 (ensemble)
@@ -69,9 +70,9 @@ class StudySettings:
             f"must be among random, inherited, got {list(self.strategies)}",
         )
         require(
-            len(self.selections) > 0 and set(self.selections) <= {"uq", "random", "reference"},
+            len(self.selections) > 0 and set(self.selections) <= set(STRATEGIES),
             "selections",
-            f"must be among uq, random, reference, got {list(self.selections)}",
+            f"must be among {', '.join(STRATEGIES)}, got {list(self.selections)}",
         )
         require(
             len(self.chains) > 0 and all(isinstance(n, int) and n >= 2 for n in self.chains),
