@@ -11,35 +11,16 @@ from pathlib import Path
 
 import pytest
 
-TINY = """
-name = "tiny"
-iterations = 2
-seed = 1
-baselines = false
-[system]
-chain = 3
-[reference]
-replicas = 3
-[reference.equilibrium]
-n_frames = 60
-equilibration_steps = 20
-[reference.smd]
-n_steps = 500
-relax_steps = 50
-pull_speed_A_per_ps = 10.0
-[committee]
-n_members = 2
-[committee.ani]
-epochs = 4
-layers = {H = [16, 8], C = [16, 8]}
-[selection]
-n_reference_steps = 100
-max_selected = 6
-post_break_cap = 3
-[executor]
-kind = "local"
-workers = 2
-chunk_size = 2
+from test_campaign import TINY as CAMPAIGN_TINY
+from test_campaign import _env
+
+#: test_campaign's tiny propane campaign, 2 iterations, on two worker processes, plus the
+#: [study] table of each study's tiny variant.
+TINY = (
+    CAMPAIGN_TINY.replace("iterations = 3", "iterations = 2\nbaselines = false").replace(
+        'kind = "inprocess"', 'kind = "local"\nworkers = 2'
+    )
+    + """
 [study]
 members = [2, 3]
 strategies = ["random"]
@@ -47,12 +28,14 @@ chains = [2, 3]
 speeds = [10.0, 20.0]
 replicas = 2
 """
+)
 
 
 def _study(name: str, config: Path, out: Path, *extra: str) -> subprocess.Popen:
     options = ["--preset", "paper", "--config", str(config), "--out", str(out), *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "rarelearn.cli", "--quiet", "study", name, *options],
+        env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -162,7 +145,7 @@ def test_selection_study_spends_the_same_budget_every_way(config) -> None:
     """Each campaign labels as many frames as its own UQ rule accepts: at iteration 0, where
     all start from the same committee, the three strategies spend the same budget; a fourth
     campaign trains the UQ frames from scratch (the base warm-starts)."""
-    toml = config.read_text().replace("n_members = 2\n", "n_members = 2\nwarm_start = true\n")
+    toml = config.read_text().replace("[committee]\n", "[committee]\nwarm_start = true\n")
     warm = config.parent / "warm.toml"
     warm.write_text(toml)
     out = config.parent / "selection"
