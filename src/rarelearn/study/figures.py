@@ -194,12 +194,24 @@ def _pull_sentences(rows: list[dict[str, Any]], key: str, study: str) -> list[st
                 "replicas' standard errors are not a trend)."
             )
     for row in rows:
-        if row["broken_bond_ref"] != row["broken_bond_nnp"]:
+        # by element pair: C0-C1 and C4-C5 of hexane are the same bond by symmetry
+        ref, nnp = _kinds(row["broken_bonds_ref"]), _kinds(row["broken_bonds_nnp"])
+        if ref != nnp:
             sentences.append(
-                f"{key} {row[key]}: the reference broke {row['broken_bond_ref']} most often, "
-                f"the NNP {row['broken_bond_nnp']}."
+                f"{key} {row[key]}: the reference broke {', '.join(ref) or 'no bond'}, the NNP "
+                f"{', '.join(nnp) or 'no bond'} ({_cell(row['broken_bonds_ref'])} against "
+                f"{_cell(row['broken_bonds_nnp'])})."
             )
     return sentences
+
+
+def _kinds(counts: dict[str, int] | None) -> list[str]:
+    """Element pairs of the bonds broken ("S1-S2" -> "S-S"), sorted; "none" left out."""
+    kinds = set()
+    for label in counts or {}:
+        if label != "none":
+            kinds.add("-".join(sorted(part.rstrip("0123456789") for part in label.split("-"))))
+    return sorted(kinds)
 
 
 def _cell(value: Any) -> str:
