@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from rarelearn.pulls import REPLICAS_FILE, ReplicaPulls
 from rarelearn.runfolder import read_json
@@ -72,6 +73,7 @@ def _ea_error_figure(rows: list[dict[str, Any]], folder: Path, by_labels: bool) 
     ax.axhline(0.0, color="black", lw=0.8)
     ax.axhspan(-1.0, 1.0, color="0.85", zorder=0, label="±1 kcal/mol")
     ax.set_xlabel("labels used (reference calculations)" if by_labels else "iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("Ea error, NNP − reference (kcal/mol)")
     ax.legend(fontsize=8)
     name = "ea_error_vs_labels.png" if by_labels else "ea_error.png"
@@ -92,6 +94,7 @@ def _mae_figure(rows: list[dict[str, Any]], folder: Path) -> Path:
         )
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("MAE on the unseen reference pull (kcal/mol)")
     ax.legend(fontsize=8)
     fig.savefig(folder / "mae_unseen.png", dpi=130)
