@@ -42,10 +42,9 @@ def run_study(
     """Run (or resume) study ``name`` in ``out``; return ``study.json``'s content."""
     config = load_study_config(name, preset, config_path, model)
     out = Path(out)
-    _refuse_other_config(out, config)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with CampaignLock(out), StageProgress(quiet=quiet) as progress:
+        _refuse_other_config(out, config)
         settings = config.base.executor
         executor = make_executor(settings.kind, settings.workers, settings.address)
         try:
