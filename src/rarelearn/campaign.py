@@ -56,7 +56,7 @@ from rarelearn.reference import (
 )
 from rarelearn.runfolder import ROW_KEYS, damaged, load_npz, read_json
 from rarelearn.selection import Selection, augment, draw_rng, redraw, select_frames
-from rarelearn.statistics import Difference, Sample, replicas_for_half_width
+from rarelearn.statistics import Difference, Sample, finite_or_none, replicas_for_half_width
 from rarelearn.store import CampaignStore, uid
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -80,6 +80,12 @@ def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
 
 def labeler_of(config: CampaignConfig) -> LabelerSpec:
     return LabelerSpec(config.labeler.method, dict(config.labeler.options))
+
+
+def executor_of(config: CampaignConfig) -> Executor:
+    """The executor the ``[executor]`` settings name, started now."""
+    settings = config.executor
+    return make_executor(settings.kind, settings.workers, settings.address)
 
 
 def open_store(config: CampaignConfig, run_dir: Path) -> CampaignStore:
@@ -176,8 +182,7 @@ class Campaign:
     def executor(self) -> Executor:
         """Started on first use: a resumed campaign with nothing to label starts no workers."""
         if self._executor is None:
-            settings = self.config.executor
-            self._executor = make_executor(settings.kind, settings.workers, settings.address)
+            self._executor = executor_of(self.config)
         return self._executor
 
     def close(self) -> None:
@@ -249,7 +254,11 @@ class Campaign:
             if row["n_selected"] == 0 and not self._stops_after(i, rows, row):
                 # written as the last iteration of a campaign since extended (`--iterations`):
                 # it selects and labels now (a no-op when its selection found nothing)
-                row = self._select_and_label(i, paths, SMDTrace.load(paths.smd), row, label)
+                timing = read_json(paths.timing) if paths.timing.is_file() else {}
+                trace = SMDTrace.load(paths.smd)
+                row = self._write_row(
+                    paths, self._select_and_label(i, paths, trace, row, label, timing)
+                )
             return row, load_committee(paths.committee)
         timing = read_json(paths.timing) if paths.timing.is_file() else {}
 
@@ -262,13 +271,9 @@ class Campaign:
 
         row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
         row["wall_s"] = round(sum(timing.values()), 2)
-        if self._stops_after(i, rows, row):
-            row = {key: row[key] for key in ROW_KEYS}
-            write_json(paths.metrics, row)
-            self.progress.message(_row_line(row))
-        else:
-            row = self._select_and_label(i, paths, trace, row, label)
-        return row, committee
+        if not self._stops_after(i, rows, row):
+            row = self._select_and_label(i, paths, trace, row, label, timing)
+        return self._write_row(paths, row), committee
 
     def _stops_after(self, i: int, rows: list[dict], row: dict) -> bool:
         """Whether iteration i is the campaign's last (allowed or converged): it labels nothing."""
@@ -276,13 +281,13 @@ class Campaign:
         return last or converged_iteration([*rows, row], self.config) is not None
 
     def _select_and_label(
-        self, i: int, paths: _Iteration, trace: SMDTrace, row: dict, label: str
+        self, i: int, paths: _Iteration, trace: SMDTrace, row: dict, label: str, timing: dict
     ) -> dict:
-        """Select from the iteration's pull, label, and write its finished row."""
-        timing = read_json(paths.timing) if paths.timing.is_file() else {}
+        """Select from the iteration's pull and label; the row with their counts (``timing``:
+        the iteration's stage times so far, to which labeling adds)."""
         selection = self.select(i, paths.selection, trace)
         failures = self.label(i, selection, trace, timing, label)
-        row = {
+        return {
             **row,
             "n_candidates": selection.n_candidates,
             "n_selected": selection.n_selected,
@@ -290,6 +295,10 @@ class Campaign:
             "n_label_failures": failures,
             "wall_s": round(sum(timing.values()), 2),
         }
+
+    def _write_row(self, paths: _Iteration, row: dict) -> dict:
+        """The iteration's finished row, in contract order, as ``metrics.json`` (its presence
+        marks the iteration done)."""
         row = {key: row[key] for key in ROW_KEYS}
         write_json(paths.metrics, row)
         self.progress.message(_row_line(row))
@@ -437,7 +446,7 @@ class Campaign:
             **errors,
             "ea_error_kcal_mol": errors["ea_error_eV"] * EV_TO_KCAL_MOL,
             "ea_nnp_mean_eV": sample.mean,
-            "ea_nnp_sem_eV": _none_if_nan(sample.sem),
+            "ea_nnp_sem_eV": finite_or_none(sample.sem),
             "ea_nnp_replicas_eV": list(sample.values),
             "n_replicas": sample.n,
             "broke": pulls.broke,
@@ -653,7 +662,7 @@ class Campaign:
             stop_reason = "running"
         summary = {
             "ea_ref_eV": reference.mean,
-            "ea_ref_sem_eV": _none_if_nan(reference.sem),
+            "ea_ref_sem_eV": finite_or_none(reference.sem),
             "ea_ref_replicas_eV": list(reference.values),
             "broken_bonds_ref": self.reference_pulls.bond_counts(),
             "system": describe_system(self.atoms, self.pulled),
@@ -668,10 +677,6 @@ class Campaign:
         }
         write_json(self.run_dir / "summary.json", summary)
         return summary
-
-
-def _none_if_nan(value: float) -> float | None:
-    return None if not np.isfinite(value) else float(value)
 
 
 def _row_difference(row: dict[str, Any]) -> Difference:

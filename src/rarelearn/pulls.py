@@ -9,7 +9,6 @@ comparison of two sets of pulls (`compare_pulls`), whose keys go into ``summary.
 
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from rarelearn.dynamics import SMDTrace, StartState
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import PulledAtoms
 from rarelearn.runfolder import damaged, load_npz, read_traj
-from rarelearn.statistics import Sample, paired, welch
+from rarelearn.statistics import Sample, finite_or_none, paired, welch
 
 START_STATES_FILE = "start_states.traj"
 REPLICAS_FILE = "replicas.npz"
@@ -103,7 +102,7 @@ class ReplicaPulls:
             distance_A=padded("distance_A"),
             work_eV=padded("work_eV"),
             rest_length_A=padded("rest_length_A"),
-            broken_bonds=[_bond_label(t) for t in traces],
+            broken_bonds=[t.broken_bond_label() for t in traces],
         )
 
     @property
@@ -147,8 +146,8 @@ class ReplicaPulls:
         return {
             "n_replicas": self.n,
             "activation_energy_mean_eV": sample.mean,
-            "activation_energy_sem_eV": _finite_or_none(sample.sem),
-            "activation_energy_std_eV": _finite_or_none(sample.std),
+            "activation_energy_sem_eV": finite_or_none(sample.sem),
+            "activation_energy_std_eV": finite_or_none(sample.std),
             "activation_energy_replicas_eV": list(sample.values),
             "breaking_distance_mean_A": self.mean_breaking_distance(),
             "breaking_distance_replicas_A": self.breaking_distances(),
@@ -207,9 +206,9 @@ def compare_pulls(model: ReplicaPulls, reference: ReplicaPulls) -> dict[str, Any
     return {
         "ea_error_eV": abs(difference.estimate),
         "ea_error_signed_eV": difference.estimate,
-        "ea_error_ci95_eV": _finite_or_none(difference.half_width),
+        "ea_error_ci95_eV": finite_or_none(difference.half_width),
         "ea_error_paired_eV": twin.estimate,
-        "ea_error_paired_ci95_eV": _finite_or_none(twin.half_width),
+        "ea_error_paired_ci95_eV": finite_or_none(twin.half_width),
         "ea_error_single_eV": abs(
             float(model.activation_energy_eV[0] - reference.activation_energy_eV[0])
         ),
@@ -222,13 +221,3 @@ def bond_counts_text(counts: dict[str, int] | None) -> str:
         return "-"
     total = sum(counts.values())
     return ", ".join(f"{bond} {n}/{total}" for bond, n in counts.items())
-
-
-def _bond_label(trace: SMDTrace) -> str | None:
-    bond = trace.summary()["broken_bond"]
-    return None if bond is None else str(bond["label"])
-
-
-def _finite_or_none(value: float) -> float | None:
-    """JSON has no NaN: an undefined spread (one replica) is written as null."""
-    return float(value) if math.isfinite(value) else None

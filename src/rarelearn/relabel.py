@@ -47,7 +47,6 @@ RUN is only read; RUN2 is held with the run-folder lock.
 from __future__ import annotations
 
 import inspect
-import math
 import time
 import tomllib
 from collections.abc import Sequence
@@ -60,6 +59,7 @@ from ase import Atoms
 
 from rarelearn.campaign import (
     TRAINING_SOURCES,
+    executor_of,
     labeler_of,
     load_committee,
     open_store,
@@ -71,7 +71,7 @@ from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, LabelerConfig, StoreConfig, load_resolved
 from rarelearn.dynamics import SMDSettings
 from rarelearn.errors import LabelingError, RarelearnError
-from rarelearn.executors import Executor, label_parallel, make_executor
+from rarelearn.executors import Executor, label_parallel
 from rarelearn.labeling import LabelerSpec
 from rarelearn.lock import LOCK_FILE, CampaignLock
 from rarelearn.metrics import relative_energy_mae
@@ -81,6 +81,7 @@ from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, load_start_states
 from rarelearn.reference import write_json
 from rarelearn.runfolder import load_npz, read_json
+from rarelearn.statistics import finite_or_none
 from rarelearn.store import SOURCES, CampaignStore
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -209,10 +210,6 @@ def _stats_kcal(values_eV: np.ndarray) -> dict[str, Any]:
         "rmse_kcal_mol": float(np.sqrt(np.mean(values**2))),
         "max_abs_kcal_mol": float(np.abs(values).max()),
     }
-
-
-def _finite_or_none(value: Any) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 # ------------------------------------------------------------------------- the source run
@@ -364,8 +361,7 @@ class Relabel:
     def executor(self) -> Executor:
         """RUN's executor settings, started on first use (nothing to label: no workers)."""
         if self._executor is None:
-            settings = self.config.executor
-            self._executor = make_executor(settings.kind, settings.workers, settings.address)
+            self._executor = executor_of(self.config)
         return self._executor
 
     def run(self) -> dict[str, Any]:
@@ -582,7 +578,7 @@ class Relabel:
                 {
                     "uid": int(arrays["uid"][k]),
                     "source": str(sources[k]),
-                    "spring_distance_A": _finite_or_none(arrays["spring_distance_A"][k]),
+                    "spring_distance_A": finite_or_none(arrays["spring_distance_A"][k]),
                     "de_to_mean_kcal_mol": float(to_mean[k] * EV_TO_KCAL_MOL),
                 }
                 for k in largest
@@ -626,7 +622,7 @@ class Relabel:
                 relative_energy_mae(unseen["e_pred_eV"], unseen["e_ref_eV"]) * EV_TO_KCAL_MOL
             )
         metrics = {
-            key: {"original": _finite_or_none(final.get(key)), "new": _finite_or_none(new.get(key))}
+            key: {"original": finite_or_none(final.get(key)), "new": finite_or_none(new.get(key))}
             for key in ("train_mae_kcal_mol", "val_mae_kcal_mol", "mae_unseen_kcal_mol")
         }
         metrics["n_training_frames"] = {

@@ -126,5 +126,10 @@ def replicas_for_half_width(
         n += 1
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN: an undefined statistic (a spread of one replica) is written as null."""
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
 def _t_quantile(confidence: float, dof: float) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2.0, dof))

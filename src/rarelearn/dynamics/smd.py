@@ -206,13 +206,19 @@ class SMDTrace:
             )
         return atoms
 
+    def broken_bond_label(self) -> str | None:
+        """The bond that broke by element and index, "S1-S2" (None: no bond broke)."""
+        if self.broken_bond is None:
+            return None
+        symbols = Atoms(numbers=self.numbers).get_chemical_symbols()
+        i, j = self.broken_bond
+        return f"{symbols[i]}{i}-{symbols[j]}{j}"
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures of merit."""
         bond = None
         if self.broken_bond is not None:
-            symbols = Atoms(numbers=self.numbers).get_chemical_symbols()
-            i, j = self.broken_bond
-            bond = {"atoms": [i, j], "label": f"{symbols[i]}{i}-{symbols[j]}{j}"}
+            bond = {"atoms": list(self.broken_bond), "label": self.broken_bond_label()}
         return {
             "activation_energy_eV": self.activation_energy_eV,
             "breaking_distance_A": self.breaking_distance_A,

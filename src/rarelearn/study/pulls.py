@@ -24,7 +24,7 @@ from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, ReplicaPulls
 from rarelearn.reference import EquilibriumSettings, ReferenceSettings
 from rarelearn.runfolder import read_json
-from rarelearn.statistics import welch
+from rarelearn.statistics import finite_or_none, welch
 from rarelearn.study.settings import StudyConfig
 
 
@@ -124,11 +124,11 @@ def pull_row(label: dict[str, Any], reference: Path, nnp: Path) -> dict[str, Any
     return {
         **label,
         "ea_ref_mean_eV": ref.sample.mean,
-        "ea_ref_sem_eV": _finite(ref.sample.sem),
+        "ea_ref_sem_eV": finite_or_none(ref.sample.sem),
         "ea_nnp_mean_eV": model.sample.mean,
-        "ea_nnp_sem_eV": _finite(model.sample.sem),
+        "ea_nnp_sem_eV": finite_or_none(model.sample.sem),
         "ea_error_eV": difference.estimate,
-        "ea_error_ci95_eV": _finite(difference.half_width),
+        "ea_error_ci95_eV": finite_or_none(difference.half_width),
         "breaking_distance_ref_A": ref.mean_breaking_distance(),
         "breaking_distance_nnp_A": model.mean_breaking_distance(),
         "broken_bond_ref": _most_common(ref.bond_counts()),
@@ -148,7 +148,3 @@ def pull_row(label: dict[str, Any], reference: Path, nnp: Path) -> dict[str, Any
 
 def _most_common(counts: dict[str, int] | None) -> str | None:
     return None if not counts else next(iter(counts))
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None

@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from rarelearn.campaign import executor_of
 from rarelearn.errors import RarelearnError
-from rarelearn.executors import Executor, make_executor
+from rarelearn.executors import Executor
 from rarelearn.lock import CampaignLock
 from rarelearn.progress import StageProgress
 from rarelearn.reference import write_json
@@ -45,8 +46,7 @@ def run_study(
     started = time.perf_counter()
     with CampaignLock(out), StageProgress(quiet=quiet) as progress:
         _refuse_other_config(out, config)
-        settings = config.base.executor
-        executor = make_executor(settings.kind, settings.workers, settings.address)
+        executor = executor_of(config.base)
         try:
             if name in ("ensemble", "selection"):
                 rows = _campaign_study(config, out, executor, progress)
