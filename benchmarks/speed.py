@@ -40,9 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _ani_data import alkane, xtb_md_frames
 from rarelearn.committee import Committee
 from rarelearn.potentials import ANIModel, ANISettings
-from rarelearn.potentials._static import torch_threads
 from rarelearn.potentials.features import FeatureCache, TrainingFeatures
-from rarelearn.threads import available_cores
+from rarelearn.threads import available_cores, torch_threads
 
 
 def _median_time(fn, n: int, repeats: int = 5) -> float:

@@ -30,6 +30,8 @@ from rarelearn.dynamics import SMDSettings, Thermostat
 from rarelearn.errors import ConfigError, RarelearnError
 from rarelearn.molecules import PulledAtoms, build_alkane, read_structure
 from rarelearn.potentials.ani import ANISettings
+from rarelearn.potentials.mace import MACESettings
+from rarelearn.potentials.schnet import SchNetSettings
 from rarelearn.reference import EquilibriumSettings
 from rarelearn.selection import SelectionSettings
 
@@ -146,7 +148,12 @@ def _config_section(name: str) -> st.SearchStrategy:
         "stop": module.StopConfig,
     }
     if name == "committee":
-        return _section(module.CommitteeConfig, skip=("ani",), extra={"ani": _section(ANISettings)})
+        families = {"ani": ANISettings, "schnet": SchNetSettings, "mace": MACESettings}
+        return _section(
+            module.CommitteeConfig,
+            skip=tuple(families),
+            extra={name: _section(cls) for name, cls in families.items()},
+        )
     return _section(classes[name])
 
 

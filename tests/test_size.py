@@ -25,7 +25,7 @@ from rarelearn.dynamics import (
 )
 from rarelearn.molecules import build_alkane, default_pulled_atoms
 from rarelearn.potentials import ANIModel, ANISettings, ModelError
-from rarelearn.potentials._static import (
+from rarelearn.potentials.aev import (
     MAX_STATIC_ATOMS,
     NeighborListAEV,
     StaticAEV,

@@ -38,7 +38,7 @@ from rarelearn.molecules import (
     describe_system,
     read_structure,
 )
-from rarelearn.potentials.ani import check_ani_elements
+from rarelearn.potentials.families import model_class
 from rarelearn.potentials.features import FeatureCache
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import (
@@ -72,7 +72,7 @@ def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
     atoms = read_structure(system.structure) if system.structure else build_alkane(system.chain)
     smd = config.reference.smd
     check_structure(atoms, smd.min_distance_A, smd.isolated_atom_A)
-    check_ani_elements(atoms.get_chemical_symbols())
+    model_class(config.committee.backend).check_family_elements(atoms.get_chemical_symbols())
     pulled = PulledAtoms.from_list(system.pull) if system.pull else default_pulled_atoms(atoms)
     pulled.validate(len(atoms))
     return atoms, pulled
@@ -323,14 +323,15 @@ class Campaign:
         started = time.perf_counter()
         self.progress.message(
             f"{label}: training {settings.n_members} members on {len(frames)} frames "
-            f"({settings.ani.epochs} epochs, {settings.strategy} splits)"
+            f"({settings.backend}, {settings.model.epochs} epochs, {settings.strategy} splits)"
         )
-        total = settings.n_members * settings.ani.epochs
+        total = settings.n_members * settings.model.epochs
         with self.progress.stage(f"{label}: training", total, "epochs") as update:
             committee = Committee.train(
                 frames,
                 n_members=settings.n_members,
-                settings=settings.ani,
+                settings=settings.model,
+                family=settings.backend,
                 strategy=settings.strategy,
                 previous=previous,
                 seed=self.config.seed * 1000 + seed_offset,

@@ -146,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="every n-th reference-SMD frame (the unseen test set; default: all)",
     )
-    relabel.add_argument("--epochs", type=_positive(int), help="override committee.ani.epochs")
+    relabel.add_argument(
+        "--epochs",
+        type=_positive(int),
+        help="override the epochs of the committee's family (committee.<backend>.epochs)",
+    )
     relabel.add_argument(
         "--no-pulls", action="store_true", help="skip the new committee's steered MD"
     )

@@ -21,7 +21,11 @@ import tomli_w
 
 from rarelearn.dynamics import SMDSettings, Thermostat
 from rarelearn.errors import ConfigError, RarelearnError
-from rarelearn.potentials.ani import LR_SCHEDULES, ANISettings
+from rarelearn.potentials.ani import ANISettings
+from rarelearn.potentials.base import FamilySettings
+from rarelearn.potentials.families import FAMILIES, require_family, settings_class
+from rarelearn.potentials.mace import MACESettings
+from rarelearn.potentials.schnet import SchNetSettings
 from rarelearn.reference import EquilibriumSettings, ReferenceSettings
 from rarelearn.runfolder import damaged
 from rarelearn.selection import SelectionSettings
@@ -52,8 +56,14 @@ class LabelerConfig:
 
 @dataclass(frozen=True)
 class CommitteeConfig:
-    """Committee size, split strategy, and the ANI settings of every member."""
+    """Committee size, split strategy, the model family and its settings.
 
+    `backend` names the family (`potentials.families`: ``ani``, ``schnet``, ``mace``); its
+    section (``committee.ani``, ...) holds the settings of every member; the other sections
+    are kept, validated and unused.
+    """
+
+    backend: str = "ani"
     n_members: int = 3
     strategy: str = "random"
     #: Start each member from the previous iteration's weights (fewer epochs needed).
@@ -68,6 +78,13 @@ class CommitteeConfig:
     #: paper's choice) or the committee ``mean`` (forces of the members' mean energy).
     driver: str = "best"
     ani: ANISettings = field(default_factory=ANISettings)
+    schnet: SchNetSettings = field(default_factory=SchNetSettings)
+    mace: MACESettings = field(default_factory=MACESettings)
+
+    @property
+    def model(self) -> FamilySettings:
+        """The settings of the chosen family (`backend`)."""
+        return getattr(self, self.backend)
 
 
 @dataclass(frozen=True)
@@ -334,15 +351,17 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         raise ConfigError(f"reference: {exc}") from None
 
     committee = dict(values.get("committee", {}))
-    ani = committee.pop("ani", {})
-    if not isinstance(ani, dict):
-        raise ConfigError("committee.ani must be a table")
-    _check_types("committee.ani", ANISettings, ani)
-    try:
-        ani_settings = ANISettings.from_dict(ani)
-    except RarelearnError as exc:
-        raise ConfigError(f"committee.ani: {exc}") from None
-    committee_config = _build("committee", CommitteeConfig, {**committee, "ani": ani_settings})
+    for family in FAMILIES:
+        section = committee.pop(family, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"committee.{family} must be a table")
+        family_settings = settings_class(family)
+        _check_types(f"committee.{family}", family_settings, section)
+        try:
+            committee[family] = family_settings.from_dict(section)
+        except RarelearnError as exc:
+            raise ConfigError(f"committee.{family}: {exc}") from None
+    committee_config = _build("committee", CommitteeConfig, committee)
 
     config = CampaignConfig(
         name=values.get("name", "paper"),
@@ -415,24 +434,15 @@ def validate(config: CampaignConfig) -> None:
         "committee.driver",
         f"must be one of {DRIVERS}, got {committee.driver!r}",
     )
-    ani = committee.ani
-    _require(_is_int(ani.epochs) and ani.epochs >= 1, "committee.ani.epochs", "must be >= 1")
     _require(
-        _is_int(ani.batch_size) and ani.batch_size >= 1, "committee.ani.batch_size", "must be >= 1"
+        committee.backend in FAMILIES,
+        "committee.backend",
+        f"must be one of {', '.join(FAMILIES)}, got {committee.backend!r}",
     )
-    _require(
-        all(size >= 1 for sizes in (ani.default_layers, *ani.layers.values()) for size in sizes),
-        "committee.ani.layers",
-        "(and default_layers) must list hidden layer sizes >= 1",
-    )
-    _require(ani.lr > 0, "committee.ani.lr", "must be positive")
-    _require(0 < ani.val_fraction < 1, "committee.ani.val_fraction", "must be between 0 and 1")
-    _require(ani.force_weight >= 0, "committee.ani.force_weight", "must be >= 0")
-    _require(
-        ani.lr_schedule in LR_SCHEDULES,
-        "committee.ani.lr_schedule",
-        f"must be one of {LR_SCHEDULES}, got {ani.lr_schedule!r}",
-    )
+    for family in FAMILIES:
+        for key, problem in getattr(committee, family).problems():
+            raise ConfigError(f"committee.{family}.{key} {problem}")
+    require_family(committee.backend)
     _require(
         config.selection.strategy != "reference" or config.reference.replicas >= 2,
         "selection.strategy",

@@ -19,7 +19,7 @@ The new run folder (RUN2), a run folder of its own:
   epochs) and the chosen uids. A rerun must ask for the same; a folder holding anything else
   (another RUN, other settings, not a relabel) is refused before anything is written.
 - ``config.toml``: RUN's configuration with the labeler replaced, the store set to RUN2's own
-  ``data.db`` (also when RUN shares a PostgreSQL store) and ``committee.ani.epochs`` set when
+  ``data.db`` (also when RUN shares a PostgreSQL store) and ``committee.<backend>.epochs`` set when
   asked. A committee trained once from scratch sees fewer epochs than the last committee of a
   warm-started campaign (the quick preset: 60 per iteration), hence ``epochs``.
 - ``data.db``: each relabeled frame under batch ``relabel``, task = its place in the plan,
@@ -321,7 +321,8 @@ def target_config(source: SourceRun, request: RelabelRequest, out: Path) -> Camp
     """RUN's configuration with the new labeler, RUN2's own SQLite store and asked epochs."""
     committee = source.config.committee
     if request.epochs is not None:
-        committee = replace(committee, ani=replace(committee.ani, epochs=request.epochs))
+        model = replace(committee.model, epochs=request.epochs)
+        committee = replace(committee, **{committee.backend: model})
     return replace(
         source.config,
         out=str(out),
@@ -458,14 +459,15 @@ class Relabel:
         settings = self.config.committee
         self.progress.message(
             f"relabel: training {settings.n_members} members on {len(frames)} frames "
-            f"({settings.ani.epochs} epochs, {settings.strategy} splits)"
+            f"({settings.backend}, {settings.model.epochs} epochs, {settings.strategy} splits)"
         )
-        total = settings.n_members * settings.ani.epochs
+        total = settings.n_members * settings.model.epochs
         with self.progress.stage("relabel: training", total, "epochs") as update:
             committee = Committee.train(
                 frames,
                 n_members=settings.n_members,
-                settings=settings.ani,
+                settings=settings.model,
+                family=settings.backend,
                 strategy=settings.strategy,
                 previous=None,
                 seed=self.config.seed * 1000,
@@ -673,7 +675,7 @@ class Relabel:
                 "folder": str(self.out / "committee"),
                 "n_members": committee.n_members,
                 "best_index": committee.best_index,
-                "epochs": self.config.committee.ani.epochs,
+                "epochs": self.config.committee.model.epochs,
                 "seed": committee.seed,
             },
         }

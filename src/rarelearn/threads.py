@@ -16,17 +16,34 @@ one thread per core.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import torch
 
-from rarelearn.potentials._static import torch_threads
-
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op threads (None: leave as is).
+
+    Single-frame evaluation is a chain of tiny kernels; splitting them over threads only adds
+    synchronisation, and on a shared machine it is much slower (measured ~10x with busy cores).
+    """
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def available_cores() -> int:

@@ -1,5 +1,24 @@
-"""Neural network potentials. `ani`: TorchANI AEVs + per-element networks."""
+"""NNP families behind one interface (`Potential`): ANI first, SchNet and MACE beside it.
 
-from rarelearn.potentials.ani import ANIModel, ANISettings, ModelError
+`families` names them (``committee.backend``); `base` is the interface; `graph` what the
+message-passing families share; `ani`, `schnet`, `mace` one module each; `aev` and `features`
+are ANI's fast paths and `ani_committee` its committee paths; `evaluator` evaluates a
+committee of any family; `calculator` is the ASE calculator of one model.
+"""
 
-__all__ = ["ANIModel", "ANISettings", "ModelError"]
+from rarelearn.errors import ModelError
+from rarelearn.potentials.ani import ANIModel, ANISettings
+from rarelearn.potentials.base import FamilySettings, FitHistory, Potential
+from rarelearn.potentials.families import FAMILIES, MissingPackageError, model_class
+
+__all__ = [
+    "FAMILIES",
+    "ANIModel",
+    "ANISettings",
+    "FamilySettings",
+    "FitHistory",
+    "MissingPackageError",
+    "ModelError",
+    "Potential",
+    "model_class",
+]

@@ -26,13 +26,11 @@ own (`training_features`); prediction on them goes through TorchANI's neighbour 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,13 +42,19 @@ from torchani.aev import AEVComputer
 from torchani.nn import ANINetworks, AtomicNetwork
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials._static import (
+from rarelearn.potentials.aev import (
     MAX_STATIC_ATOMS,
     NeighborListAEV,
     StaticAEV,
     aev_path_for,
     molecule_aev,
-    torch_threads,
+)
+from rarelearn.potentials.base import (
+    FamilySettings,
+    FitHistory,
+    Potential,
+    elements_of,
+    sorted_elements,
 )
 from rarelearn.potentials.features import (
     FeatureCache,
@@ -58,10 +62,7 @@ from rarelearn.potentials.features import (
     jacobian_forces,
     jacobian_mb,
 )
-
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "weights.pt"
-META_FILE = "model.json"
+from rarelearn.threads import torch_threads
 
 #: Hidden layer sizes of the paper's networks; other elements get `ANISettings.default_layers`.
 PAPER_LAYERS: dict[str, tuple[int, ...]] = {"H": (256, 192, 160), "C": (224, 192, 160)}
@@ -87,7 +88,7 @@ LR_SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass
-class ANISettings:
+class ANISettings(FamilySettings):
     """Every hyperparameter of an ANI model and its training.
 
     `layers` maps element symbol -> hidden layer sizes; elements not listed get
@@ -121,48 +122,36 @@ class ANISettings:
     jacobian_cache_mb: float = 4096.0
     threads: int | None = 1
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ANISettings:
         """Inverse of `to_dict`; unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ModelError(f"unknown ANI settings: {sorted(unknown)}")
         out = dict(data)
         if "layers" in out:
             out["layers"] = {k: tuple(v) for k, v in out["layers"].items()}
-        if "default_layers" in out:
-            out["default_layers"] = tuple(out["default_layers"])
-        return cls(**out)
+        return super().from_dict(out)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """(setting, what is wrong) for every invalid value."""
+        yield from super().problems()
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            yield "batch_size", f"must be an integer >= 1, got {self.batch_size!r}"
+        if not all(
+            size >= 1 for sizes in (self.default_layers, *self.layers.values()) for size in sizes
+        ):
+            yield "layers", "(and default_layers) must list hidden layer sizes >= 1"
+        if not self.lr > 0:
+            yield "lr", f"must be positive, got {self.lr!r}"
+        if not self.force_weight >= 0:
+            yield "force_weight", f"must be >= 0, got {self.force_weight!r}"
+        if self.lr_schedule not in LR_SCHEDULES:
+            yield "lr_schedule", f"must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
 
     def hidden_layers(self, symbol: str) -> tuple[int, ...]:
         """Hidden layer sizes for one element."""
         return tuple(self.layers.get(symbol, self.default_layers))
 
 
-@dataclass
-class FitHistory:
-    """What a fit did: per-epoch losses, best epoch, final errors (eV, eV/A)."""
-
-    train_loss: list[float] = field(default_factory=list)
-    val_energy_mse: list[float] = field(default_factory=list)
-    best_epoch: int = -1
-    epochs_run: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
-def elements_of(frames: Sequence[Atoms]) -> list[str]:
-    """Element symbols present in the frames, ordered by atomic number."""
-    numbers = sorted({int(z) for f in frames for z in f.numbers})
-    return [chemical_symbols[z] for z in numbers]
-
-
-class ANIModel:
+class ANIModel(Potential):
     """An ANI potential: TorchANI AEV computer + one TorchANI AtomicNetwork per element.
 
     Create untrained with `ANIModel(elements, settings, seed)`, or train with
@@ -170,14 +159,15 @@ class ANIModel:
     use a folder, `to_torchscript` exports an energy model for use outside Python.
     """
 
+    family = "ani"
+    settings_class = ANISettings
+
     def __init__(
         self, elements: Sequence[str], settings: ANISettings | None = None, seed: int = 0
     ) -> None:
         self.settings = copy.deepcopy(settings) if settings is not None else ANISettings()
-        symbols = sorted(set(elements), key=lambda s: atomic_numbers[s])
-        if not symbols:
-            raise ModelError("an ANI model needs at least one element")
-        check_ani_elements(symbols)
+        symbols = sorted_elements(elements)
+        self.check_family_elements(symbols)
         self.elements: list[str] = symbols
         self.aev_computer = AEVComputer.like_2x(num_species=len(symbols))
         aev_dim = int(self.aev_computer.out_dim)
@@ -211,16 +201,10 @@ class ANIModel:
         self._aev_modules = {}
         return self
 
-    def check_elements(self, frames: Sequence[Atoms]) -> None:
-        """Raise ModelError if any frame holds an element the model was not trained on."""
-        known = set(self.elements)
-        for i, fr in enumerate(frames):
-            bad = sorted(set(fr.get_chemical_symbols()) - known)
-            if bad:
-                raise ModelError(
-                    f"frame {i} contains element(s) {', '.join(bad)} the model was not trained "
-                    f"on (model elements: {', '.join(self.elements)})"
-                )
+    @classmethod
+    def check_family_elements(cls, elements: Sequence[str]) -> None:
+        """ModelError naming elements outside the ANI-2x AEV definition."""
+        check_ani_elements(elements)
 
     def elem_idxs(self, numbers: Sequence[int]) -> Tensor:
         """Element indices (model order) of atomic numbers."""
@@ -244,7 +228,7 @@ class ANIModel:
     def molecule_aev(
         self, numbers: Sequence[int], path: str = "auto"
     ) -> StaticAEV | NeighborListAEV:
-        """Cached AEV module for one molecule of any size (`_static.molecule_aev`: static
+        """Cached AEV module for one molecule of any size (`aev.molecule_aev`: static
         tables up to `MAX_STATIC_ATOMS` atoms, else TorchANI's neighbour list)."""
         atoms = tuple(int(z) for z in numbers)
         key = (aev_path_for(len(atoms), path), atoms)
@@ -595,46 +579,54 @@ class ANIModel:
         out["all_force_mae_eV_A"] = float(np.mean([f_err[i] for i in all_idx]))
         return out
 
-    # ------------------------------------------------------------ persistence
-    def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write weights.pt (state_dict) and model.json (settings, elements, self energies)."""
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(self.networks.state_dict(), path / WEIGHTS_FILE)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "kind": "ani",
-            "elements": self.elements,
-            "self_energies_eV": self.self_energies,
-            "aev": "ani-2x",
-            "aev_dim": self.aev_dim,
-            "settings": self.settings.to_dict(),
-            "history": asdict(self.history),
-        }
-        (path / META_FILE).write_text(json.dumps(meta, indent=1))
-        return path
+    # ------------------------------------------------------- committee hooks
+    @classmethod
+    def train_members(
+        cls,
+        tasks: Sequence[Any],
+        frames: Sequence[Atoms],
+        threads: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cache: FeatureCache | None = None,
+    ) -> list[ANIModel]:
+        """Members side by side in threads on one shared set of AEVs and Jacobians."""
+        from rarelearn.potentials.ani_committee import train_side_by_side
+
+        return train_side_by_side(tasks, frames, threads, progress, cache)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> ANIModel:
-        """Read a model folder written by `save`; ModelError if it is missing or corrupted."""
-        path = Path(folder)
-        if not path.is_dir():
-            raise ModelError(f"model folder {path} does not exist")
-        reading = path / META_FILE  # named in the error: which file is damaged
-        try:
-            meta = json.loads(reading.read_text())
-            settings = ANISettings.from_dict(meta["settings"])
-            model = cls(meta["elements"], settings)
-            model.self_energies = {s: float(v) for s, v in meta["self_energies_eV"].items()}
-            hist = meta.get("history") or {}
-            model.history = FitHistory(**hist)
-            reading = path / WEIGHTS_FILE
-            state = torch.load(reading, weights_only=True, map_location="cpu")
-            model.networks.load_state_dict(state)
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"{reading} is missing or corrupted: {exc}") from exc
+    def committee_evaluator(
+        cls,
+        members: Sequence[Potential],
+        numbers: Sequence[int],
+        best: int,
+        mean_driver: bool = False,
+        threads: int | None = 1,
+        **options: Any,
+    ) -> Any:
+        """One shared AEV, stacked member networks (`ani_committee.ANICommitteeEvaluator`)."""
+        from rarelearn.potentials.ani_committee import ANICommitteeEvaluator
+
+        return ANICommitteeEvaluator(members, numbers, best, mean_driver, threads, **options)
+
+    # ------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Tensor]:
+        """The atomic networks' weights."""
+        return dict(self.networks.state_dict())
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Set the atomic networks' weights."""
+        self.networks.load_state_dict(state)
+
+    def extra_meta(self) -> dict[str, Any]:
+        """Self energies and the AEV definition, beside the weights."""
+        return {"self_energies_eV": self.self_energies, "aev": "ani-2x", "aev_dim": self.aev_dim}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> ANIModel:
+        """An untrained model with the saved settings, elements and self energies."""
+        model = cls(meta["elements"], ANISettings.from_dict(meta["settings"]))
+        model.self_energies = {s: float(v) for s, v in meta["self_energies_eV"].items()}
         return model
 
     # ------------------------------------------------------------ TorchScript

@@ -28,18 +28,11 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials._static import MAX_STATIC_ATOMS
+from rarelearn.potentials.aev import MAX_STATIC_ATOMS
+from rarelearn.potentials.base import frame_labels
 
 if TYPE_CHECKING:
     from rarelearn.potentials.ani import ANIModel
-
-
-def frame_labels(frame: Atoms) -> tuple[float, np.ndarray]:
-    """Energy (eV) and forces (eV/A) of a labeled frame; a clear error when it has none."""
-    try:
-        return float(frame.get_potential_energy()), np.asarray(frame.get_forces(), dtype=float)
-    except Exception as exc:
-        raise ModelError(f"frame has no energy/forces label: {exc}") from exc
 
 
 def geometry_key(frame: Atoms) -> bytes:

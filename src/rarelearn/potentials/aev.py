@@ -25,9 +25,8 @@ the same force-path interface, forces by autograd. `molecule_aev` makes that cho
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -47,24 +46,6 @@ MAX_STATIC_ATOMS = 64
 #: `MAX_STATIC_ATOMS` atoms, else TorchANI's neighbour list), ``static`` or ``neighbor_list``
 #: (either one by name: the tests compare them on a molecule both can do).
 AEV_PATHS = ("auto", "static", "neighbor_list")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op threads (None: leave as is).
-
-    Single-frame evaluation is a chain of tiny kernels; splitting them over threads only adds
-    synchronisation, and on a shared machine it is much slower (measured ~10x with busy cores).
-    """
-    if n is None or n == torch.get_num_threads():
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class StaticAEV(torch.nn.Module):
