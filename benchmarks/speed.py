@@ -15,6 +15,11 @@ Measured in one run, so ratios are like for like on a busy machine (medians of r
   calculator, `committee.calculator("best", force_uq=False)` (energy-std UQ every step), and the
   same run_smd step on the campaign's GFN2-xTB labeler (single-threaded tblite, wavefunction
   reuse), so that both sides carry the same integrator and spring overhead;
+- every model family (ANI, SchNet, MACE, each with its default settings): training
+  configurations per second per member (a whole fit: 96 training + 24 validation frames,
+  3 epochs) and committee-of-3 E+F+UQ ms per frame through the family's committee evaluator,
+  beside GFN2-xTB in the same run (`train_conf_per_s_<family>`, `committee3_ms_<family>`;
+  `--only families` measures just these and xTB);
 - steered-MD replicas integrated as one batch (`run_smd_replicas` on
   `committee.replica_force_field`, 3 members, torch on both cores): milliseconds per replica
   step, against one xTB step and against xTB's own best use of the two cores (two
@@ -39,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _ani_data import alkane, xtb_md_frames
 from rarelearn.committee import Committee
-from rarelearn.potentials import ANIModel, ANISettings
+from rarelearn.potentials import ANIModel, ANISettings, families
 from rarelearn.potentials.features import FeatureCache, TrainingFeatures
 from rarelearn.threads import available_cores, torch_threads
 
@@ -178,6 +183,33 @@ def bench_inference(committee7: Committee, frame, threads: int) -> dict[str, flo
     return out
 
 
+def bench_families(frames, threads: int) -> dict[str, float]:
+    """Per family (default settings): a whole fit's conf/s per member, committee-3 ms."""
+    out: dict[str, float] = {}
+    data, frame = frames[:120], frames[250]
+    for name in families.FAMILIES:
+        if families.missing_packages(name):
+            print(f"  {name}: not installed, skipped", flush=True)
+            continue
+        model_type = families.model_class(name)
+        settings = model_type.settings_class.from_dict({"epochs": 3, "threads": threads})
+        started = time.perf_counter()
+        model_type.fit(data, settings, seed=0, train_idx=range(96), val_idx=range(96, 120))
+        out[f"train_conf_per_s_{name}"] = 3 * 96 / (time.perf_counter() - started)
+        committee = Committee.train(data, 3, settings, seed=0, family=name, threads=1)
+        evaluator = committee.evaluator(frame.numbers, threads=threads)
+        evaluator(frame.positions)
+        out[f"committee3_ms_{name}"] = (
+            _median_time(lambda ev=evaluator: ev(frame.positions), 30) * 1e3
+        )
+        print(
+            f"  {name}: {out[f'train_conf_per_s_{name}']:.1f} conf/s per member, "
+            f"committee of 3 {out[f'committee3_ms_{name}']:.2f} ms per frame",
+            flush=True,
+        )
+    return out
+
+
 _XTB_CODE = """
 import sys, time, statistics, numpy as np
 from ase.io import read
@@ -308,12 +340,23 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True, help="where to write the figures")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--smd-steps", type=int, default=300)
+    parser.add_argument(
+        "--only", choices=["families"], help="measure only the model families and xTB"
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     print("generating GFN2-xTB hexane frames ...", flush=True)
     frames = xtb_md_frames(6, 260, temperature_K=500.0, stride=2, seed=0)
     assert len(frames[0]) == 20 and alkane(6).get_chemical_formula() == "C6H14"
     res: dict[str, float | str] = {"threads": args.threads, "molecule": "C6H14"}
+    print("model families: a fit and a committee of 3 each ...", flush=True)
+    res.update(bench_families(frames, args.threads))
+    res.update(bench_xtb(frames, args.json.parent if args.json.parent.exists() else Path(".")))
+    if args.only == "families":
+        _print_families(res)
+        res["wall_s"] = time.perf_counter() - t0
+        args.json.write_text(json.dumps(res, indent=1))
+        return
     res.update(bench_training(frames, args.threads))
     print("committee training, side by side and one after another ...", flush=True)
     res.update(bench_committee_training(frames[:240]))
@@ -322,7 +365,6 @@ def main() -> None:
         frames[:240], 7, ANISettings(epochs=30, threads=args.threads), seed=0
     )
     res.update(bench_inference(committee7, frames[250], args.threads))
-    res.update(bench_xtb(frames, args.json.parent if args.json.parent.exists() else Path(".")))
     committee3 = Committee(
         members=committee7.members[:3], splits=committee7.splits[:3], metrics=committee7.metrics[:3]
     )
@@ -411,8 +453,22 @@ def main() -> None:
         f"{'xTB, 2 processes, ms per frame':34s} {res['xtb_ms_per_frame_2_processes']:9.2f}  "
         f"batched NNP replicas vs it {res['smd_replicas_speedup_vs_xtb_2_processes']:.1f}x"
     )
+    _print_families(res)
     print(f"wall {res['wall_s']:.0f} s")
     args.json.write_text(json.dumps(res, indent=1))
+
+
+def _print_families(res: dict) -> None:
+    xtb = float(res["xtb_ms"])
+    print(f"{'GFN2-xTB E+F ms (same run)':34s} {xtb:9.2f}")
+    for name in families.FAMILIES:
+        if f"train_conf_per_s_{name}" not in res:
+            continue
+        ms = float(res[f"committee3_ms_{name}"])
+        print(
+            f"{name + ': train conf/s per member':34s} {res[f'train_conf_per_s_{name}']:9.2f}  "
+            f"committee of 3 E+F+UQ ms {ms:8.2f}  vs xTB {ms / xtb:6.3f}"
+        )
 
 
 if __name__ == "__main__":
