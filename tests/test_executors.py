@@ -391,3 +391,40 @@ def test_member_training_survives_a_killed_worker(tmp_path: Path) -> None:
     for a, b in zip(remote.members, local.members, strict=True):
         sa, sb = a.networks.state_dict(), b.networks.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_local_workers_end_when_the_coordinator_is_killed(tmp_path) -> None:
+    """SIGKILL of the process that started the pool ends its workers within seconds (their
+    parent is the forkserver, so only the watchdog of `_init_worker` can tell)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    script = (
+        "import os\n"
+        "from rarelearn.executors import LocalProcessExecutor\n"
+        "LocalProcessExecutor(1).map(os.system, "
+        f"['echo $PPID > {pid_file}; sleep 30'])\n"
+    )
+    coordinator = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        os.kill(worker, 0)  # alive while the coordinator is
+        coordinator.send_signal(signal.SIGKILL)
+        coordinator.wait()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, "the worker outlived its coordinator"
+            time.sleep(0.2)
+    finally:
+        coordinator.kill()

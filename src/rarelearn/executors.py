@@ -20,6 +20,7 @@ import logging
 import math
 import multiprocessing
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -136,11 +137,30 @@ class InProcessExecutor(Executor):
         """Nothing to release: tasks ran in this process."""
 
 
-def _limit_threads(threads: int | None) -> None:
-    """Worker initializer: cap OpenMP/BLAS threads before any numeric library is imported."""
+def _init_worker(threads: int | None, coordinator: int) -> None:
+    """Worker initializer: cap OpenMP/BLAS threads before any numeric library is imported,
+    and end the worker when the process that started the pool is gone."""
     if threads is not None:
         for name in _THREAD_ENV:
             os.environ[name] = str(threads)
+    threading.Thread(target=_exit_with, args=(coordinator,), daemon=True).start()
+
+
+def _exit_with(coordinator: int, every_s: float = 2.0) -> None:
+    """Exit when process `coordinator` no longer exists.
+
+    A worker's parent is the forkserver, not the coordinator, so the OS's parent-death signal
+    cannot tell it; without this, a campaign killed with SIGTERM or SIGKILL left its workers
+    computing on until they finished (measured: minutes of both cores after a study was killed).
+    """
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(coordinator, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # the pid now belongs to another user's process
+            os._exit(1)
 
 
 def _default_start_method() -> str:
@@ -188,8 +208,8 @@ class LocalProcessExecutor(Executor):
             self._pool = ProcessPoolExecutor(
                 max_workers=self._workers,
                 mp_context=self._context,
-                initializer=_limit_threads,
-                initargs=(self._threads,),
+                initializer=_init_worker,
+                initargs=(self._threads, os.getpid()),
             )
         return self._pool
 
