@@ -13,10 +13,11 @@ import torch
 from ase import Atoms
 from ase.calculators.fd import calculate_numerical_forces
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import atomic_numbers
 
 from _ani_data import alkane, xtb_md_frames
 from rarelearn.errors import ModelError, RarelearnError
-from rarelearn.potentials.mace import MACEModel, MACESettings
+from rarelearn.potentials.mace import MACEModel, MACESettings, _mace
 
 pytest.importorskip("mace")
 
@@ -160,6 +161,61 @@ def test_batch_of_two_molecules_equals_each_alone(propane: list[Atoms], trained:
     torch.testing.assert_close(f_both, torch.cat([f for _, f in alone]), rtol=0, atol=1e-10)
     energies, _ = model.predict(frames)
     assert energies.shape == (2,) and abs(energies[0] - energies[1]) > 1.0
+
+
+def _mace_torch_batch(model: MACEModel, frames: list[Atoms]) -> dict[str, torch.Tensor]:
+    """The frames as mace-torch batches them: AtomicData.from_config + Batch.from_data_list."""
+    m = _mace()
+    z_table = m.AtomicNumberTable([atomic_numbers[s] for s in model.elements])
+    graphs = [
+        m.data.AtomicData.from_config(
+            m.data.Configuration(
+                atomic_numbers=frame.numbers,
+                positions=frame.positions,
+                properties={},
+                property_weights={},
+                pbc=(False, False, False),
+                cell=np.zeros((3, 3)),
+            ),
+            z_table=z_table,
+            cutoff=model.settings.cutoff,
+        )
+        for frame in frames
+    ]
+    batch = m.torch_geometric.Batch.from_data_list(graphs).to_dict()
+    for key in ("node_attrs", "shifts", "unit_shifts", "cell"):
+        batch[key] = batch[key].to(torch.float64)
+    # as the old collate: AtomicData holds positions in torch's default dtype (float32)
+    positions = np.concatenate([frame.positions for frame in frames])
+    batch["positions"] = torch.tensor(positions, requires_grad=True)
+    return batch
+
+
+def test_torch_collate_equals_mace_torchs_atomic_data(
+    propane: list[Atoms], trained: MACEModel
+) -> None:
+    """The torch-only collate gives mace-torch's own batch: same edges (hexane has pairs
+    beyond the 5 A cutoff), node attributes, graph indices, and energies and forces."""
+    model = _copy(trained, torch.float64)
+    frames = [alkane(6), propane[50]]
+    ours = model.collate([f.numbers for f in frames], [torch.tensor(f.positions) for f in frames])
+    ref = _mace_torch_batch(model, frames)
+    edges = {tuple(e) for e in ours["edge_index"].T.tolist()}
+    assert len(edges) == ours["edge_index"].shape[1]  # no duplicates
+    assert edges == {tuple(e) for e in ref["edge_index"].T.tolist()}
+    assert len(edges) < sum(len(f) * (len(f) - 1) for f in frames)  # the cutoff cuts
+    for key in ("node_attrs", "batch", "ptr", "positions", "shifts", "unit_shifts"):
+        assert ours[key].dtype == ref[key].dtype, key
+        torch.testing.assert_close(ours[key], ref[key], rtol=0, atol=0, msg=key)
+    # mace-torch keeps the large box its neighbour list puts around a molecule; read only
+    # for stress and virials, which a molecule has not: ours is zeros of the same shape
+    assert ours["cell"].shape == ref["cell"].shape and not ours["cell"].any()
+    assert ours["positions"].is_leaf and ours["positions"].requires_grad
+    e_ours, f_ours = model.forward(ours, forces=True)
+    e_ref, f_ref = model.forward(ref, forces=True)
+    torch.testing.assert_close(e_ours, e_ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(f_ours, f_ref, rtol=0, atol=1e-10)
+    assert f_ours.abs().max() > 0.01  # the comparison is not trivially zero
 
 
 def test_optimizer_is_maces_adam_over_every_weight(trained: MACEModel) -> None:

@@ -367,3 +367,26 @@ class GraphPotential(Potential):
         energies, forces = self.predict(frames)
         history.metrics = split_metrics(energies, forces, frames, train_idx, val_idx)
         history.seconds = time.perf_counter() - started
+
+
+def molecule_pairs(pos: Tensor, batch: Tensor, cutoff: float) -> tuple[Tensor, Tensor]:
+    """(source j, target i): every ordered pair of atoms of the same molecule closer than
+    `cutoff`, no self pairs, ordered by target then source; computed without grad.
+
+    The neighbour list of both graph families, from plain torch operations (no compiled
+    radius graph, no per-frame numpy). Atoms of a molecule must be contiguous in `batch`;
+    only each molecule's own block of the pair matrix is formed, so memory grows with the sum
+    of squared molecule sizes, not with the square of the batch (the molecules here are
+    small). Distances are compared in `pos`'s dtype.
+    """
+    with torch.no_grad():
+        counts = torch.bincount(batch)
+        start = torch.cumsum(counts, 0) - counts
+        per_atom = counts[batch]  # candidate partners of each atom: its molecule's atoms
+        target = torch.repeat_interleave(torch.arange(len(batch), device=pos.device), per_atom)
+        first = torch.cumsum(per_atom, 0) - per_atom
+        offset = torch.arange(len(target), device=pos.device) - first[target]
+        source = start[batch[target]] + offset
+        dist = (pos[source] - pos[target]).norm(dim=-1)
+        keep = (dist < cutoff) & (source != target)
+    return source[keep], target[keep]

@@ -19,8 +19,8 @@ learning-rate floor, best validation model kept (`GraphSettings`, `GraphPotentia
 The graph: PyG builds SchNet's neighbours with `radius_graph`, which needs the compiled
 torch-cluster package. `SchNet(interaction_graph=...)` takes any (pos, batch) -> (edge_index,
 edge_weight) callable instead; `PairGraph` gives it all pairs of atoms of the same molecule
-within the cutoff, from plain torch operations over each molecule's block of the pair matrix
-(the molecules here are small, < 130 atoms).
+within the cutoff from graph.py's `molecule_pairs` (plain torch operations over each
+molecule's block of the pair matrix; the molecules here are small, < 130 atoms).
 
 Why PyG (checked with ``pip download --no-deps``): schnetpack 2.2.0 requires Python >= 3.12;
 schnetpack 2.1.1 requires ``sympy<=1.12`` while torch 2.13 requires ``sympy>=1.13.3``, so
@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials.graph import GraphPotential, GraphSettings
+from rarelearn.potentials.graph import GraphPotential, GraphSettings, molecule_pairs
 
 #: PyG SchNet embeds atomic numbers 0..99 (0 is its padding row).
 MAX_ATOMIC_NUMBER = 99
@@ -92,9 +92,9 @@ class PairGraph(torch.nn.Module):
 
     SchNet's `interaction_graph`: ``(pos, batch) -> (edge_index, edge_weight)`` with PyG's
     layout (row 0 the source j, row 1 the target i) and distances that carry gradients.
-    Atoms of a molecule must be contiguous in `batch` (as `SchNetModel.collate` lays them
-    out); only each molecule's own block of the pair matrix is formed, so memory grows with
-    the sum of squared molecule sizes, not with the square of the batch.
+    The pairs are graph.py's `molecule_pairs` (shared with MACE; atoms of a molecule
+    contiguous in `batch`, as `SchNetModel.collate` lays them out), checked against
+    `max_num_neighbors`.
     """
 
     def __init__(self, cutoff: float, max_num_neighbors: int) -> None:
@@ -104,17 +104,7 @@ class PairGraph(torch.nn.Module):
 
     def forward(self, pos: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
         """Edges and their lengths (A) within the cutoff."""
-        counts = torch.bincount(batch)
-        start = torch.cumsum(counts, 0) - counts
-        per_atom = counts[batch]  # candidate partners of each atom: its molecule's atoms
-        target = torch.repeat_interleave(torch.arange(len(batch), device=pos.device), per_atom)
-        first = torch.cumsum(per_atom, 0) - per_atom
-        offset = torch.arange(len(target), device=pos.device) - first[target]
-        source = start[batch[target]] + offset
-        with torch.no_grad():
-            dist = (pos[source] - pos[target]).norm(dim=-1)
-            keep = (dist < self.cutoff) & (source != target)
-        source, target = source[keep], target[keep]
+        source, target = molecule_pairs(pos, batch, self.cutoff)
         if len(target):
             most = int(torch.bincount(target).max())
             if most > self.max_num_neighbors:
