@@ -91,7 +91,9 @@ def test_tiny_campaign_end_to_end(tmp_path: Path, backend: str) -> None:
     assert committee_json["backend"] == backend
     member = json.loads((run_dir / "iterations/001/committee/member_0/model.json").read_text())
     assert member["kind"] == backend
-    assert (run_dir / "report.html").is_file()
+    assert summary["model"] == {"backend": backend, "n_members": 2}
+    assert f"2 {backend} members" in (run_dir / "report.html").read_text()
+    assert f"committee of 2 {backend} members" in result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -667,6 +667,10 @@ class Campaign:
             "ea_ref_replicas_eV": list(reference.values),
             "broken_bonds_ref": self.reference_pulls.bond_counts(),
             "system": describe_system(self.atoms, self.pulled),
+            "model": {
+                "backend": self.config.committee.backend,
+                "n_members": self.config.committee.n_members,
+            },
             "stop_reason": stop_reason,
             "converged_iteration": converged,
             "stop": self.config.to_dict()["stop"],

@@ -455,6 +455,9 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
         )
         if summary.get("broken_bonds_ref"):
             line += f"; the reference broke {bond_counts_text(summary['broken_bonds_ref'])} pulls"
+        model = summary.get("model")
+        if model:
+            line += f"; committee of {model['n_members']} {model['backend']} members"
         console.print(line)
     console.print(table)
     reason = summary.get("stop_reason")

@@ -1088,6 +1088,10 @@ def _overview(run: _Run) -> str:
     if isinstance(system, dict):
         items.append(("molecule", html.escape(f"{system['formula']} ({system['n_atoms']} atoms)")))
         items.append(("pulled", html.escape(" ↔ ".join(system["pulled"]))))
+    model = run.summary.get("model")
+    if isinstance(model, dict):
+        committee = f"{model.get('n_members')} {model.get('backend')} members"
+        items.append(("committee", html.escape(committee)))
     if isinstance(run.summary.get("broken_bonds_ref"), dict):
         items.append(
             (
