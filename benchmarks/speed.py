@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _ani_data import alkane, xtb_md_frames
 from rarelearn.committee import Committee
 from rarelearn.potentials import ANIModel, ANISettings, families
+from rarelearn.potentials.ani_training import batch_loss
 from rarelearn.potentials.features import FeatureCache, TrainingFeatures
 from rarelearn.threads import available_cores, torch_threads
 
@@ -78,7 +79,7 @@ def bench_training(frames, threads: int) -> dict[str, float]:
 
     def step(grp, is_fast):
         def run():
-            loss = model.batch_loss(grp, rows, is_fast)
+            loss = batch_loss(model, grp, rows, is_fast)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -26,7 +26,6 @@ own (`training_features`); prediction on them goes through TorchANI's neighbour 
 from __future__ import annotations
 
 import copy
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +41,7 @@ from torchani.aev import AEVComputer
 from torchani.nn import ANINetworks, AtomicNetwork
 
 from rarelearn.errors import ModelError
+from rarelearn.potentials import ani_training as training
 from rarelearn.potentials.aev import (
     MAX_STATIC_ATOMS,
     NeighborListAEV,
@@ -49,6 +49,7 @@ from rarelearn.potentials.aev import (
     aev_path_for,
     molecule_aev,
 )
+from rarelearn.potentials.ani_training import LR_SCHEDULES
 from rarelearn.potentials.base import (
     FamilySettings,
     FitHistory,
@@ -59,7 +60,6 @@ from rarelearn.potentials.base import (
 from rarelearn.potentials.features import (
     FeatureCache,
     TrainingFeatures,
-    jacobian_forces,
     jacobian_mb,
 )
 from rarelearn.threads import torch_threads
@@ -81,10 +81,6 @@ def check_ani_elements(symbols: Sequence[str]) -> None:
             f"element(s) {', '.join(unsupported)} cannot be handled by the ANI model family "
             f"(ANI-2x AEVs cover {', '.join(ANI_ELEMENTS)})"
         )
-
-
-#: Learning-rate schedules of `ANISettings.lr_schedule`.
-LR_SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass
@@ -404,180 +400,13 @@ class ANIModel(Potential):
         if isinstance(gen, int):
             gen = torch.Generator().manual_seed(gen)
         with torch_threads(self.settings.threads):
-            self._fit_self_energies(feats, train_list)
-            self._train_loop(feats, train_list, val_list, gen, feats.with_jacobian, on_epoch)
-            self.history.metrics = self._split_metrics(feats, train_list, val_list)
+            training.fit_self_energies(self, feats, train_list)
+            training.train_loop(
+                self, feats, train_list, val_list, gen, feats.with_jacobian, on_epoch
+            )
+            self.history.metrics = training.split_metrics(self, feats, train_list, val_list)
         self.history.seconds = time.perf_counter() - started
         return self
-
-    def _fit_self_energies(self, feats: TrainingFeatures, train_idx: Sequence[int]) -> None:
-        counts, energies = [], []
-        for i in train_idx:
-            g, k = feats.frame_group[i]
-            grp = feats.groups[g]
-            counts.append(grp["counts"].numpy())
-            energies.append(float(grp["energy"][k]))
-        sol, *_ = np.linalg.lstsq(np.array(counts), np.array(energies), rcond=None)
-        self.self_energies = {s: float(v) for s, v in zip(self.elements, sol, strict=True)}
-
-    def _batches(
-        self, feats: TrainingFeatures, idx: Sequence[int], gen: torch.Generator, shuffle: bool
-    ) -> list[tuple[int, Tensor]]:
-        """Mini-batches (group, local frame indices) within composition groups."""
-        per_group: dict[int, list[int]] = {}
-        for i in idx:
-            g, k = feats.frame_group[i]
-            per_group.setdefault(g, []).append(k)
-        bs = self.settings.batch_size
-        out: list[tuple[int, Tensor]] = []
-        for g in sorted(per_group):
-            local = torch.tensor(per_group[g], dtype=torch.long)
-            if shuffle:
-                local = local[torch.randperm(len(local), generator=gen)]
-            out.extend((g, chunk) for chunk in local.split(bs))
-        if shuffle and len(per_group) > 1:
-            order = torch.randperm(len(out), generator=gen).tolist()
-            out = [out[o] for o in order]
-        return out
-
-    def _targets(self, grp: dict[str, Any], rows: Tensor) -> Tensor:
-        sae = float(grp["counts"] @ self._sae_vector())
-        return (grp["energy"][rows] - sae).to(self.dtype)
-
-    def _sae_vector(self) -> Tensor:
-        return torch.tensor([self.self_energies[s] for s in self.elements], dtype=torch.float64)
-
-    def batch_loss(self, grp: dict[str, Any], rows: Tensor, fast: bool) -> Tensor:
-        """Training loss of one mini-batch: mean (dE)^2/N + alpha * mean (dF)^2."""
-        n_atoms = grp["n_atoms"]
-        e_ref = self._targets(grp, rows)
-        f_ref = grp["forces"][rows]
-        elem = grp["elem"]
-        if fast:
-            aev = grp["aev"][rows].requires_grad_(True)
-            e = self.network_energies(aev, elem)
-            g = torch.autograd.grad(e.sum(), aev, create_graph=True)[0]
-            f = jacobian_forces(g, [grp["jac"][r] for r in rows.tolist()])
-        else:
-            x = grp["coords"][rows].clone().requires_grad_(True)
-            species = elem.expand(len(rows), -1).contiguous()
-            e = self.networks(species, self.aev_computer(species, x))
-            f = -torch.autograd.grad(e.sum(), x, create_graph=True)[0]
-        e_loss = ((e - e_ref) ** 2 / n_atoms).mean()
-        f_loss = ((f - f_ref) ** 2).mean()
-        return e_loss + self.settings.force_weight * f_loss
-
-    def _val_energy_mse(self, feats: TrainingFeatures, val_idx: Sequence[int]) -> float:
-        if not val_idx:
-            return math.nan
-        sq, n = 0.0, 0
-        with torch.no_grad():
-            for g, rows in self._batches(feats, val_idx, torch.Generator(), shuffle=False):
-                grp = feats.groups[g]
-                e = self.network_energies(grp["aev"][rows], grp["elem"])
-                sq += float(((e.double() - self._targets(grp, rows).double()) ** 2).sum())
-                n += len(rows)
-        return sq / n
-
-    def _train_loop(
-        self,
-        feats: TrainingFeatures,
-        train_idx: Sequence[int],
-        val_idx: Sequence[int],
-        gen: torch.Generator,
-        fast: bool,
-        on_epoch: Callable[[int], None] | None = None,
-    ) -> None:
-        st = self.settings
-        params = list(self.networks.parameters())
-        opt = torch.optim.AdamW(params, lr=st.lr, weight_decay=st.weight_decay)
-        plateau, cosine = None, None
-        if st.lr_schedule == "cosine":
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
-                opt, T_max=max(1, st.epochs - 1), eta_min=st.min_lr
-            )
-        elif st.lr_schedule == "plateau" and st.plateau_patience is not None:
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, factor=st.plateau_factor, patience=st.plateau_patience, min_lr=st.min_lr
-            )
-        elif st.lr_schedule not in LR_SCHEDULES:
-            raise ModelError(f"lr_schedule must be one of {LR_SCHEDULES}, got {st.lr_schedule!r}")
-        # the starting weights compete too, so a warm start never ends worse on validation
-        best = self._val_energy_mse(feats, val_idx) if val_idx else math.inf
-        best_state = copy.deepcopy(self.networks.state_dict())
-        since_best = 0
-        hist = self.history
-        for epoch in range(st.epochs):
-            total, count = 0.0, 0
-            for g, rows in self._batches(feats, train_idx, gen, shuffle=True):
-                loss = self.batch_loss(feats.groups[g], rows, fast)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(rows)
-                count += len(rows)
-            val = self._val_energy_mse(feats, val_idx) if val_idx else total / count
-            hist.train_loss.append(total / count)
-            hist.val_energy_mse.append(val)
-            hist.epochs_run = epoch + 1
-            if on_epoch is not None:
-                on_epoch(epoch + 1)
-            if plateau is not None:
-                plateau.step(val)
-            if cosine is not None:
-                cosine.step()
-            if val < best:
-                best, since_best = val, 0
-                hist.best_epoch = epoch
-                best_state = copy.deepcopy(self.networks.state_dict())
-            else:
-                since_best += 1
-                if st.patience is not None and since_best >= st.patience:
-                    break
-        self.networks.load_state_dict(best_state)
-
-    def _feature_predictions(
-        self, grp: dict[str, Any], chunk: int = 64
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Energies (B,) and forces (B, N, 3) of a feature group's frames: from the cached AEVs
-        and Jacobians when present (no AEV recomputed), else through `energies_forces`."""
-        if grp.get("jac") is None:
-            return self.energies_forces(grp["numbers"], grp["coords"])
-        energies, forces = [], []
-        for start in range(0, len(grp["aev"]), chunk):
-            aev = grp["aev"][start : start + chunk].detach().requires_grad_(True)
-            with torch.enable_grad():
-                e = self.network_energies(aev, grp["elem"])
-                g = torch.autograd.grad(e.sum(), aev)[0]
-            with torch.no_grad():
-                f = jacobian_forces(g, grp["jac"][start : start + chunk])
-            energies.append(e.detach().to(torch.float64))
-            forces.append(f.to(torch.float64))
-        sae = self.self_energy_of(grp["numbers"])
-        return torch.cat(energies).numpy() + sae, torch.cat(forces).numpy()
-
-    def _split_metrics(
-        self, feats: TrainingFeatures, train_idx: Sequence[int], val_idx: Sequence[int]
-    ) -> dict[str, float]:
-        """Energy and force MAE on train, validation and all frames of the fit."""
-        e_pred, f_err, e_ref = {}, {}, {}
-        for grp in feats.groups:
-            e, f = self._feature_predictions(grp)
-            for k, i in enumerate(grp["frames"]):
-                e_pred[i] = e[k]
-                e_ref[i] = float(grp["energy"][k])
-                f_err[i] = np.abs(f[k] - grp["forces"][k].double().numpy()).mean()
-        out: dict[str, float] = {}
-        for name, idx in (("train", train_idx), ("val", val_idx)):
-            if idx:
-                out[f"{name}_energy_mae_eV"] = float(
-                    np.mean([abs(e_pred[i] - e_ref[i]) for i in idx])
-                )
-                out[f"{name}_force_mae_eV_A"] = float(np.mean([f_err[i] for i in idx]))
-        all_idx = sorted(e_pred)
-        out["all_energy_mae_eV"] = float(np.mean([abs(e_pred[i] - e_ref[i]) for i in all_idx]))
-        out["all_force_mae_eV_A"] = float(np.mean([f_err[i] for i in all_idx]))
-        return out
 
     # ------------------------------------------------------- committee hooks
     @classmethod
@@ -636,32 +465,10 @@ class ANIModel(Potential):
         Forces: differentiate the output with respect to coords (autograd works on it).
         Saved with `torch.jit.save` when `path` is given; load with `torch.jit.load`.
         """
-        module = _ScriptableANI(self)
+        from rarelearn.potentials.ani_export import ScriptableANI
+
+        module = ScriptableANI(self)
         scripted = torch.jit.script(module)
         if path is not None:
             torch.jit.save(scripted, str(path))
         return scripted
-
-
-class _ScriptableANI(torch.nn.Module):
-    """TorchANI AEV computer + ANINetworks + self energies as one scriptable module."""
-
-    def __init__(self, model: ANIModel) -> None:
-        super().__init__()
-        self.aev_computer = copy.deepcopy(model.aev_computer)
-        self.networks = copy.deepcopy(model.networks)
-        table = torch.full((119,), -1, dtype=torch.long)
-        for k, s in enumerate(model.elements):
-            table[atomic_numbers[s]] = k
-        self.register_buffer("z_to_idx", table)
-        self.register_buffer(
-            "sae",
-            torch.tensor([model.self_energies[s] for s in model.elements], dtype=torch.float64),
-        )
-
-    def forward(self, numbers: Tensor, coords: Tensor) -> Tensor:
-        elem = self.z_to_idx[numbers]
-        if bool((elem < 0).any()):
-            raise ValueError("element not known to the model")
-        e = self.networks(elem, self.aev_computer(elem, coords))
-        return e.to(torch.float64) + self.sae[elem].sum(1)
