@@ -174,3 +174,24 @@ def test_missing_family_package_is_one_message_and_exit_2(
     assert "needs the package(s) mace" in err
     assert 'pip install -e ".[mace]"' in err
     assert not out.exists()
+
+
+def test_generic_member_evaluator_equals_ani_fast_evaluator(propane_frames: list) -> None:
+    """The evaluator every family gets (each member's own energies_forces) and ANI's fast one
+    (shared AEV, stacked networks, TorchScript) give the same committee answer."""
+    from rarelearn.potentials.evaluator import MemberEvaluator
+
+    settings = families.settings_class("ani").from_dict(FAMILY_SETTINGS["ani"])
+    committee = Committee.train(propane_frames, n_members=3, settings=settings, seed=4)
+    frame = propane_frames[7]
+    fast = committee.evaluator(frame.numbers)
+    generic = MemberEvaluator(committee.members, frame.numbers, fast.best, threads=1)
+    for kind in ("best", "mean", "all"):
+        a, b = fast(frame.positions, forces=kind), generic(frame.positions, forces=kind)
+        np.testing.assert_allclose(a.energies, b.energies, atol=1e-4)
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-4)
+    replicas = np.array([f.positions for f in propane_frames[:4]])
+    a, b = fast.batch(replicas), generic.batch(replicas)
+    np.testing.assert_allclose(a.energies, b.energies, atol=1e-4)
+    np.testing.assert_allclose(a.forces, b.forces, atol=1e-4)
+    np.testing.assert_allclose(a.energy_std, b.energy_std, atol=1e-5)
