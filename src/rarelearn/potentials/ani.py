@@ -202,18 +202,6 @@ class ANIModel(Potential):
         """ModelError naming elements outside the ANI-2x AEV definition."""
         check_ani_elements(elements)
 
-    def elem_idxs(self, numbers: Sequence[int]) -> Tensor:
-        """Element indices (model order) of atomic numbers."""
-        index = {atomic_numbers[s]: k for k, s in enumerate(self.elements)}
-        try:
-            return torch.tensor([index[int(z)] for z in numbers], dtype=torch.long)
-        except KeyError as exc:
-            sym = chemical_symbols[int(exc.args[0])]
-            raise ModelError(
-                f"element {sym} is not one the model was trained on "
-                f"(model elements: {', '.join(self.elements)})"
-            ) from None
-
     def static_aev(self, numbers: Sequence[int]) -> StaticAEV:
         """Cached static-index AEV module for one molecule (atom order as given; at most
         `MAX_STATIC_ATOMS` atoms): AEVs, their Jacobian and the fast force pullback."""
@@ -229,7 +217,7 @@ class ANIModel(Potential):
         atoms = tuple(int(z) for z in numbers)
         key = (aev_path_for(len(atoms), path), atoms)
         if key not in self._aev_modules:
-            elem = self.elem_idxs(key[1])
+            elem = self.species_index(key[1])
             self._aev_modules[key] = molecule_aev(self.aev_computer, elem, key[0])
         return self._aev_modules[key]
 
@@ -285,7 +273,7 @@ class ANIModel(Potential):
         self, numbers: Sequence[int], coords: Tensor, forces: bool = True, fast: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """Energies (B,) and forces (B, N, 3) for B frames of one molecule, as numpy arrays."""
-        elem = self.elem_idxs(numbers)
+        elem = self.species_index(numbers)
         x = coords.to(self.dtype).detach().requires_grad_(forces)
         with torch.enable_grad() if forces else torch.no_grad():
             if fast and len(numbers) <= MAX_STATIC_ATOMS:
@@ -347,27 +335,6 @@ class ANIModel(Potential):
             with torch_threads(model.settings.threads):
                 features = model.training_features(frames, cache=cache)
         return model.train_on(features, train_list, val_list, gen, on_epoch)
-
-    @classmethod
-    def untrained(
-        cls,
-        elements: Sequence[str],
-        settings: ANISettings | None = None,
-        seed: int = 0,
-        init: ANIModel | None = None,
-    ) -> ANIModel:
-        """A model ready for `train_on`: weights drawn with `seed`, or `init`'s (warm start).
-
-        Drawing the weights uses torch's global random generator: build models in one thread.
-        """
-        model = cls(elements, settings, seed=seed)
-        if init is not None:
-            if init.elements != model.elements:
-                raise ModelError(
-                    f"warm start model has elements {init.elements}, data need {model.elements}"
-                )
-            model.networks.load_state_dict(init.networks.state_dict())
-        return model
 
     def training_features(
         self, frames: Sequence[Atoms], cache: FeatureCache | None = None

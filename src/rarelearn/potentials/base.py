@@ -30,6 +30,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from torch import Tensor
 
 from rarelearn.errors import ModelError
+from rarelearn.threads import ProgressSum, run_side_by_side
 
 #: Name of the metadata file of a model folder (family, elements, settings, history).
 META_FILE = "model.json"
@@ -191,6 +192,39 @@ class Potential(ABC):
         the model with the best validation error; `init` warm-starts from a model of the
         same family and elements; the same seed and data give the same weights."""
 
+    @classmethod
+    def untrained(
+        cls: type[PotentialT],
+        elements: Sequence[str],
+        settings: Any = None,
+        seed: int = 0,
+        init: Potential | None = None,
+    ) -> PotentialT:
+        """A model ready for training: weights drawn with `seed`, or `init`'s (warm start).
+
+        Drawing the weights uses torch's global random generator: build models in one thread.
+        """
+        model = cls(elements, settings, seed=seed)  # type: ignore[call-arg]
+        if init is not None:
+            if init.elements != model.elements:
+                raise ModelError(
+                    f"warm start model has elements {init.elements}, data need {model.elements}"
+                )
+            model.load_state_dict(init.state_dict())
+        return model
+
+    def species_index(self, numbers: Sequence[int]) -> Tensor:
+        """Element indices (model order) of atomic numbers; ModelError for unknown ones."""
+        index = {atomic_numbers[s]: k for k, s in enumerate(self.elements)}
+        try:
+            return torch.tensor([index[int(z)] for z in numbers], dtype=torch.long)
+        except KeyError as exc:
+            symbol = chemical_symbols[int(exc.args[0])]
+            raise ModelError(
+                f"element {symbol} is not one the model was trained on "
+                f"(model elements: {', '.join(self.elements)})"
+            ) from None
+
     # ---------------------------------------------------------------- predict
     @abstractmethod
     def energies_forces(
@@ -263,35 +297,22 @@ class Potential(ABC):
         progress: Callable[[int, int], None] | None = None,
         cache: Any = None,
     ) -> list[Potential]:
-        """Train a committee's members in this process (tasks as `committee.MemberTask`).
+        """Train a committee's members in this process (tasks as `committee.MemberTask`):
+        side by side in threads, one torch thread each (`rarelearn.threads`), so the weights
+        are the same bit for bit whatever the number of threads. Needs `train_on(frames,
+        train_idx, val_idx, seed, on_epoch)`; a family overrides this to share work between
+        members (ANI: one set of features). `cache` is a hint a family may use."""
+        # weights are drawn from torch's global generator: here, in one thread, in member order
+        models = [cls.untrained(t.elements, t.settings, t.seed, t.init) for t in tasks]
+        epochs = ProgressSum(progress, [t.settings.epochs for t in tasks])
 
-        The default fits them one after another; a family overrides it to share work between
-        members (ANI: one set of features) or to train them side by side in threads.
-        `threads` and `cache` are hints a family may ignore.
-        """
-        done = [0] * len(tasks)
-        total = sum(t.settings.epochs for t in tasks)
-        members = []
-        for k, task in enumerate(tasks):
-
-            def on_epoch(epochs: int, k: int = k) -> None:
-                done[k] = epochs
-                if progress is not None:
-                    progress(sum(done), total)
-
-            members.append(
-                cls.fit(
-                    frames,
-                    task.settings,
-                    seed=task.seed,
-                    train_idx=task.train_idx,
-                    val_idx=task.val_idx,
-                    init=task.init,
-                    elements=task.elements,
-                    on_epoch=on_epoch,
-                )
+        def job(k: int) -> Callable[[], Potential]:
+            task = tasks[k]
+            return lambda: models[k].train_on(
+                frames, task.train_idx, task.val_idx, task.seed, epochs.reporter(k)
             )
-        return members
+
+        return run_side_by_side([job(k) for k in range(len(tasks))], threads, epochs)
 
     @classmethod
     def committee_evaluator(

@@ -150,7 +150,7 @@ class TrainingFeatures:
         dtype = model.dtype
         for g in self.groups:
             sel = [frames[i] for i in g["frames"]]
-            elem = model.elem_idxs(g["numbers"])
+            elem = model.species_index(g["numbers"])
             g["elem"] = elem
             g["coords"] = torch.tensor(np.array([f.positions for f in sel]), dtype=dtype)
             g["n_atoms"] = len(g["numbers"])

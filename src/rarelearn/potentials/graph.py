@@ -40,7 +40,7 @@ from rarelearn.potentials.base import (
     sorted_elements,
     split_metrics,
 )
-from rarelearn.threads import ProgressSum, run_side_by_side, torch_threads
+from rarelearn.threads import torch_threads
 
 
 @dataclass
@@ -126,18 +126,6 @@ class GraphPotential(Potential):
         return torch.optim.Adam(self.network.parameters(), lr=self.settings.lr)
 
     # ---------------------------------------------------------------- basics
-    def species_index(self, numbers: Sequence[int]) -> Tensor:
-        """Element indices (model order) of atomic numbers; ModelError for unknown ones."""
-        index = {atomic_numbers[s]: k for k, s in enumerate(self.elements)}
-        try:
-            return torch.tensor([index[int(z)] for z in numbers], dtype=torch.long)
-        except KeyError as exc:
-            symbol = chemical_symbols[int(exc.args[0])]
-            raise ModelError(
-                f"element {symbol} is not one the model was trained on "
-                f"(model elements: {', '.join(self.elements)})"
-            ) from None
-
     def reference_energy_of(self, numbers: Sequence[int]) -> float:
         """Sum of the per-element reference energies of the atoms (eV)."""
         return float(sum(self.reference_energies[chemical_symbols[int(z)]] for z in numbers))
@@ -216,27 +204,6 @@ class GraphPotential(Potential):
             train_idx, val_idx = perm[n_val:], perm[:n_val]
         return model.train_on(frames, train_idx, val_idx or [], seed, on_epoch)
 
-    @classmethod
-    def untrained(
-        cls,
-        elements: Sequence[str],
-        settings: Any = None,
-        seed: int = 0,
-        init: GraphPotential | None = None,
-    ) -> GraphPotential:
-        """A model ready for `train_on`: weights drawn with `seed`, or `init`'s (warm start).
-
-        Drawing the weights uses torch's global random generator: build models in one thread.
-        """
-        model = cls(elements, settings, seed=seed)
-        if init is not None:
-            if init.elements != model.elements:
-                raise ModelError(
-                    f"warm start model has elements {init.elements}, data need {model.elements}"
-                )
-            model.load_state_dict(init.state_dict())
-        return model
-
     def train_on(
         self,
         frames: Sequence[Atoms],
@@ -255,29 +222,6 @@ class GraphPotential(Potential):
         with torch_threads(self.settings.threads):
             self._train(list(frames), train_list, val_list, gen, on_epoch)
         return self
-
-    @classmethod
-    def train_members(
-        cls,
-        tasks: Sequence[Any],
-        frames: Sequence[Atoms],
-        threads: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        cache: Any = None,
-    ) -> list[GraphPotential]:
-        """Members side by side in threads, one torch thread each (`rarelearn.threads`):
-        the weights are the same bit for bit whatever the number of threads."""
-        # weights are drawn from torch's global generator: here, in one thread, in member order
-        models = [cls.untrained(t.elements, t.settings, t.seed, t.init) for t in tasks]
-        epochs = ProgressSum(progress, [t.settings.epochs for t in tasks])
-
-        def job(k: int) -> Callable[[], GraphPotential]:
-            task = tasks[k]
-            return lambda: models[k].train_on(
-                frames, task.train_idx, task.val_idx, task.seed, epochs.reporter(k)
-            )
-
-        return run_side_by_side([job(k) for k in range(len(tasks))], threads, epochs)
 
     def _fit_reference_energies(self, frames: Sequence[Atoms], train_idx: Sequence[int]) -> None:
         """Per-element energies by least squares on the training frames (eV)."""
