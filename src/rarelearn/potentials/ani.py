@@ -243,32 +243,6 @@ class ANIModel(Potential):
         return total
 
     # ---------------------------------------------------------------- predict
-    def predict(
-        self, frames: Sequence[Atoms], forces: bool = True, fast: bool = True, batch: int = 256
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Energies (eV, shape (n,)) and forces (list of (atoms, 3) arrays, eV/A) of frames.
-
-        `fast=False` evaluates through TorchANI's AEVComputer and ANINetworks as is.
-        """
-        self.check_elements(frames)
-        energies = np.zeros(len(frames))
-        out_forces: list[np.ndarray] = [np.zeros((len(f), 3)) for f in frames]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, fr in enumerate(frames):
-            groups.setdefault(tuple(int(z) for z in fr.numbers), []).append(i)
-        for numbers, idx in groups.items():
-            for start in range(0, len(idx), batch):
-                part = idx[start : start + batch]
-                coords = torch.tensor(
-                    np.array([frames[i].positions for i in part]), dtype=self.dtype
-                )
-                e, f = self.energies_forces(numbers, coords, forces=forces, fast=fast)
-                for k, i in enumerate(part):
-                    energies[i] = e[k]
-                    if forces:
-                        out_forces[i] = f[k]
-        return energies, out_forces
-
     def energies_forces(
         self, numbers: Sequence[int], coords: Tensor, forces: bool = True, fast: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:

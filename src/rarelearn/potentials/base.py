@@ -233,9 +233,11 @@ class Potential(ABC):
         """Energies (B,) eV and forces (B, N, 3) eV/A of B frames of one molecule."""
 
     def predict(
-        self, frames: Sequence[Atoms], forces: bool = True, batch: int = 256
+        self, frames: Sequence[Atoms], forces: bool = True, batch: int = 256, **options: Any
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Energies (eV, shape (n,)) and forces (list of (atoms, 3), eV/A) of any frames."""
+        """Energies (eV, shape (n,)) and forces (list of (atoms, 3), eV/A) of any frames;
+        `options` go to the family's `energies_forces` (ANI: ``fast=False`` evaluates through
+        TorchANI as is)."""
         self.check_elements(frames)
         energies = np.zeros(len(frames))
         out_forces: list[np.ndarray] = [np.zeros((len(f), 3)) for f in frames]
@@ -246,7 +248,8 @@ class Potential(ABC):
             for start in range(0, len(idx), batch):
                 part = idx[start : start + batch]
                 coords = torch.tensor(np.array([frames[i].positions for i in part]))
-                e, f = self.energies_forces(numbers, coords.to(self.dtype), forces=forces)
+                coords = coords.to(self.dtype)
+                e, f = self.energies_forces(numbers, coords, forces=forces, **options)
                 for k, i in enumerate(part):
                     energies[i] = e[k]
                     if forces:
