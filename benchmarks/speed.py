@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _ani_data import alkane, xtb_md_frames
 from rarelearn.committee import Committee
 from rarelearn.potentials import ANIModel, ANISettings, families
-from rarelearn.potentials.ani_training import batch_loss
+from rarelearn.potentials.ani_training import batch_loss, fit_self_energies
 from rarelearn.potentials.features import FeatureCache, TrainingFeatures
 from rarelearn.threads import available_cores, torch_threads
 
@@ -73,7 +73,7 @@ def bench_training(frames, threads: int) -> dict[str, float]:
         fast = TrainingFeatures(model, batch, with_jacobian=True).groups[0]
     feat_ms = (time.perf_counter() - t) / len(batch) * 1e3
     base = TrainingFeatures(model, batch, with_jacobian=False).groups[0]
-    model._fit_self_energies(TrainingFeatures(model, batch, with_jacobian=False), list(range(64)))
+    fit_self_energies(model, TrainingFeatures(model, batch, with_jacobian=False), list(range(64)))
     opt = torch.optim.AdamW(model.networks.parameters(), lr=1e-4)
     rows = torch.arange(64)
 
