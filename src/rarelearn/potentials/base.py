@@ -388,7 +388,9 @@ class Potential(ABC):
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelError(f"{reading} is missing or corrupted: {exc}") from exc
+            # the first line: torch's unpickling errors run over many lines of advice
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"{reading} is missing or corrupted: {reason}") from exc
         return model
 
 
