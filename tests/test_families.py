@@ -26,7 +26,12 @@ from rarelearn.potentials import families
 FAMILY_SETTINGS = {
     "ani": {"epochs": 4, "layers": {"H": [16, 8], "C": [16, 8]}},
     "schnet": {"epochs": 3, "hidden_channels": 16, "num_filters": 16, "num_interactions": 2},
-    "mace": {"epochs": 3, "num_channels": 8, "radial_mlp": [8]},
+    "mace": {
+        "epochs": 3,
+        "num_channels": 8,
+        "radial_mlp": [8],
+        "num_interactions": 1,
+    },
 }
 
 TINY = """

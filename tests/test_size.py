@@ -70,7 +70,7 @@ def test_the_path_is_chosen_by_size(committee: Committee) -> None:
     large = committee.evaluator(build_alkane(21).numbers)
     assert isinstance(small.aev, StaticAEV) and isinstance(large.aev, NeighborListAEV)
     member = committee.members[0]
-    elem = member.elem_idxs(build_alkane(21).numbers)
+    elem = member.species_index(build_alkane(21).numbers)
     with pytest.raises(ValueError, match="NeighborListAEV"):
         molecule_aev(member.aev_computer, elem, "static")
     with pytest.raises(ValueError, match="AEV path"):
