@@ -55,6 +55,7 @@ from rarelearn.potentials.base import (
     FitHistory,
     Potential,
     elements_of,
+    random_split,
     sorted_elements,
 )
 from rarelearn.potentials.features import (
@@ -260,14 +261,6 @@ class ANIModel(Potential):
         e_np = e.detach().to(torch.float64).numpy() + self.self_energy_of(numbers)
         return e_np, f.detach().to(torch.float64).numpy()
 
-    def energy_and_forces(self, atoms: Atoms) -> tuple[float, np.ndarray]:
-        """Energy (eV) and forces (eV/A) of one structure."""
-        self.check_elements([atoms])
-        coords = torch.tensor(atoms.positions[None], dtype=self.dtype)
-        with torch_threads(1):
-            e, f = self.energies_forces(atoms.numbers, coords)
-        return float(e[0]), f[0]
-
     # -------------------------------------------------------------------- fit
     @classmethod
     def fit(
@@ -299,9 +292,7 @@ class ANIModel(Potential):
         gen = torch.Generator().manual_seed(seed)
         n = len(frames)
         if train_idx is None:
-            perm = torch.randperm(n, generator=gen).tolist()
-            n_val = max(1, round(model.settings.val_fraction * n)) if n > 1 else 0
-            val_list, train_list = sorted(perm[:n_val]), sorted(perm[n_val:])
+            train_list, val_list = random_split(n, model.settings.val_fraction, gen)
         else:
             train_list = sorted(int(i) for i in train_idx)
             val_list = sorted(int(i) for i in (val_idx or []))

@@ -30,7 +30,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from torch import Tensor
 
 from rarelearn.errors import ModelError
-from rarelearn.threads import ProgressSum, run_side_by_side
+from rarelearn.threads import ProgressSum, run_side_by_side, torch_threads
 
 #: Name of the metadata file of a model folder (family, elements, settings, history).
 META_FILE = "model.json"
@@ -107,6 +107,14 @@ class FitHistory:
     epochs_run: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def random_split(n: int, val_fraction: float, gen: torch.Generator) -> tuple[list[int], list[int]]:
+    """Sorted training and validation indices of n frames, validation ~val_fraction of them
+    (at least one when there are two frames or more), drawn with `gen`."""
+    perm = torch.randperm(n, generator=gen).tolist()
+    n_val = max(1, round(val_fraction * n)) if n > 1 else 0
+    return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 
 def frame_labels(frame: Atoms) -> tuple[float, np.ndarray]:
@@ -260,7 +268,8 @@ class Potential(ABC):
         """Energy (eV) and forces (eV/A) of one structure."""
         self.check_elements([atoms])
         coords = torch.tensor(atoms.positions[None], dtype=self.dtype)
-        e, f = self.energies_forces(atoms.numbers, coords)
+        with torch_threads(1):  # one frame: tiny kernels, threads only add synchronisation
+            e, f = self.energies_forces(atoms.numbers, coords)
         return float(e[0]), f[0]
 
     @classmethod

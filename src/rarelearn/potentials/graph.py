@@ -36,6 +36,7 @@ from rarelearn.potentials.base import (
     PotentialT,
     elements_of,
     frame_labels,
+    random_split,
     resolve_device,
     sorted_elements,
     split_metrics,
@@ -198,10 +199,7 @@ class GraphPotential(Potential):
         model.check_elements(frames)
         if train_idx is None:
             gen = torch.Generator().manual_seed(seed)
-            perm = torch.randperm(len(frames), generator=gen).tolist()
-            n_val = round(model.settings.val_fraction * len(frames))
-            n_val = max(1, n_val) if len(frames) > 1 else 0
-            train_idx, val_idx = perm[n_val:], perm[:n_val]
+            train_idx, val_idx = random_split(len(frames), model.settings.val_fraction, gen)
         return model.train_on(frames, train_idx, val_idx or [], seed, on_epoch)
 
     def train_on(
