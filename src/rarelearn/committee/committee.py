@@ -282,8 +282,9 @@ class Committee:
         return path
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> Committee:
-        """Read a committee folder; ModelError if it is missing or corrupted."""
+    def load(cls, folder: str | os.PathLike[str], device: str | None = None) -> Committee:
+        """Read a committee folder; ModelError if it is missing or corrupted. `device`
+        replaces the members' saved device (`Potential.load`)."""
         path = Path(folder)
         if not path.is_dir():
             raise ModelError(f"committee folder {path} does not exist")
@@ -302,7 +303,7 @@ class Committee:
         except Exception as exc:
             raise ModelError(f"{reading} is missing or corrupted: {exc}") from exc
         model_type = model_class(backend)
-        members = [model_type.load(path / f"member_{k}") for k in range(n)]
+        members = [model_type.load(path / f"member_{k}", device) for k in range(n)]
         if len(member_splits) != n or len(metrics) != n:
             raise ModelError(f"committee folder {path} is inconsistent (member counts differ)")
         return cls(

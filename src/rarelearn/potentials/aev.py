@@ -103,7 +103,7 @@ class StaticAEV(torch.nn.Module):
         c_t = torch.tensor(centre, dtype=torch.long)
         a_t = torch.tensor(side_a, dtype=torch.long)
         b_t = torch.tensor(side_b, dtype=torch.long)
-        pair_kind = aev_computer.triu_index[elem[a_t], elem[b_t]].to(torch.long)
+        pair_kind = aev_computer.triu_index.cpu()[elem[a_t], elem[b_t]].to(torch.long)
         self.register_buffer("tri_p1", pair_id[c_t, a_t], persistent=False)
         self.register_buffer("tri_p2", pair_id[c_t, b_t], persistent=False)
         self.register_buffer("tri_s1", -sign[c_t, a_t], persistent=False)
@@ -408,11 +408,15 @@ class StackedNetworks(torch.nn.Module):
         super().__init__()
         self.n_members = len(member_networks)
         symbols = list(dict.fromkeys(atom_symbols))
+        first = member_networks[0][atom_symbols[0]]
+        # plain tensor lists (see above) do not follow `.to`: made where the weights are
+        device = first.final_layer.weight.device
         self.group_index = [
-            torch.tensor([i for i, s in enumerate(atom_symbols) if s == sym], dtype=torch.long)
+            torch.tensor(
+                [i for i, s in enumerate(atom_symbols) if s == sym], dtype=torch.long, device=device
+            )
             for sym in symbols
         ]
-        first = member_networks[0][atom_symbols[0]]
         self.activation = parse_activation(first.activation)
         self.is_gelu = isinstance(self.activation, torch.nn.GELU)
         self.gelu_approximate = getattr(self.activation, "approximate", "none")

@@ -56,6 +56,7 @@ from rarelearn.potentials.base import (
     Potential,
     elements_of,
     random_split,
+    resolve_device,
     sorted_elements,
 )
 from rarelearn.potentials.features import (
@@ -97,7 +98,8 @@ class ANISettings(FamilySettings):
     `fast` selects the cached-Jacobian training path; `threads` sets torch's intra-op threads
     while training (None: leave as is). The default is 1: members are small, they are trained
     one per core by executors, and on a busy 2-core machine two OpenMP threads per process
-    were measured several times slower than one.
+    were measured several times slower than one. `device` (``auto``: CUDA when present) is
+    where the networks, the cached AEVs and Jacobians and the committee evaluator live.
     """
 
     layers: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(PAPER_LAYERS))
@@ -179,6 +181,9 @@ class ANIModel(Potential):
                 for s in symbols
             }
         self.networks = ANINetworks(modules)
+        self.device = resolve_device(self.settings.device)
+        self.aev_computer.to(self.device)
+        self.networks.to(self.device)
         self.self_energies: dict[str, float] = {s: 0.0 for s in symbols}
         self.history = FitHistory()
         self.dtype = torch.float32
@@ -219,7 +224,8 @@ class ANIModel(Potential):
         key = (aev_path_for(len(atoms), path), atoms)
         if key not in self._aev_modules:
             elem = self.species_index(key[1])
-            self._aev_modules[key] = molecule_aev(self.aev_computer, elem, key[0])
+            module = molecule_aev(self.aev_computer, elem, key[0])
+            self._aev_modules[key] = module.to(self.device)
         return self._aev_modules[key]
 
     def self_energy_of(self, numbers: Sequence[int]) -> float:
@@ -248,8 +254,8 @@ class ANIModel(Potential):
         self, numbers: Sequence[int], coords: Tensor, forces: bool = True, fast: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """Energies (B,) and forces (B, N, 3) for B frames of one molecule, as numpy arrays."""
-        elem = self.species_index(numbers)
-        x = coords.to(self.dtype).detach().requires_grad_(forces)
+        elem = self.species_index(numbers).to(self.device)
+        x = coords.to(self.device, self.dtype).detach().requires_grad_(forces)
         with torch.enable_grad() if forces else torch.no_grad():
             if fast and len(numbers) <= MAX_STATIC_ATOMS:
                 aev = self.static_aev(numbers)(x)
@@ -258,8 +264,8 @@ class ANIModel(Potential):
                 species = elem.expand(x.shape[0], -1).contiguous()
                 e = self.networks(species, self.aev_computer(species, x))
             f = -torch.autograd.grad(e.sum(), x)[0] if forces else torch.zeros_like(x)
-        e_np = e.detach().to(torch.float64).numpy() + self.self_energy_of(numbers)
-        return e_np, f.detach().to(torch.float64).numpy()
+        e_np = e.detach().to("cpu", torch.float64).numpy() + self.self_energy_of(numbers)
+        return e_np, f.detach().to("cpu", torch.float64).numpy()
 
     # -------------------------------------------------------------------- fit
     @classmethod
@@ -395,11 +401,12 @@ class ANIModel(Potential):
         """TorchScript module: (atomic numbers (B,N) long, coords (B,N,3)) -> energies (B,) eV.
 
         Forces: differentiate the output with respect to coords (autograd works on it).
+        Exported on the CPU whatever the model's device, so the file loads anywhere.
         Saved with `torch.jit.save` when `path` is given; load with `torch.jit.load`.
         """
         from rarelearn.potentials.ani_export import ScriptableANI
 
-        module = ScriptableANI(self)
+        module = ScriptableANI(self).to("cpu")
         scripted = torch.jit.script(module)
         if path is not None:
             torch.jit.save(scripted, str(path))

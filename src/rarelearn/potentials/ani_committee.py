@@ -78,7 +78,7 @@ class ANICommitteeEvaluator:
         self.numbers = tuple(int(z) for z in numbers)
         self.threads = threads
         first = members[0]
-        self.dtype = first.dtype
+        self.dtype, self.device = first.dtype, first.device
         self.aev = first.molecule_aev(self.numbers, aev_path)
         symbols = atoms.get_chemical_symbols()
         nets = [m._atom_networks() for m in members]
@@ -100,7 +100,7 @@ class ANICommitteeEvaluator:
                 StackedNetworks([nets[k] for k in others], symbols) if others else None,
                 torch.tensor([stacked.index(k) for k in range(len(nets))]),
             )
-        self.force_path = torch.jit.script(path)
+        self.force_path = torch.jit.script(path.to(self.device))
         self.sae = np.array([m.self_energy_of(self.numbers) for m in members])
 
     def driving_energy(self, energies: np.ndarray) -> np.ndarray:
@@ -158,15 +158,17 @@ class ANICommitteeEvaluator:
             # one frame: the other members run beside the driver; a batch of replicas already
             # keeps both cores busy (intra-op threads), where overlapping only oversubscribes
             e, f = self.force_path(
-                torch.as_tensor(positions, dtype=self.dtype), overlap=len(positions) == 1
+                torch.as_tensor(positions, dtype=self.dtype, device=self.device),
+                overlap=len(positions) == 1,
             )
-        return e.detach(), f.detach()
+        return e.detach().cpu(), f.detach().cpu()
 
     def _autograd_call(
         self, positions: np.ndarray, forces: str
     ) -> tuple[Tensor, Tensor, np.ndarray | None]:
         """Energies, driving forces and (``all``) every member's forces through autograd."""
-        x = torch.tensor(np.asarray(positions)[None], dtype=self.dtype).requires_grad_(True)
+        x = torch.tensor(np.asarray(positions)[None], dtype=self.dtype, device=self.device)
+        x.requires_grad_(True)
         member_f = None
         with torch.enable_grad():
             aev = self.aev(x)
@@ -180,9 +182,9 @@ class ANICommitteeEvaluator:
                 e = self.nets(rep)[:, 0]
                 g = torch.autograd.grad(e.sum(), rep)[0]
                 mf = -torch.autograd.grad(aev, x, g, is_grads_batched=True)[0][:, 0]
-                member_f = mf.to(torch.float64).numpy()
+                member_f = mf.to("cpu", torch.float64).numpy()
                 f = mf.mean(0) if self.mean_driver else mf[self.best]
                 e = e.detach()
             else:
                 raise ValueError(f"forces must be best, mean or all, not {forces!r}")
-        return e.detach(), f.detach(), member_f
+        return e.detach().cpu(), f.detach().cpu(), member_f

@@ -32,11 +32,11 @@ LR_SCHEDULES = ("plateau", "cosine")
 
 def fit_self_energies(model: ANIModel, feats: TrainingFeatures, train_idx: Sequence[int]) -> None:
     counts, energies = [], []
+    group_energies = [grp["energy"].cpu().numpy() for grp in feats.groups]
     for i in train_idx:
         g, k = feats.frame_group[i]
-        grp = feats.groups[g]
-        counts.append(grp["counts"].numpy())
-        energies.append(float(grp["energy"][k]))
+        counts.append(feats.groups[g]["counts"].numpy())
+        energies.append(float(group_energies[g][k]))
     sol, *_ = np.linalg.lstsq(np.array(counts), np.array(energies), rcond=None)
     model.self_energies = {s: float(v) for s, v in zip(model.elements, sol, strict=True)}
 
@@ -185,7 +185,7 @@ def feature_predictions(
         energies.append(e.detach().to(torch.float64))
         forces.append(f.to(torch.float64))
     sae = model.self_energy_of(grp["numbers"])
-    return torch.cat(energies).numpy() + sae, torch.cat(forces).numpy()
+    return torch.cat(energies).cpu().numpy() + sae, torch.cat(forces).cpu().numpy()
 
 
 def split_metrics(
@@ -195,10 +195,12 @@ def split_metrics(
     e_pred, f_err, e_ref = {}, {}, {}
     for grp in feats.groups:
         e, f = feature_predictions(model, grp)
+        energy_ref = grp["energy"].cpu().numpy()
+        forces_ref = grp["forces"].double().cpu().numpy()
         for k, i in enumerate(grp["frames"]):
             e_pred[i] = e[k]
-            e_ref[i] = float(grp["energy"][k])
-            f_err[i] = np.abs(f[k] - grp["forces"][k].double().numpy()).mean()
+            e_ref[i] = float(energy_ref[k])
+            f_err[i] = np.abs(f[k] - forces_ref[k]).mean()
     out: dict[str, float] = {}
     for name, idx in (("train", train_idx), ("val", val_idx)):
         if idx:

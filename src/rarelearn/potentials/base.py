@@ -49,7 +49,10 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' was asked for, but torch sees no CUDA device")
+        raise ModelError(
+            "device 'cuda' was asked for, but torch sees no CUDA device (set device = \"auto\" "
+            'or "cpu"; a saved model loads elsewhere with load(..., device="cpu"))'
+        )
     if device not in DEVICES:
         raise ModelError(f"device must be one of {DEVICES}, not {device!r}")
     return torch.device(device)
@@ -60,12 +63,15 @@ class FamilySettings:
     """Settings every family shares; a family's dataclass adds its own fields.
 
     `epochs` is the most a fit runs; `val_fraction` the validation share of a split;
-    `threads` torch's intra-op threads while training (1: members train one per core).
+    `threads` torch's intra-op threads while training (1: members train one per core);
+    `device` where training and inference run: ``auto`` (CUDA when torch sees a GPU, else
+    the CPU), ``cpu`` or ``cuda``.
     """
 
     epochs: int = 300
     val_fraction: float = 0.2
     threads: int | None = 1
+    device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -92,6 +98,8 @@ class FamilySettings:
             yield "val_fraction", f"must be between 0 and 1, got {self.val_fraction!r}"
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             yield "threads", f"must be an integer >= 1 (or unset), got {self.threads!r}"
+        if self.device not in DEVICES:
+            yield "device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}"
 
 
 @dataclass
@@ -379,8 +387,13 @@ class Potential(ABC):
         return path
 
     @classmethod
-    def load(cls: type[PotentialT], folder: str | os.PathLike[str]) -> PotentialT:
-        """Read a model folder written by `save`; ModelError if missing or corrupted."""
+    def load(
+        cls: type[PotentialT], folder: str | os.PathLike[str], device: str | None = None
+    ) -> PotentialT:
+        """Read a model folder written by `save`; ModelError if missing or corrupted.
+
+        `device` (``auto``, ``cpu``, ``cuda``) replaces the saved one: a model trained on a
+        GPU is used on a laptop with ``device="cpu"`` (or ``auto``)."""
         path = Path(folder)
         if not path.is_dir():
             raise ModelError(f"model folder {path} does not exist")
@@ -390,6 +403,8 @@ class Potential(ABC):
             kind = meta.get("kind", "ani")
             if kind != cls.family:
                 raise ModelError(f"{path} holds a {kind} model, not a {cls.family} model")
+            if device is not None:
+                meta["settings"] = {**meta["settings"], "device": device}
             model = cls.from_meta(meta)
             model.history = FitHistory(**(meta.get("history") or {}))
             reading = path / WEIGHTS_FILE

@@ -95,7 +95,7 @@ class FeatureCache:
 
     def bind(self, model: ANIModel) -> None:
         """Use the cache for `model`'s AEV definition (cleared when it differs)."""
-        signature = (tuple(model.elements), str(model.dtype), model.aev_dim)
+        signature = (tuple(model.elements), str(model.dtype), model.aev_dim, str(model.device))
         if signature != self._signature:
             self._entries.clear()
             self._signature = signature
@@ -147,16 +147,19 @@ class TrainingFeatures:
         if cache is not None and with_jacobian:
             cache.bind(model)
         used: set[bytes] = set()
-        dtype = model.dtype
+        dtype, device = model.dtype, model.device
         for g in self.groups:
             sel = [frames[i] for i in g["frames"]]
             elem = model.species_index(g["numbers"])
-            g["elem"] = elem
-            g["coords"] = torch.tensor(np.array([f.positions for f in sel]), dtype=dtype)
+            g["elem"] = elem.to(device)
+            positions = np.array([f.positions for f in sel])
+            g["coords"] = torch.tensor(positions, dtype=dtype, device=device)
             g["n_atoms"] = len(g["numbers"])
             labels = [frame_labels(f) for f in sel]
-            g["energy"] = torch.tensor([e for e, _ in labels], dtype=torch.float64)
-            g["forces"] = torch.tensor(np.array([f for _, f in labels]), dtype=dtype)
+            g["energy"] = torch.tensor([e for e, _ in labels], dtype=torch.float64, device=device)
+            forces = np.array([f for _, f in labels])
+            g["forces"] = torch.tensor(forces, dtype=dtype, device=device)
+            # element counts stay on the CPU: the self-energy least squares run there
             g["counts"] = torch.bincount(elem, minlength=len(model.elements)).to(torch.float64)
             if with_jacobian:
                 if g["n_atoms"] > MAX_STATIC_ATOMS:
@@ -174,7 +177,7 @@ class TrainingFeatures:
                 with torch.no_grad():
                     g["aev"] = torch.cat(
                         [
-                            model.aev_computer(elem.expand(len(c), -1).contiguous(), c)
+                            model.aev_computer(g["elem"].expand(len(c), -1).contiguous(), c)
                             for c in g["coords"].split(256)
                         ]
                     )

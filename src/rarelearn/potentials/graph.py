@@ -49,8 +49,7 @@ class GraphSettings(FamilySettings):
     """Optimisation settings shared by the graph families (a family adds its architecture).
 
     `lr_factor`/`lr_patience`: reduce-on-plateau of the validation loss; the fit stops once
-    the learning rate falls below `min_lr`. `device`: ``auto`` (CUDA when present), ``cpu``
-    or ``cuda``; `dtype`: ``float32`` or ``float64``.
+    the learning rate falls below `min_lr`. `dtype`: ``float32`` or ``float64``.
     """
 
     batch_size: int = 32
@@ -59,7 +58,6 @@ class GraphSettings(FamilySettings):
     lr_patience: int = 5
     min_lr: float = 1e-6
     cutoff: float = 5.0
-    device: str = "auto"
     dtype: str = "float32"
 
     def problems(self):  # type: ignore[no-untyped-def]
@@ -77,8 +75,6 @@ class GraphSettings(FamilySettings):
             yield "min_lr", f"must be >= 0 and below lr ({self.lr}), got {self.min_lr!r}"
         if not self.cutoff > 0:
             yield "cutoff", f"must be positive (Angstrom), got {self.cutoff!r}"
-        if self.device not in ("auto", "cpu", "cuda"):
-            yield "device", f"must be auto, cpu or cuda, got {self.device!r}"
         if self.dtype not in ("float32", "float64"):
             yield "dtype", f"must be float32 or float64, got {self.dtype!r}"
 
