@@ -400,7 +400,8 @@ def main() -> None:
         }
     )
     # last: SchNet's and MACE's fits leave the process slower for the small ANI kernels
-    # (committee3_ms +10-20 % when measured after them), so the ANI figures come first
+    # (one back-to-back run measuring them first: committee3_ms +6-16 %, smd_step_ms
+    # +7-23 % against the code before them), so the ANI figures come first
     print("model families: a fit and a committee of 3 each ...", flush=True)
     res.update(bench_families(frames, args.threads))
     res["wall_s"] = time.perf_counter() - t0
