@@ -25,6 +25,7 @@ TINY = """
 name = "tiny"
 iterations = 3
 seed = 1
+baseline_smd_every = 10
 [system]
 chain = 3
 [labeler]
@@ -84,18 +85,6 @@ def _comparable(summary: dict) -> dict:
         for name, row in summary["baselines"].items()
     }
     return {"iterations": rows, "baselines": baselines, "ea_ref_eV": summary["ea_ref_eV"]}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """One uninterrupted tiny campaign (propane, 3 iterations), run as a user would."""
-    folder = tmp_path_factory.mktemp("campaign")
-    process = _run_cli(
-        ["run", "--config", str(_write_config(folder)), "--out", str(folder / "run")]
-    )
-    output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output
-    return folder / "run"
 
 
 def test_run_folder_is_complete(finished_run):

@@ -16,19 +16,13 @@ from rarelearn.campaign import TRAINING_SOURCES, training_frames
 from rarelearn.check import check_run
 from rarelearn.cli import main
 from rarelearn.store import CampaignStore
-from test_campaign import _run_cli, _write_config
+from test_campaign import _run_cli
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """One finished tiny campaign (propane, 3 iterations); tests damage copies of it."""
-    folder = tmp_path_factory.mktemp("damaged")
-    process = _run_cli(
-        ["run", "--config", str(_write_config(folder)), "--out", str(folder / "run")]
-    )
-    output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output
-    return folder / "run"
+@pytest.fixture
+def tiny_run(finished_run: Path) -> Path:
+    """The session's finished tiny campaign (conftest); tests damage copies of it."""
+    return finished_run
 
 
 def _copy(run_dir: Path, tmp_path: Path) -> Path:

@@ -203,6 +203,7 @@ def test_tiny_campaign_on_postgres(db_url: str, tmp_path: Path) -> None:
             "baselines": False,
             "system": {"chain": 2},
             "reference": {
+                "replicas": 3,
                 "equilibrium": {"n_frames": 40, "equilibration_steps": 10},
                 "smd": {
                     "n_steps": 300,
