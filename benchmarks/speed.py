@@ -399,9 +399,9 @@ def main() -> None:
             "smd_speedup_vs_xtb_7members": float(res["xtb_ms"]) / smd7,
         }
     )
-    # last: SchNet's and MACE's fits leave the process slower for the small ANI kernels
-    # (one back-to-back run measuring them first: committee3_ms +6-16 %, smd_step_ms
-    # +7-23 % against the code before them), so the ANI figures come first
+    # last: measured before the ANI figures, SchNet's and MACE's fits left them slower in one
+    # back-to-back run against the code before them (committee3_ms +6-16 %, smd_step_ms
+    # +7-23 %; within this shared machine's noise, but free to avoid), so ANI comes first
     print("model families: a fit and a committee of 3 each ...", flush=True)
     res.update(bench_families(frames, args.threads))
     res["wall_s"] = time.perf_counter() - t0

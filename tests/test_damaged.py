@@ -1,5 +1,6 @@
 """Damaged run-folder files are named with what to do (exit 2, no traceback), and
-``rarelearn check`` reads a folder end to end without touching it."""
+``rarelearn check`` reads a folder end to end without touching it. The tests damage copies of
+the session's finished tiny campaign (`finished_run`, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,6 @@ from rarelearn.store import CampaignStore
 from test_campaign import _run_cli
 
 
-@pytest.fixture
-def tiny_run(finished_run: Path) -> Path:
-    """The session's finished tiny campaign (conftest); tests damage copies of it."""
-    return finished_run
-
-
 def _copy(run_dir: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
@@ -42,23 +37,23 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
     }
 
 
-def test_check_reads_an_intact_folder_without_touching_it(tiny_run, capsys):
-    before = _snapshot(tiny_run)
-    assert main(["check", str(tiny_run)]) == 0
+def test_check_reads_an_intact_folder_without_touching_it(finished_run, capsys):
+    before = _snapshot(finished_run)
+    assert main(["check", str(finished_run)]) == 0
     out = capsys.readouterr().out
-    assert _snapshot(tiny_run) == before
-    assert f"{tiny_run} is sound" in out and "BAD" not in out
+    assert _snapshot(finished_run) == before
+    assert f"{finished_run} is sound" in out and "BAD" not in out
     for name in ("config.toml", "data.db", "summary.json", "iterations/001/committee"):
         assert f"ok   {name}" in out
     # the label counts it compares are the frames each iteration trained on
-    store = CampaignStore(tiny_run / "data.db", campaign="tiny")
+    store = CampaignStore(finished_run / "data.db", campaign="tiny")
     for i in range(3):
         n_labels = len(training_frames(store, TRAINING_SOURCES, max_iteration=i - 1))
         assert f"ok   iterations/{i:03d} labels: {n_labels} training labels" in out
 
 
-def test_truncated_database_is_named_by_run_and_check(tiny_run, tmp_path):
-    copy = _copy(tiny_run, tmp_path)
+def test_truncated_database_is_named_by_run_and_check(finished_run, tmp_path):
+    copy = _copy(finished_run, tmp_path)
     database = copy / "data.db"
     os.truncate(database, database.stat().st_size // 2)
     for command in (["run", "--out", str(copy)], ["check", str(copy)]):
@@ -110,9 +105,9 @@ DAMAGE: dict[str, tuple[str, Callable[[Path], None], str]] = {
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
-def test_each_damaged_file_is_named_with_what_to_do(tiny_run, tmp_path, capsys, kind):
+def test_each_damaged_file_is_named_with_what_to_do(finished_run, tmp_path, capsys, kind):
     name, damage, advice = DAMAGE[kind]
-    copy = _copy(tiny_run, tmp_path)
+    copy = _copy(finished_run, tmp_path)
     damage(copy)
     assert main(["--quiet", "run", "--out", str(copy)]) == 2
     error = capsys.readouterr().err
@@ -125,8 +120,8 @@ def test_each_damaged_file_is_named_with_what_to_do(tiny_run, tmp_path, capsys, 
     assert "1 of" in out.splitlines()[-1]
 
 
-def test_following_the_advice_gives_a_sound_folder_again(tiny_run, tmp_path, capsys):
-    copy = _copy(tiny_run, tmp_path)
+def test_following_the_advice_gives_a_sound_folder_again(finished_run, tmp_path, capsys):
+    copy = _copy(finished_run, tmp_path)
     _garble(copy / "iterations/001/unseen.npz")
     assert main(["check", str(copy)]) == 2
     assert f"delete the folder {copy / 'iterations/001'} and rerun" in capsys.readouterr().out
@@ -135,15 +130,15 @@ def test_following_the_advice_gives_a_sound_folder_again(tiny_run, tmp_path, cap
     assert main(["check", str(copy)]) == 0
     assert f"{copy} is sound" in capsys.readouterr().out
     rows = [
-        json.loads((run / "summary.json").read_text())["iterations"] for run in (copy, tiny_run)
+        json.loads((run / "summary.json").read_text())["iterations"] for run in (copy, finished_run)
     ]
     for row in (*rows[0], *rows[1]):
         row.pop("wall_s")
     assert rows[0] == rows[1]
 
 
-def test_check_while_the_campaign_runs_finds_nothing_damaged(tiny_run, tmp_path):
-    copy = _copy(tiny_run, tmp_path)
+def test_check_while_the_campaign_runs_finds_nothing_damaged(finished_run, tmp_path):
+    copy = _copy(finished_run, tmp_path)
     for name in ("iterations/001", "iterations/002", "baselines"):
         shutil.rmtree(copy / name)
     (copy / "summary.json").unlink()
