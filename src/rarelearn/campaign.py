@@ -436,7 +436,9 @@ class Campaign:
         pulls: ReplicaPulls,
         e_pred_unseen: np.ndarray,
     ) -> dict[str, Any]:
-        errors = compare_pulls(pulls, self.reference_pulls)
+        errors = compare_pulls(
+            pulls, self.reference_pulls, self.config.reference.smd.spring_constant_eV_per_A2
+        )
         sample = pulls.sample
         train_mae, val_mae = split_maes(committee, frames)
         return {
@@ -665,6 +667,7 @@ class Campaign:
             "ea_ref_eV": reference.mean,
             "ea_ref_sem_eV": finite_or_none(reference.sem),
             "ea_ref_replicas_eV": list(reference.values),
+            **self._reference_rupture_force(),
             "broken_bonds_ref": self.reference_pulls.bond_counts(),
             "system": describe_system(self.atoms, self.pulled),
             "model": {
@@ -682,6 +685,17 @@ class Campaign:
         }
         write_json(self.run_dir / "summary.json", summary)
         return summary
+
+    def _reference_rupture_force(self) -> dict[str, Any]:
+        forces = Sample.of(
+            self.reference_pulls.rupture_forces_eV_A(
+                self.config.reference.smd.spring_constant_eV_per_A2
+            )
+        )
+        return {
+            "rupture_force_ref_eV_A": forces.mean,
+            "rupture_force_ref_sem_eV_A": finite_or_none(forces.sem),
+        }
 
 
 def _row_difference(row: dict[str, Any]) -> Difference:
@@ -704,7 +718,9 @@ def converged_iteration(rows: Sequence[dict[str, Any]], config: CampaignConfig) 
     tolerance = config.stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
     streak = 0
     for row in rows:
-        streak = streak + 1 if _row_difference(row).within(tolerance) else 0
+        share = row.get("reference_bond_share")
+        right_bonds = share is None or share >= config.stop.min_reference_bond_share
+        streak = streak + 1 if right_bonds and _row_difference(row).within(tolerance) else 0
     if streak >= config.stop.patience:
         return int(rows[len(rows) - streak]["iteration"])
     return None
@@ -754,10 +770,20 @@ def _row_line(row: dict[str, Any]) -> str:
         broke += f" ({n_broke} of {row['n_replicas']} pulls broke)"
     half_width = row["ea_error_ci95_eV"]
     interval = "" if half_width is None else f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
+    share = row.get("reference_bond_share")
+    if share is not None and share < 1.0:
+        broke += f", {share:.0%} on the reference's bonds"
+    force = ""
+    if row.get("rupture_force_nnp_eV_A") is not None:
+        force = (
+            f"rupture force {row['rupture_force_nnp_eV_A']:.2f} eV/A "
+            f"(ref {row['rupture_force_ref_eV_A']:.2f}), "
+        )
     return (
         f"iteration {row['iteration']}: {row['n_labels']} labels, Ea = {row['ea_nnp_eV']:.3f} eV "
         f"over {row['n_replicas']} pulls (ref {row['ea_ref_eV']:.3f}, error "
         f"{row['ea_error_signed_eV'] * EV_TO_KCAL_MOL:+.2f}{interval} kcal/mol, 95 %), {broke}, "
+        f"{force}"
         f"unseen MAE {row['mae_unseen_kcal_mol']:.2f} kcal/mol, "
         f"{row['n_selected']} selected"
     )

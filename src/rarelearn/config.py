@@ -111,11 +111,14 @@ class StoreConfig:
 @dataclass(frozen=True)
 class StopConfig:
     """When a campaign may stop before ``iterations``: the 95 % interval of the Ea error
-    (NNP replica mean - reference replica mean) inside +- ``tolerance_kcal_mol`` for
-    ``patience`` consecutive iterations."""
+    (NNP replica mean - reference replica mean) inside +- ``tolerance_kcal_mol``, with the
+    pulls breaking the reference's bonds, for ``patience`` consecutive iterations."""
 
     tolerance_kcal_mol: float = 1.0
     patience: int = 2
+    #: An iteration counts as converged only when at least this share of its pulls break a
+    #: bond the reference pulls break (a right barrier for the wrong reaction is no answer).
+    min_reference_bond_share: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -472,6 +475,11 @@ def validate(config: CampaignConfig) -> None:
         and stop.tolerance_kcal_mol > 0,
         "stop.tolerance_kcal_mol",
         f"must be a positive number, got {stop.tolerance_kcal_mol!r}",
+    )
+    _require(
+        0.0 <= stop.min_reference_bond_share <= 1.0,
+        "stop.min_reference_bond_share",
+        f"must be a share between 0 and 1, got {stop.min_reference_bond_share!r}",
     )
     _require(
         _is_int(stop.patience) and stop.patience >= 1,
