@@ -29,6 +29,7 @@ from rarelearn.potentials.schnet import SchNetSettings
 from rarelearn.reference import EquilibriumSettings, ReferenceSettings
 from rarelearn.runfolder import damaged
 from rarelearn.selection import SelectionSettings
+from rarelearn.snap import SnapSettings
 
 PRESETS = ("quick", "paper")
 EXECUTOR_KINDS = ("inprocess", "local", "dask")
@@ -139,6 +140,9 @@ class CampaignConfig:
     reference: ReferenceSettings = field(default_factory=ReferenceSettings)
     committee: CommitteeConfig = field(default_factory=CommitteeConfig)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
+    #: Snap tests of the model's pulls by the labeler, whose frames join the training set
+    #: (`rarelearn.snap`; off by default).
+    snap: SnapSettings = field(default_factory=SnapSettings)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     stop: StopConfig = field(default_factory=StopConfig)
@@ -378,6 +382,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         reference=reference_settings,
         committee=committee_config,
         selection=_build("selection", SelectionSettings, values.get("selection", {})),
+        snap=_build("snap", SnapSettings, values.get("snap", {})),
         executor=_build("executor", ExecutorConfig, values.get("executor", {})),
         store=_build("store", StoreConfig, values.get("store", {})),
         stop=_build("stop", StopConfig, values.get("stop", {})),

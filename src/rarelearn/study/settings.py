@@ -115,6 +115,10 @@ class StudySettings:
 #: ``protocol`` is the base itself (the paper's loop at the preset's budget).
 RECIPES: dict[str, dict[str, Any]] = {
     "protocol": {},
+    # every iteration, 8 of the NNP pulls snap-tested by the labeler; 8 frames of each test
+    # with one noisy copy join the training set (128 labels an iteration beside the UQ ones)
+    "snap": {"snap": {"replicas": 8, "max_frames": 8, "n_copies": 1}},
+    "force-uq": {"selection": {"uq": "force"}},
     "paper-committee": {"committee": {"n_members": 7, "strategy": "inherited"}},
 }
 
