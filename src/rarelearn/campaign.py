@@ -66,7 +66,7 @@ from rarelearn.snap import (
     segment_settings,
     snap_row,
     snap_start,
-    tested_replicas,
+    replicas_under_test,
 )
 from rarelearn.statistics import Difference, Sample, finite_or_none, replicas_for_half_width
 from rarelearn.store import CampaignStore, uid
@@ -460,7 +460,7 @@ class Campaign:
         timestep = self.config.reference.smd.timestep_fs
         starts = [
             snap_start(r, traces[r], self.starts[r], settings, timestep)
-            for r in tested_replicas(len(traces), settings)
+            for r in replicas_under_test(len(traces), settings)
         ]
         save_snap_starts(paths.snap_starts, starts)
 

@@ -84,7 +84,7 @@ class SnapSettings:
             raise ConfigError(f"window_A must be a positive distance, got {self.window_A!r}")
 
 
-def tested_replicas(n_replicas: int, settings: SnapSettings) -> list[int]:
+def replicas_under_test(n_replicas: int, settings: SnapSettings) -> list[int]:
     """The replicas tested: ``settings.replicas`` of them, evenly spaced, replica 0 first."""
     n = min(settings.replicas, n_replicas)
     if n <= 0:
