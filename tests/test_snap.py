@@ -12,12 +12,12 @@ from rarelearn.snap import (
     SnapSettings,
     labeled_frames,
     load_snap_starts,
+    replicas_under_test,
     run_snap_test,
     save_snap_starts,
     segment_settings,
     snap_row,
     snap_start,
-    replicas_under_test,
 )
 
 XTB = make_labeler("GFN2-xTB")

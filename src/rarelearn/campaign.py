@@ -61,12 +61,12 @@ from rarelearn.snap import (
     empty_snap_row,
     labeled_frames,
     load_snap_starts,
+    replicas_under_test,
     run_snap_test,
     save_snap_starts,
     segment_settings,
     snap_row,
     snap_start,
-    replicas_under_test,
 )
 from rarelearn.statistics import Difference, Sample, finite_or_none, replicas_for_half_width
 from rarelearn.store import CampaignStore, uid
