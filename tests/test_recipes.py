@@ -1,7 +1,7 @@
-"""Campaign recipes beside the paper's loop: snap tests in the loop and force-based UQ.
+"""Campaign recipes beside the paper's loop: snap tests, force-based UQ, rupture-region labels.
 
-One tiny campaign with both on: what each adds to the rows and to the training set, and that
-a campaign killed in the middle of its snap tests resumes to the same rows.
+One tiny campaign with all three on: what each adds to the rows and to the training set, and
+that a campaign killed in the middle of its snap tests resumes to the same rows.
 """
 
 import json
@@ -14,10 +14,11 @@ from ase.db import connect
 from rarelearn.committee import Committee
 from rarelearn.dynamics import SMDTrace
 from rarelearn.runfolder import ROW_KEYS
+from rarelearn.rupture import rupture_region
 from test_campaign import TINY, _comparable, _run_cli
 
 RECIPES = (
-    TINY.replace("[selection]\n", '[selection]\nuq = "force"\n').replace(
+    TINY.replace("[selection]\n", '[selection]\nuq = "force"\nrupture_frames = 3\n').replace(
         "baseline_smd_every = 10", "baselines = false"
     )
     + "[snap]\nreplicas = 2\nmax_steps = 300\nmax_frames = 3\nn_copies = 1\n"
@@ -101,3 +102,53 @@ def test_a_campaign_killed_in_its_snap_tests_resumes_to_the_same_rows(recipes_ru
     resumed = json.loads((run / "summary.json").read_text())
     assert _comparable(resumed) == _comparable(complete)
     assert len(connect(run / "data.db")) == n_labels
+
+
+def test_rupture_region_labels_compare_the_models_energy_change_with_the_labelers(recipes_run):
+    """Per pull: the start and 3 frames before the model's snap, labeled; the row's mean
+    difference of energy changes is recomputed here from the stored labels and the best
+    member's own energies of those frames."""
+    run = recipes_run / "run"
+    rows = json.loads((run / "summary.json").read_text())["iterations"]
+    db = connect(run / "data.db")
+    row = rows[0]
+    stored = list(db.select(sampled_by="rupture_region", iteration=0))
+    assert row["rupture_labels"] == len(stored)
+    assert 3 * 2 <= len(stored) <= 3 * 4  # fewer where a short pull's window reaches its start
+    committee = Committee.load(run / "iterations" / "000" / "committee")
+    atoms = [r.toatoms() for r in stored]
+    model, _ = committee.best.predict(atoms, forces=False)
+    per_pull = {}
+    for r, e_model in zip(stored, model, strict=True):
+        per_pull.setdefault(r.snap_replica, {})[r.frame] = (e_model, r.energy)
+    means = []
+    for frames in per_pull.values():
+        start_model, start_label = frames.pop(0)
+        means.append(np.mean([(m - start_model) - (e - start_label) for m, e in frames.values()]))
+    assert row["rupture_energy_difference_eV"] == pytest.approx(np.mean(means), abs=1e-4)
+    assert row["rupture_energy_difference_ci95_eV"] > 0
+    far = [p for p, m in zip(per_pull, means, strict=True) if abs(m) > 1.0]
+    assert set(far) <= set(row["rupture_unphysical_pulls"])
+    # the next committee trains on them
+    assert rows[1]["n_labels"] >= rows[0]["n_labels"] + len(stored)
+
+
+def test_rupture_region_is_the_last_window_before_the_snap():
+    distance = 6.0 + 0.01 * np.arange(201)
+    zeros = np.zeros(201)
+    trace = SMDTrace(
+        time_fs=zeros,
+        distance_A=distance,
+        rest_length_A=zeros,
+        spring_force_eV_per_A=zeros,
+        work_eV=zeros,
+        energy_eV=zeros,
+        positions_A=None,
+        numbers=np.array([6, 6]),
+        broken_frame=150,
+        broken_bond=(0, 1),
+    )
+    assert rupture_region(trace, 4, 0.3) == [0, 120, 130, 140, 150]
+    trace.broken_frame = None  # no snap: the peak spring force stands for it
+    trace.spring_force_eV_per_A = -((np.arange(201) - 100.0) ** 2)
+    assert rupture_region(trace, 2, 0.1) == [0, 90, 100]

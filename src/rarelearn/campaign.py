@@ -55,6 +55,12 @@ from rarelearn.reference import (
     write_json,
 )
 from rarelearn.runfolder import ROW_KEYS, damaged, load_npz, read_json
+from rarelearn.rupture import (
+    empty_rupture_row,
+    load_rupture_frames,
+    rupture_row,
+    save_rupture_frames,
+)
 from rarelearn.selection import Selection, augment, draw_rng, redraw, select_frames
 from rarelearn.snap import (
     SnapStart,
@@ -78,6 +84,8 @@ TRAINING_SOURCES = ("equilibrium", "active", "augmented")
 FRAMES_BEFORE_BLOW_UP = 20
 #: Task numbers (and so uids) of snap-test labels start here, after the selection's.
 SNAP_TASK_OFFSET = 500_000
+#: ... and rupture-region labels here.
+RUPTURE_TASK_OFFSET = 800_000
 
 
 def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
@@ -183,6 +191,10 @@ class _Iteration:
     @property
     def snap(self) -> Path:
         return self.folder / "snap"
+
+    @property
+    def rupture_frames(self) -> Path:
+        return self.folder / "rupture_frames.traj"
 
 
 class Campaign:
@@ -291,6 +303,7 @@ class Campaign:
         row = self.metrics_row(i, committee, frames, pulls, e_pred)
         row["ea_members_eV"] = members
         row.update(self.snap_tests(paths, timing, label))
+        row.update(self.rupture_labels(i, paths, timing, label))
 
         row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
         row["wall_s"] = round(sum(timing.values()), 2)
@@ -396,7 +409,13 @@ class Campaign:
         frames (``snap_starts.traj``, written before ``replicas.npz``).
         """
         need_snap = snap_tests and self.config.snap.enabled and not paths.snap_starts.is_file()
-        need_replicas = need_snap or not (paths.replicas.is_file() and paths.smd.is_file())
+        selection = self.config.selection
+        need_rupture = (
+            snap_tests and selection.rupture_frames > 0 and not paths.rupture_frames.is_file()
+        )
+        need_replicas = (
+            need_snap or need_rupture or not (paths.replicas.is_file() and paths.smd.is_file())
+        )
         need_members = members and not paths.members.is_file()
         settings = self.config.reference.smd
         jobs = []
@@ -434,6 +453,13 @@ class Campaign:
             trace, pulls = traces[0], ReplicaPulls.from_traces(traces)
             if need_snap:
                 self._save_snap_starts(paths, traces)
+            if need_rupture:
+                save_rupture_frames(
+                    paths.rupture_frames,
+                    traces,
+                    selection.rupture_frames,
+                    selection.rupture_window_A,
+                )
             trace.save(paths.smd)
             pulls.save(paths.replicas)
         else:
@@ -489,6 +515,48 @@ class Campaign:
         starts, traces = self._snap_traces(paths)
         self._timed(timing, "snap_s", paths.timing, started)
         return snap_row(starts, traces, 0)
+
+    # --------------------------------------------------- rupture-region labels
+    def rupture_labels(self, i: int, paths: _Iteration, timing: dict, label: str) -> dict:
+        """Label the rupture-region frames of this iteration's pulls (`rarelearn.rupture`),
+        storing them as training frames of the next committee; the row keys."""
+        if self.config.selection.rupture_frames == 0:
+            return empty_rupture_row()
+        frames = load_rupture_frames(paths.rupture_frames)
+        batch = f"iteration{i:03d}"
+        tasks = [RUPTURE_TASK_OFFSET + k for k in range(len(frames))]
+        done = self.store.tasks_done(batch)
+        pending = [k for k, task in enumerate(tasks) if task not in done]
+        if pending:
+            started = time.perf_counter()
+            self.progress.message(f"{label}: labeling {len(pending)} rupture-region frames")
+            results = label_parallel(
+                self.spec,
+                [frames[k] for k in pending],
+                self.executor,
+                chunk_size=self.config.executor.chunk_size,
+                indices=pending,
+            )
+            provenance = [
+                dict(
+                    iteration=i,
+                    labeler=self.spec.name,
+                    batch=batch,
+                    source="active",
+                    sampled_by="rupture_region",
+                    snap_replica=int(frames[k].info["replica"]),
+                    frame=int(frames[k].info["frame"]),
+                    spring_distance=float(frames[k].info["spring_distance"]),
+                    parent=-1,
+                    task=tasks[k],
+                    uid=uid(i + 2, tasks[k]),
+                )
+                for k in pending
+            ]
+            self.store.add_labeled([frames[k] for k in pending], results, provenance)
+            self._timed(timing, "rupture_s", paths.timing, started)
+        energies = self.store.task_energies(batch)
+        return rupture_row(frames, [energies.get(task) for task in tasks])
 
     def snap_candidates(self, i: int, paths: _Iteration) -> tuple[list[Atoms], list[dict]]:
         """The snap tests' label frames (the labeler's own energy and forces attached) and

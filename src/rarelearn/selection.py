@@ -122,6 +122,10 @@ class SelectionSettings:
     #: One of :data:`UQ_KINDS`; the threshold rule (mean + n_sigma std over the first steps)
     #: applies to either.
     uq: str = "energy"
+    #: Rupture-region labels (`rarelearn.rupture`): from every NNP pull, its start and this many
+    #: frames over the last ``rupture_window_A`` before the model's snap (0: none)
+    rupture_frames: int = 0
+    rupture_window_A: float = 0.3
     min_energy_eV: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +142,8 @@ class SelectionSettings:
             raise ConfigError(
                 f"selection.strategy must be one of {STRATEGIES}, got {self.strategy!r}"
             )
+        _check_int("rupture_frames", self.rupture_frames, 0)
+        _check_float("rupture_window_A", self.rupture_window_A, 0.0, strict=True)
         if self.uq not in UQ_KINDS:
             raise ConfigError(f"selection.uq must be one of {UQ_KINDS}, got {self.uq!r}")
         object.__setattr__(self, "min_energy_eV", kcal_mol_to_ev(float(self.min_energy_kcal_mol)))
