@@ -140,6 +140,10 @@ def test_snap_row_gives_the_sign_of_the_models_error():
     assert row["snap_bonds_model"] == {"C2-C3": 2, "none": 1}
     assert row["snap_bonds_labeler"] == {"C0-C1": 3}
     assert row["snap_labels"] == 24
+    assert row["snap_labeler_held"] == 0
+    held = snap_row(starts, [_trace(600, None), *traces[1:]], 0)
+    assert held["snap_labeler_held"] == 1
+    assert held["snap_steps_difference_mean"] == pytest.approx(380.0)
 
 
 @pytest.mark.parametrize(

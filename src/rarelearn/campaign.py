@@ -993,11 +993,18 @@ def _row_line(row: dict[str, Any]) -> str:
             f"rupture force {row['rupture_force_nnp_eV_A']:.2f} eV/A "
             f"(ref {row['rupture_force_ref_eV_A']:.2f}), "
         )
+    snap = ""
+    if row.get("snap_n_tests"):
+        difference = row["snap_steps_difference_mean"]
+        snap = f"snap tests: the labeler held {row['snap_labeler_held']}/{row['snap_n_tests']}"
+        if difference is not None:
+            snap += f", snapped {difference:+.0f} steps after the model"
+        snap += ", "
     return (
         f"iteration {row['iteration']}: {row['n_labels']} labels, Ea = {row['ea_nnp_eV']:.3f} eV "
         f"over {row['n_replicas']} pulls (ref {row['ea_ref_eV']:.3f}, error "
         f"{row['ea_error_signed_eV'] * EV_TO_KCAL_MOL:+.2f}{interval} kcal/mol, 95 %), {broke}, "
-        f"{force}"
+        f"{force}{snap}"
         f"unseen MAE {row['mae_unseen_kcal_mol']:.2f} kcal/mol, "
         f"{row['n_selected']} selected"
     )

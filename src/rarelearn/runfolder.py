@@ -62,6 +62,7 @@ ROW_KEYS: tuple[str, ...] = (
     "snap_steps_model",
     "snap_steps_difference_mean",
     "snap_steps_difference_ci95",
+    "snap_labeler_held",
     "snap_bonds_labeler",
     "snap_bonds_model",
     "snap_labels",

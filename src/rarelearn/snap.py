@@ -39,6 +39,7 @@ SNAP_ROW_KEYS = (
     "snap_steps_model",
     "snap_steps_difference_mean",
     "snap_steps_difference_ci95",
+    "snap_labeler_held",
     "snap_bonds_labeler",
     "snap_bonds_model",
     "snap_labels",
@@ -222,7 +223,8 @@ def snap_row(starts: list[SnapStart], traces: list[SMDTrace], n_labels: int) -> 
 
     ``snap_steps_difference_mean``: labeler minus model steps to the snap, over tests where
     both broke, with its 95 % interval: positive, the model snaps too early (too weak);
-    negative, too late (too strong).
+    negative, too late (too strong). ``snap_labeler_held``: tests in which the labeler did not
+    snap within ``max_steps`` (a model far too weak: the difference is beyond the test).
     """
     labeler_steps = [t.broken_frame for t in traces]
     model_steps = [s.model_steps for s in starts]
@@ -241,6 +243,7 @@ def snap_row(starts: list[SnapStart], traces: list[SMDTrace], n_labels: int) -> 
         "snap_steps_model": model_steps,
         "snap_steps_difference_mean": mean,
         "snap_steps_difference_ci95": half_width,
+        "snap_labeler_held": sum(steps is None for steps in labeler_steps),
         "snap_bonds_labeler": _counts([t.broken_bond_label() for t in traces]),
         "snap_bonds_model": _counts([s.model_bond for s in starts]),
         "snap_labels": n_labels,
