@@ -61,7 +61,7 @@ from rarelearn.rupture import (
     rupture_row,
     save_rupture_frames,
 )
-from rarelearn.selection import Selection, augment, draw_rng, redraw, select_frames
+from rarelearn.selection import Selection, augment, draw_rng, pool, redraw, select_frames
 from rarelearn.snap import (
     SnapStart,
     empty_snap_row,
@@ -86,6 +86,8 @@ FRAMES_BEFORE_BLOW_UP = 20
 SNAP_TASK_OFFSET = 500_000
 #: ... and rupture-region labels here.
 RUPTURE_TASK_OFFSET = 800_000
+#: Arrays of ``pooled.npz`` (``selection.candidates = "all"``).
+POOLED_KEYS = ("replica", "frame", "uq_eV", "distance_A", "positions_A", "numbers", "n_candidates")
 
 
 def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
@@ -195,6 +197,10 @@ class _Iteration:
     @property
     def rupture_frames(self) -> Path:
         return self.folder / "rupture_frames.traj"
+
+    @property
+    def pooled(self) -> Path:
+        return self.folder / "pooled.npz"
 
 
 class Campaign:
@@ -413,8 +419,12 @@ class Campaign:
         need_rupture = (
             snap_tests and selection.rupture_frames > 0 and not paths.rupture_frames.is_file()
         )
+        need_pool = snap_tests and selection.candidates == "all" and not paths.pooled.is_file()
         need_replicas = (
-            need_snap or need_rupture or not (paths.replicas.is_file() and paths.smd.is_file())
+            need_snap
+            or need_rupture
+            or need_pool
+            or not (paths.replicas.is_file() and paths.smd.is_file())
         )
         need_members = members and not paths.members.is_file()
         settings = self.config.reference.smd
@@ -453,6 +463,8 @@ class Campaign:
             trace, pulls = traces[0], ReplicaPulls.from_traces(traces)
             if need_snap:
                 self._save_snap_starts(paths, traces)
+            if need_pool:
+                self._save_pooled(paths, traces)
             if need_rupture:
                 save_rupture_frames(
                     paths.rupture_frames,
@@ -479,6 +491,44 @@ class Campaign:
             return trace, pulls, []
         members_eV = read_json(paths.members, ["ea_members_eV"])["ea_members_eV"]
         return trace, pulls, [float(v) for v in members_eV]
+
+    def _save_pooled(self, paths: _Iteration, traces: list[SMDTrace]) -> None:
+        """``selection.candidates = "all"``: the UQ rule on every replica pull, the accepted
+        frames pooled (`rarelearn.selection.pool`) and kept with their positions."""
+        settings = self.config.selection
+        selections = []
+        for trace in traces:
+            if trace.uq_eV is None:
+                raise ConfigError("the NNP steered MD recorded no uncertainty")
+            forced: list[int] = []
+            if trace.stopped_reason != "completed":
+                forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
+            selections.append(
+                select_frames(
+                    trace.uq_eV,
+                    trace.distance_A,
+                    trace.energy_eV,
+                    trace.broken_frame,
+                    settings,
+                    forced_candidates=forced,
+                )
+            )
+        pooled = pool(selections, [t.uq_eV for t in traces], settings.max_selected)
+        n_atoms = len(traces[0].numbers)
+        temporary = paths.pooled.with_name(paths.pooled.name + ".tmp.npz")
+        np.savez_compressed(
+            temporary,
+            replica=np.array([r for r, _ in pooled], dtype=int),
+            frame=np.array([f for _, f in pooled], dtype=int),
+            uq_eV=np.array([traces[r].uq_eV[f] for r, f in pooled]),
+            distance_A=np.array([traces[r].distance_A[f] for r, f in pooled]),
+            positions_A=np.array([traces[r].positions_A[f] for r, f in pooled]).reshape(
+                len(pooled), n_atoms, 3
+            ),
+            numbers=traces[0].numbers,
+            n_candidates=np.array(sum(s.n_candidates for s in selections)),
+        )
+        temporary.replace(paths.pooled)
 
     # ------------------------------------------------------------- snap tests
     def _save_snap_starts(self, paths: _Iteration, traces: list[SMDTrace]) -> None:
@@ -669,7 +719,7 @@ class Campaign:
             return load_npz(path, ["force_uq_eV_A"])["force_uq_eV_A"]
         committee = load_committee(paths.committee)
         frames = [trace.frame(t) for t in range(trace.n_frames)]
-        spread = np.asarray(committee.predict(frames, forces=True).force_std).max(axis=-1)
+        spread = committee.max_force_spread(frames)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(temporary, force_uq_eV_A=spread)
         temporary.replace(path)
@@ -695,6 +745,12 @@ class Campaign:
             self.config.selection,
             forced_candidates=forced,
         )
+        if self.config.selection.candidates == "all":
+            pooled = load_npz(path.with_name("pooled.npz"), POOLED_KEYS)
+            selection.pooled = [
+                (int(r), int(f)) for r, f in zip(pooled["replica"], pooled["frame"], strict=True)
+            ]
+            selection.n_pooled_candidates = int(pooled["n_candidates"])
         strategy = self.config.selection.strategy
         rng = draw_rng(self.config.seed, i)
         if strategy == "random":
@@ -742,6 +798,8 @@ class Campaign:
         """
         settings = self.config.selection
         stride = 1 + settings.n_copies
+        if selection.pooled is not None:
+            return self._pooled_frames(i, selection)
         source = trace if selection.replica is None else self.labeled_replica
         labeled = selection.replica is not None
         originals = []
@@ -780,6 +838,53 @@ class Campaign:
             for c in range(settings.n_copies):
                 frames.append(copies[k * settings.n_copies + c])
                 task = k * stride + c + 1
+                provenance.append(
+                    dict(
+                        common,
+                        source="augmented",
+                        parent=original.info["id"],
+                        task=task,
+                        uid=uid(i + 2, task),
+                    )
+                )
+        return frames, provenance
+
+    def _pooled_frames(self, i: int, selection: Selection) -> tuple[list[Atoms], list[dict]]:
+        """The pooled frames of every replica pull (``selection.candidates = "all"``) and their
+        noisy copies, with provenance naming the pull (``nnp_replica``) and deterministic uids
+        (the same task numbers the single pull's frames would have)."""
+        settings = self.config.selection
+        stride = 1 + settings.n_copies
+        data = load_npz(self._folder(i) / "pooled.npz", POOLED_KEYS)
+        originals = []
+        for k in range(len(data["frame"])):
+            atoms = Atoms(numbers=data["numbers"], positions=data["positions_A"][k])
+            atoms.info["id"] = uid(i + 2, k * stride)
+            originals.append(atoms)
+        copies = augment(
+            originals,
+            settings.n_copies,
+            settings.noise_amplitude_A,
+            rng=np.random.default_rng([self.config.seed, i]),
+        )
+        frames, provenance = [], []
+        for k, original in enumerate(originals):
+            common = dict(
+                iteration=i,
+                labeler=self.spec.name,
+                batch=f"iteration{i:03d}",
+                frame=int(data["frame"][k]),
+                nnp_replica=int(data["replica"][k]),
+                uq=float(data["uq_eV"][k]),
+                spring_distance=float(data["distance_A"][k]),
+            )
+            frames.append(original)
+            provenance.append(
+                dict(common, source="active", parent=-1, task=k * stride, uid=original.info["id"])
+            )
+            for c in range(settings.n_copies):
+                task = k * stride + c + 1
+                frames.append(copies[k * settings.n_copies + c])
                 provenance.append(
                     dict(
                         common,

@@ -457,6 +457,15 @@ def validate(config: CampaignConfig) -> None:
         "= 'reference' draws frames from reference replica 1 (replica 0 is the unseen test "
         f"set): it needs reference.replicas >= 2, got {config.reference.replicas}",
     )
+    selection = config.selection
+    _require(
+        selection.candidates == "replica0"
+        or (selection.strategy == "uq" and selection.uq == "energy"),
+        "selection.candidates",
+        "= 'all' screens the energy spread recorded along every pull: it needs "
+        f"selection.strategy = 'uq' and selection.uq = 'energy', got {selection.strategy!r} and "
+        f"{selection.uq!r}",
+    )
     executor = config.executor
     _require(
         executor.kind in EXECUTOR_KINDS,

@@ -44,6 +44,8 @@ STRATEGIES = ("uq", "random", "reference")
 #: largest per-atom force spread (DP-GEN's choice: sensitive to one atom's environment, such
 #: as a breaking bond, which the total energy averages away).
 UQ_KINDS = ("energy", "force")
+#: Which NNP pulls the UQ rule screens: replica 0's (the paper's single pull) or every replica's.
+CANDIDATE_SOURCES = ("replica0", "all")
 
 
 def _finite_1d(values: Any, name: str) -> np.ndarray:
@@ -126,6 +128,9 @@ class SelectionSettings:
     #: frames over the last ``rupture_window_A`` before the model's snap (0: none)
     rupture_frames: int = 0
     rupture_window_A: float = 0.3
+    #: One of :data:`CANDIDATE_SOURCES`: with ``all``, the rule runs on every replica pull
+    #: and the accepted frames are pooled, ``max_selected`` of them kept by UQ (`pool`)
+    candidates: str = "replica0"
     min_energy_eV: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +149,10 @@ class SelectionSettings:
             )
         _check_int("rupture_frames", self.rupture_frames, 0)
         _check_float("rupture_window_A", self.rupture_window_A, 0.0, strict=True)
+        if self.candidates not in CANDIDATE_SOURCES:
+            raise ConfigError(
+                f"selection.candidates must be one of {CANDIDATE_SOURCES}, got {self.candidates!r}"
+            )
         if self.uq not in UQ_KINDS:
             raise ConfigError(f"selection.uq must be one of {UQ_KINDS}, got {self.uq!r}")
         object.__setattr__(self, "min_energy_eV", kcal_mol_to_ev(float(self.min_energy_kcal_mol)))
@@ -188,16 +197,23 @@ class Selection:
     strategy: str = "uq"
     uq_selected: list[int] | None = None
     replica: int | None = None
+    #: With ``selection.candidates = "all"``: the (replica, frame) pairs labeled, pooled over
+    #: every NNP pull, and the candidates over all of them; ``selected`` is then replica 0's
+    #: own share of the rule, kept for its figure.
+    pooled: list[tuple[int, int]] | None = None
+    n_pooled_candidates: int | None = None
 
     @property
     def n_candidates(self) -> int:
-        """Number of frames above the threshold."""
+        """Number of frames above the threshold (over every pull, when pooled)."""
+        if self.n_pooled_candidates is not None:
+            return self.n_pooled_candidates
         return len(self.candidates)
 
     @property
     def n_selected(self) -> int:
         """Number of frames accepted for labeling (before augmentation)."""
-        return len(self.selected)
+        return len(self.selected) if self.pooled is None else len(self.pooled)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; this is what the campaign writes as ``selection.json``.
@@ -210,8 +226,8 @@ class Selection:
             "n_frames": int(self.n_frames),
             "n_reference_frames": int(self.n_reference_frames),
             "broken_frame": None if self.broken_frame is None else int(self.broken_frame),
-            "n_candidates": self.n_candidates,
-            "n_selected": self.n_selected,
+            "n_candidates": len(self.candidates),
+            "n_selected": len(self.selected),
             "candidates": [int(i) for i in self.candidates],
             "selected": [int(i) for i in self.selected],
             "rejected_similar": [int(i) for i in self.rejected_similar],
@@ -223,6 +239,9 @@ class Selection:
             data["n_uq_selected"] = len(self.uq_selected)
         if self.replica is not None:
             data["replica"] = int(self.replica)
+        if self.pooled is not None:
+            data["pooled"] = [[int(r), int(f)] for r, f in self.pooled]
+            data["n_pooled_candidates"] = self.n_pooled_candidates
         return data
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -249,6 +268,8 @@ class Selection:
             strategy=str(data.get("strategy", "uq")),
             uq_selected=None if uq_selected is None else [int(i) for i in uq_selected],
             replica=None if replica is None else int(replica),
+            pooled=None if "pooled" not in data else [(int(r), int(f)) for r, f in data["pooled"]],
+            n_pooled_candidates=data.get("n_pooled_candidates"),
         )
 
 
@@ -364,6 +385,24 @@ def select_frames(
         n_frames=int(uq_arr.size),
         n_reference_frames=int(window),
     )
+
+
+def pool(
+    selections: Sequence[Selection], uqs: Sequence[np.ndarray], max_selected: int | None
+) -> list[tuple[int, int]]:
+    """(replica, frame) of the frames the rule accepted on every replica's pull, pooled.
+
+    Each replica's selection has been screened and post-break capped on its own pull (frames
+    of different pulls are different trajectories); over the pool the total cap keeps the
+    ``max_selected`` frames of highest UQ (ties: the earlier replica, then frame), returned
+    in replica, then time order.
+    """
+    pooled = [(r, f) for r, selection in enumerate(selections) for f in selection.selected]
+    if max_selected is not None and len(pooled) > max_selected:
+        scores = np.array([uqs[r][f] for r, f in pooled])
+        keep = np.argsort(-scores, kind="stable")[:max_selected]
+        pooled = [pooled[k] for k in sorted(keep)]
+    return pooled
 
 
 def draw_rng(seed: int, iteration: int) -> np.random.Generator:

@@ -202,6 +202,11 @@ class Committee:
             energies=energies, forces=out_f, energy_std=energies.std(axis=0), force_std=fstd
         )
 
+    def max_force_spread(self, frames: Sequence[Atoms]) -> np.ndarray:
+        """Per frame, the largest per-atom force spread of the members (eV/A): DP-GEN's
+        uncertainty, the score of ``selection.uq = "force"``. Frames of one molecule."""
+        return np.asarray(self.predict(frames, forces=True).force_std).max(axis=-1)
+
     def evaluator(
         self,
         numbers: Sequence[int],
