@@ -61,7 +61,7 @@ def run_study(
             "wall_s": round(time.perf_counter() - started, 1),
         }
         write_json(out / "study.json", result)
-        from rarelearn.study.figures import build_study_report
+        from rarelearn.report.study_figures import build_study_report
 
         build_study_report(out)
     return result
