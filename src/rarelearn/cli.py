@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=PRESETS, default="quick", help="quick (default, <= 1 h) or paper"
     )
     study.add_argument(
-        "--config", type=Path, help="campaign TOML with an optional [study] table (see README)"
+        "--config",
+        type=Path,
+        help="campaign TOML with an optional [study] table (see docs/studies.md)",
     )
     study.add_argument(
         "--model",
