@@ -171,3 +171,21 @@ def test_report_markdown_of_a_pull_study(tmp_path, capsys):
 def test_report_markdown_refuses_a_folder_without_tables(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--markdown"]) == 2
     assert "neither summary.json" in capsys.readouterr().err
+
+
+def test_report_rebuilds_a_study_folder_page(tmp_path, capsys):
+    rows = [
+        {"campaign": f"{n}-random", "n_members": n, "strategy": "random", "iteration": i,
+         "n_labels": 500 + 50 * i, "ea_error_eV": e / KCAL, "ea_error_ci95_eV": 4.0 / KCAL,
+         "ea_nnp_mean_eV": 7.0, "ea_ref_mean_eV": 7.5, "mae_unseen_kcal_mol": 3.0,
+         "n_selected": 20, "wall_s": 1.0}
+        for n, errors in ((3, (-135.9, -60.1)), (7, (-138.7, 3.1)))
+        for i, e in enumerate(errors)
+    ]  # fmt: skip
+    (tmp_path / "study.json").write_text(
+        json.dumps({"study": "ensemble", "config": {}, "rows": rows})
+    )
+    assert main(["report", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "report.html")
+    assert "7-random" in (tmp_path / "report.html").read_text()
+    assert list((tmp_path / "figures").glob("*.png"))
