@@ -82,8 +82,41 @@ def test_pulls_that_did_not_break_are_marked_and_errors_keep_their_sign():
     )
     assert model.broke == [True, True, False]
     assert model.mean_breaking_distance() == pytest.approx(8.65)
-    errors = compare_pulls(model, reference)
+    errors = compare_pulls(model, reference, 10.0)
     assert errors["ea_error_signed_eV"] == pytest.approx(18.4 / 3 - 7.675)
     assert errors["ea_error_eV"] == pytest.approx(7.675 - 18.4 / 3)
     assert errors["ea_error_single_eV"] == pytest.approx(0.2)
     assert errors["ea_error_paired_eV"] == pytest.approx(np.mean([0.2, 0.8, -5.6]))
+
+
+def test_rupture_force_is_the_peak_spring_force_and_bonds_are_checked_against_the_reference():
+    """Hand-made pulls: k (R0 - d) peaks at a known frame; NaN padding is ignored."""
+    rest = np.array([[6.0, 6.5, 7.0], [6.0, 6.2, np.nan]])
+    distance = np.array([[6.0, 6.1, 6.9], [6.0, 6.0, np.nan]])
+    model = ReplicaPulls(
+        activation_energy_eV=np.array([7.0, 7.2]),
+        breaking_distance_A=np.array([8.6, np.nan]),
+        stopped_reason=["completed", "completed"],
+        distance_A=distance,
+        work_eV=np.zeros((2, 3)),
+        rest_length_A=rest,
+        broken_bonds=["C2-C3", None],
+    )
+    np.testing.assert_allclose(model.rupture_forces_eV_A(10.0), [4.0, 2.0])
+    reference = ReplicaPulls(
+        activation_energy_eV=np.array([7.5, 7.6, 7.7]),
+        breaking_distance_A=np.array([8.7, 8.8, 8.9]),
+        stopped_reason=["completed"] * 3,
+        distance_A=np.array([[6.0, 6.0], [6.0, 6.0], [6.0, 6.0]]),
+        work_eV=np.zeros((3, 2)),
+        rest_length_A=np.array([[6.0, 6.5], [6.0, 6.4], [6.0, 6.6]]),
+        broken_bonds=["C0-C1", "C4-C5", "C0-C1"],
+    )
+    errors = compare_pulls(model, reference, 10.0)
+    assert errors["rupture_force_ref_eV_A"] == pytest.approx(5.0)
+    assert errors["rupture_force_nnp_eV_A"] == pytest.approx(3.0)
+    assert errors["rupture_force_error_eV_A"] == pytest.approx(-2.0)
+    assert errors["rupture_force_error_ci95_eV_A"] > 0
+    assert errors["reference_bond_share"] == 0.0
+    model.broken_bonds = ["C4-C5", "C2-C3"]
+    assert compare_pulls(model, reference, 10.0)["reference_bond_share"] == 0.5

@@ -165,3 +165,36 @@ def test_selection_study_spends_the_same_budget_every_way(config) -> None:
     settings = json.loads((out / "campaigns" / "select-uq-scratch" / "summary.json").read_text())
     assert settings["config"]["committee"]["warm_start"] is False
     assert (out / "figures" / "ea_error_vs_labels.png").stat().st_size > 0
+
+
+def test_convergence_study_runs_recipes_over_seeds_on_one_reference(config) -> None:
+    """Two recipes x two seeds, one iteration each: every campaign keeps its seed and recipe,
+    the seeds give other committees, a recipe that only changes the selection gives the same
+    first row as the protocol for the same seed, and the summary sets the spread between seeds
+    beside the interval of one campaign."""
+    toml = config.read_text().replace("iterations = 2", "iterations = 1")
+    toml += 'seeds = [0, 1]\nrecipes = ["protocol", "force-uq"]\n'
+    path = config.parent / "convergence.toml"
+    path.write_text(toml)
+    out = config.parent / "convergence"
+    output = _finish(_study("convergence", path, out))
+    assert "between seeds" in output
+    study = json.loads((out / "study.json").read_text())
+    rows = {(row["recipe"], row["seed"]): row for row in study["rows"]}
+    assert set(rows) == {(r, s) for r in ("protocol", "force-uq") for s in (0, 1)}
+    for row in rows.values():
+        assert row["rupture_force_error_eV_A"] is not None
+        assert 0.0 <= row["reference_bond_share"] <= 1.0
+    assert rows["protocol", 0]["ea_error_eV"] != rows["protocol", 1]["ea_error_eV"]
+    assert rows["protocol", 0]["ea_error_eV"] == rows["force-uq", 0]["ea_error_eV"]
+    summary = json.loads((out / "campaigns" / "force-uq-seed1" / "summary.json").read_text())
+    assert summary["config"]["seed"] == 1
+    assert summary["config"]["selection"]["uq"] == "force"
+    protocol = study["recipes"]["protocol"]
+    errors = [rows["protocol", s]["ea_error_eV"] * 23.0605 for s in (0, 1)]
+    assert protocol["final_error_kcal_mol"] == pytest.approx(errors, rel=1e-4)
+    assert protocol["spread_between_seeds_kcal_mol"] == pytest.approx(
+        abs(errors[0] - errors[1]) / 2**0.5, rel=1e-4
+    )
+    assert protocol["seeds_meeting_goal"] == 0  # a tiny campaign is far from the reference
+    assert (out / "figures" / "final_error_per_seed.png").stat().st_size > 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,25 @@ from rarelearn.reference import (
     write_json,
 )
 from rarelearn.runfolder import ROW_KEYS, damaged, load_npz, read_json
+from rarelearn.rupture import (
+    empty_rupture_row,
+    load_rupture_frames,
+    rupture_row,
+    save_rupture_frames,
+)
 from rarelearn.selection import Selection, augment, draw_rng, redraw, select_frames
+from rarelearn.snap import (
+    SnapStart,
+    empty_snap_row,
+    labeled_frames,
+    load_snap_starts,
+    replicas_under_test,
+    run_snap_test,
+    save_snap_starts,
+    segment_settings,
+    snap_row,
+    snap_start,
+)
 from rarelearn.statistics import Difference, Sample, finite_or_none, replicas_for_half_width
 from rarelearn.store import CampaignStore, uid
 from rarelearn.units import EV_TO_KCAL_MOL
@@ -64,6 +82,10 @@ TRAINING_SOURCES = ("equilibrium", "active", "augmented")
 #: When the NNP SMD blows up, this many last frames are candidates whatever their UQ: they are
 #: where the model went wrong (screening still thins them).
 FRAMES_BEFORE_BLOW_UP = 20
+#: Task numbers (and so uids) of snap-test labels start here, after the selection's.
+SNAP_TASK_OFFSET = 500_000
+#: ... and rupture-region labels here.
+RUPTURE_TASK_OFFSET = 800_000
 
 
 def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
@@ -161,6 +183,18 @@ class _Iteration:
     @property
     def timing(self) -> Path:
         return self.folder / "timing.json"
+
+    @property
+    def snap_starts(self) -> Path:
+        return self.folder / "snap_starts.traj"
+
+    @property
+    def snap(self) -> Path:
+        return self.folder / "snap"
+
+    @property
+    def rupture_frames(self) -> Path:
+        return self.folder / "rupture_frames.traj"
 
 
 class Campaign:
@@ -264,16 +298,21 @@ class Campaign:
 
         frames = training_frames(self.store, TRAINING_SOURCES, max_iteration=i - 1)
         committee = self.committee(paths.committee, frames, previous, i, timing, label)
-        trace, pulls, members = self.pulls(paths, committee, timing, label)
+        trace, pulls, members = self.pulls(paths, committee, timing, label, snap_tests=True)
         e_pred = self.unseen_predictions(paths.unseen, committee)
         row = self.metrics_row(i, committee, frames, pulls, e_pred)
         row["ea_members_eV"] = members
+        row.update(self.snap_tests(paths, timing, label))
+        row.update(self.rupture_labels(i, paths, timing, label))
 
         row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
         row["wall_s"] = round(sum(timing.values()), 2)
         if not self._stops_after(i, rows, row):
             row = self._select_and_label(i, paths, trace, row, label, timing)
         return self._write_row(paths, row), committee
+
+    def _folder(self, i: int) -> Path:
+        return self.run_dir / "iterations" / f"{i:03d}"
 
     def _stops_after(self, i: int, rows: list[dict], row: dict) -> bool:
         """Whether iteration i is the campaign's last (allowed or converged): it labels nothing."""
@@ -285,10 +324,14 @@ class Campaign:
     ) -> dict:
         """Select from the iteration's pull and label; the row with their counts (``timing``:
         the iteration's stage times so far, to which labeling adds)."""
-        selection = self.select(i, paths.selection, trace)
+        selection = self.select(i, paths.selection, trace, lambda: self.selection_uq(paths, trace))
         failures = self.label(i, selection, trace, timing, label)
+        snap = {}
+        if self.config.snap.enabled:
+            snap["snap_labels"] = len(self.snap_candidates(i, paths)[0])
         return {
             **row,
+            **snap,
             "n_candidates": selection.n_candidates,
             "n_selected": selection.n_selected,
             "n_augmented": selection.n_selected * self.config.selection.n_copies,
@@ -352,6 +395,7 @@ class Campaign:
         timing: dict,
         label: str,
         members: bool = True,
+        snap_tests: bool = False,
     ) -> tuple[SMDTrace, ReplicaPulls, list[float]]:
         """The committee pulled from every reference start state, driven by its best member
         (or its mean: ``committee.driver``), and, with `members`, every other member driving
@@ -360,9 +404,18 @@ class Campaign:
         Replica 0's full trace (UQ on every frame) is what selection reads, as in the paper;
         the others give the replica statistics of Ea. Saved as ``smd.npz`` and
         ``replicas.npz`` (written last: its presence marks the step done) and
-        ``members.json`` (every member's Ea; the best member's is replica 0's pull).
+        ``members.json`` (every member's Ea; the best member's is replica 0's pull). With
+        ``snap_tests`` and snap tests on, the states they start from are kept from the pulls'
+        frames (``snap_starts.traj``, written before ``replicas.npz``).
         """
-        need_replicas = not (paths.replicas.is_file() and paths.smd.is_file())
+        need_snap = snap_tests and self.config.snap.enabled and not paths.snap_starts.is_file()
+        selection = self.config.selection
+        need_rupture = (
+            snap_tests and selection.rupture_frames > 0 and not paths.rupture_frames.is_file()
+        )
+        need_replicas = (
+            need_snap or need_rupture or not (paths.replicas.is_file() and paths.smd.is_file())
+        )
         need_members = members and not paths.members.is_file()
         settings = self.config.reference.smd
         jobs = []
@@ -398,6 +451,15 @@ class Campaign:
                     f"({traces[stopped[0]].stopped_reason}); their frames are kept"
                 )
             trace, pulls = traces[0], ReplicaPulls.from_traces(traces)
+            if need_snap:
+                self._save_snap_starts(paths, traces)
+            if need_rupture:
+                save_rupture_frames(
+                    paths.rupture_frames,
+                    traces,
+                    selection.rupture_frames,
+                    selection.rupture_window_A,
+                )
             trace.save(paths.smd)
             pulls.save(paths.replicas)
         else:
@@ -418,6 +480,136 @@ class Campaign:
         members_eV = read_json(paths.members, ["ea_members_eV"])["ea_members_eV"]
         return trace, pulls, [float(v) for v in members_eV]
 
+    # ------------------------------------------------------------- snap tests
+    def _save_snap_starts(self, paths: _Iteration, traces: list[SMDTrace]) -> None:
+        settings = self.config.snap
+        timestep = self.config.reference.smd.timestep_fs
+        starts = [
+            snap_start(r, traces[r], self.starts[r], settings, timestep)
+            for r in replicas_under_test(len(traces), settings)
+        ]
+        save_snap_starts(paths.snap_starts, starts)
+
+    def _snap_traces(self, paths: _Iteration) -> tuple[list[SnapStart], list[SMDTrace]]:
+        """The iteration's snap tests, run on the executor where not stored yet (each saved
+        as ``snap/NNN.npz`` with its frames and the labeler's energies and forces)."""
+        starts = load_snap_starts(paths.snap_starts)
+        paths.snap.mkdir(exist_ok=True)
+        files = [paths.snap / f"{s.replica:03d}.npz" for s in starts]
+        pending = [k for k, path in enumerate(files) if not path.is_file()]
+        if pending:
+            settings = segment_settings(self.config.reference.smd, self.config.snap)
+            tasks = [(self.spec, starts[k], settings) for k in pending]
+            for k, trace in zip(pending, self.executor.map(run_snap_test, tasks), strict=True):
+                trace.save(files[k])
+        return starts, [SMDTrace.load(path) for path in files]
+
+    def snap_tests(self, paths: _Iteration, timing: dict, label: str) -> dict[str, Any]:
+        """Snap tests of this iteration's pulls (`rarelearn.snap`): the row keys (their
+        labels are counted when they are labeled)."""
+        if not self.config.snap.enabled:
+            return empty_snap_row()
+        started = time.perf_counter()
+        n = len(load_snap_starts(paths.snap_starts))
+        self.progress.message(f"{label}: {n} snap tests with {self.spec.name}")
+        starts, traces = self._snap_traces(paths)
+        self._timed(timing, "snap_s", paths.timing, started)
+        return snap_row(starts, traces, 0)
+
+    # --------------------------------------------------- rupture-region labels
+    def rupture_labels(self, i: int, paths: _Iteration, timing: dict, label: str) -> dict:
+        """Label the rupture-region frames of this iteration's pulls (`rarelearn.rupture`),
+        storing them as training frames of the next committee; the row keys."""
+        if self.config.selection.rupture_frames == 0:
+            return empty_rupture_row()
+        frames = load_rupture_frames(paths.rupture_frames)
+        batch = f"iteration{i:03d}"
+        tasks = [RUPTURE_TASK_OFFSET + k for k in range(len(frames))]
+        done = self.store.tasks_done(batch)
+        pending = [k for k, task in enumerate(tasks) if task not in done]
+        if pending:
+            started = time.perf_counter()
+            self.progress.message(f"{label}: labeling {len(pending)} rupture-region frames")
+            results = label_parallel(
+                self.spec,
+                [frames[k] for k in pending],
+                self.executor,
+                chunk_size=self.config.executor.chunk_size,
+                indices=pending,
+            )
+            provenance = [
+                dict(
+                    iteration=i,
+                    labeler=self.spec.name,
+                    batch=batch,
+                    source="active",
+                    sampled_by="rupture_region",
+                    snap_replica=int(frames[k].info["replica"]),
+                    frame=int(frames[k].info["frame"]),
+                    spring_distance=float(frames[k].info["spring_distance"]),
+                    parent=-1,
+                    task=tasks[k],
+                    uid=uid(i + 2, tasks[k]),
+                )
+                for k in pending
+            ]
+            self.store.add_labeled([frames[k] for k in pending], results, provenance)
+            self._timed(timing, "rupture_s", paths.timing, started)
+        energies = self.store.task_energies(batch)
+        return rupture_row(frames, [energies.get(task) for task in tasks])
+
+    def snap_candidates(self, i: int, paths: _Iteration) -> tuple[list[Atoms], list[dict]]:
+        """The snap tests' label frames (the labeler's own energy and forces attached) and
+        their noisy copies (no label yet), with provenance and uids after the selection's."""
+        settings = self.config.snap
+        if not settings.enabled:
+            return [], []
+        starts, traces = self._snap_traces(paths)
+        originals, info = [], []
+        for snap, trace in zip(starts, traces, strict=True):
+            for frame in labeled_frames(trace, settings):
+                originals.append(trace.frame(frame, labeled=True))
+                info.append((snap.replica, frame, float(trace.distance_A[frame])))
+        stride = 1 + settings.n_copies
+        for k, atoms in enumerate(originals):
+            atoms.info["id"] = uid(i + 2, SNAP_TASK_OFFSET + k * stride)
+        copies = augment(
+            originals,
+            settings.n_copies,
+            self.config.selection.noise_amplitude_A,
+            rng=np.random.default_rng([self.config.seed, i, SNAP_TASK_OFFSET]),
+        )
+        frames, provenance = [], []
+        for k, (original, (replica, frame, distance)) in enumerate(
+            zip(originals, info, strict=True)
+        ):
+            common = dict(
+                iteration=i,
+                labeler=self.spec.name,
+                batch=f"iteration{i:03d}",
+                sampled_by="snap_test",
+                snap_replica=replica,
+                frame=frame,
+                spring_distance=distance,
+            )
+            task = SNAP_TASK_OFFSET + k * stride
+            frames.append(original)
+            provenance.append(
+                dict(common, source="active", parent=-1, task=task, uid=uid(i + 2, task))
+            )
+            for c in range(settings.n_copies):
+                frames.append(copies[k * settings.n_copies + c])
+                provenance.append(
+                    dict(
+                        common,
+                        source="augmented",
+                        parent=original.info["id"],
+                        task=task + c + 1,
+                        uid=uid(i + 2, task + c + 1),
+                    )
+                )
+        return frames, provenance
+
     def unseen_predictions(self, path: Path, committee: Committee) -> np.ndarray:
         """Best member's energies on the unseen reference-SMD frames (saved for the parity plot)."""
         if path.is_file():
@@ -436,7 +628,9 @@ class Campaign:
         pulls: ReplicaPulls,
         e_pred_unseen: np.ndarray,
     ) -> dict[str, Any]:
-        errors = compare_pulls(pulls, self.reference_pulls)
+        errors = compare_pulls(
+            pulls, self.reference_pulls, self.config.reference.smd.spring_constant_eV_per_A2
+        )
         sample = pulls.sample
         train_mae, val_mae = split_maes(committee, frames)
         return {
@@ -462,19 +656,39 @@ class Campaign:
         }
 
     # ------------------------------------------------------ select and label
-    def select(self, i: int, path: Path, trace: SMDTrace) -> Selection:
-        """Iteration i's frames to label: the UQ rule on its pull, then, with another
-        ``selection.strategy``, as many frames drawn at random (`rarelearn.selection.redraw`).
-        Written to ``selection.json``, which a resume reads instead of drawing again."""
+    def selection_uq(self, paths: _Iteration, trace: SMDTrace) -> np.ndarray:
+        """The uncertainty the UQ rule reads along the pull: the energy spread recorded during
+        the pull, or (``selection.uq = "force"``) the largest per-atom force spread of the
+        committee on every frame, computed once and kept in ``force_uq.npz``."""
+        if self.config.selection.uq == "energy":
+            if trace.uq_eV is None:
+                raise ConfigError("the NNP steered MD recorded no uncertainty")
+            return trace.uq_eV
+        path = paths.folder / "force_uq.npz"
+        if path.is_file():
+            return load_npz(path, ["force_uq_eV_A"])["force_uq_eV_A"]
+        committee = load_committee(paths.committee)
+        frames = [trace.frame(t) for t in range(trace.n_frames)]
+        spread = np.asarray(committee.predict(frames, forces=True).force_std).max(axis=-1)
+        temporary = path.with_name(path.name + ".tmp.npz")
+        np.savez(temporary, force_uq_eV_A=spread)
+        temporary.replace(path)
+        return spread
+
+    def select(
+        self, i: int, path: Path, trace: SMDTrace, uncertainty: Callable[[], np.ndarray]
+    ) -> Selection:
+        """Iteration i's frames to label: the UQ rule on its pull (``uncertainty()``: the
+        score of every frame), then, with another ``selection.strategy``, as many frames drawn
+        at random (`rarelearn.selection.redraw`). Written to ``selection.json``, which a
+        resume reads instead of drawing again."""
         if path.is_file():
             return Selection.from_dict(read_json(path, SELECTION_KEYS))
-        if trace.uq_eV is None:
-            raise ConfigError("the NNP steered MD recorded no uncertainty")
         forced: list[int] = []
         if trace.stopped_reason != "completed":
             forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
         selection = select_frames(
-            trace.uq_eV,
+            uncertainty(),
             trace.distance_A,
             trace.energy_eV,
             trace.broken_frame,
@@ -584,6 +798,8 @@ class Campaign:
         stored with it, through the same path, without calling the labeler.
         """
         frames, provenance = self.candidate_frames(i, selection, trace)
+        snap_frames, snap_provenance = self.snap_candidates(i, _Iteration(self._folder(i)))
+        frames, provenance = frames + snap_frames, provenance + snap_provenance
         batch = f"iteration{i:03d}"
         done = self.store.tasks_done(batch)
         pending = [k for k, p in enumerate(provenance) if p["task"] not in done]
@@ -665,6 +881,7 @@ class Campaign:
             "ea_ref_eV": reference.mean,
             "ea_ref_sem_eV": finite_or_none(reference.sem),
             "ea_ref_replicas_eV": list(reference.values),
+            **self._reference_rupture_force(),
             "broken_bonds_ref": self.reference_pulls.bond_counts(),
             "system": describe_system(self.atoms, self.pulled),
             "model": {
@@ -682,6 +899,17 @@ class Campaign:
         }
         write_json(self.run_dir / "summary.json", summary)
         return summary
+
+    def _reference_rupture_force(self) -> dict[str, Any]:
+        forces = Sample.of(
+            self.reference_pulls.rupture_forces_eV_A(
+                self.config.reference.smd.spring_constant_eV_per_A2
+            )
+        )
+        return {
+            "rupture_force_ref_eV_A": forces.mean,
+            "rupture_force_ref_sem_eV_A": finite_or_none(forces.sem),
+        }
 
 
 def _row_difference(row: dict[str, Any]) -> Difference:
@@ -704,7 +932,9 @@ def converged_iteration(rows: Sequence[dict[str, Any]], config: CampaignConfig) 
     tolerance = config.stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
     streak = 0
     for row in rows:
-        streak = streak + 1 if _row_difference(row).within(tolerance) else 0
+        share = row.get("reference_bond_share")
+        right_bonds = share is None or share >= config.stop.min_reference_bond_share
+        streak = streak + 1 if right_bonds and _row_difference(row).within(tolerance) else 0
     if streak >= config.stop.patience:
         return int(rows[len(rows) - streak]["iteration"])
     return None
@@ -754,10 +984,20 @@ def _row_line(row: dict[str, Any]) -> str:
         broke += f" ({n_broke} of {row['n_replicas']} pulls broke)"
     half_width = row["ea_error_ci95_eV"]
     interval = "" if half_width is None else f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
+    share = row.get("reference_bond_share")
+    if share is not None and share < 1.0:
+        broke += f", {share:.0%} on the reference's bonds"
+    force = ""
+    if row.get("rupture_force_nnp_eV_A") is not None:
+        force = (
+            f"rupture force {row['rupture_force_nnp_eV_A']:.2f} eV/A "
+            f"(ref {row['rupture_force_ref_eV_A']:.2f}), "
+        )
     return (
         f"iteration {row['iteration']}: {row['n_labels']} labels, Ea = {row['ea_nnp_eV']:.3f} eV "
         f"over {row['n_replicas']} pulls (ref {row['ea_ref_eV']:.3f}, error "
         f"{row['ea_error_signed_eV'] * EV_TO_KCAL_MOL:+.2f}{interval} kcal/mol, 95 %), {broke}, "
+        f"{force}"
         f"unseen MAE {row['mae_unseen_kcal_mol']:.2f} kcal/mol, "
         f"{row['n_selected']} selected"
     )

@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     study = commands.add_parser(
         "study",
         parents=[quiet],
-        help="one of the paper's studies: ensemble, selection, transfer or speeds",
+        help="a study: ensemble, selection, transfer, speeds (the paper's), convergence (seeds)",
     )
     study.add_argument("name", choices=STUDIES)
     study.add_argument(
@@ -444,6 +444,11 @@ def command_study(args: argparse.Namespace) -> int:
     from rarelearn.study.run import run_study
 
     result = run_study(args.name, args.out, args.preset, args.config, args.model, args.quiet)
+    if "recipes" in result:
+        from rarelearn.study.figures import convergence_sentences
+
+        for sentence in convergence_sentences(result["recipes"]):
+            print(sentence)
     print(
         f"{len(result['rows'])} rows in {args.out / 'study.json'}; report: "
         f"{args.out / 'report.html'}"

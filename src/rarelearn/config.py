@@ -29,6 +29,7 @@ from rarelearn.potentials.schnet import SchNetSettings
 from rarelearn.reference import EquilibriumSettings, ReferenceSettings
 from rarelearn.runfolder import damaged
 from rarelearn.selection import SelectionSettings
+from rarelearn.snap import SnapSettings
 
 PRESETS = ("quick", "paper")
 EXECUTOR_KINDS = ("inprocess", "local", "dask")
@@ -111,11 +112,14 @@ class StoreConfig:
 @dataclass(frozen=True)
 class StopConfig:
     """When a campaign may stop before ``iterations``: the 95 % interval of the Ea error
-    (NNP replica mean - reference replica mean) inside +- ``tolerance_kcal_mol`` for
-    ``patience`` consecutive iterations."""
+    (NNP replica mean - reference replica mean) inside +- ``tolerance_kcal_mol``, with the
+    pulls breaking the reference's bonds, for ``patience`` consecutive iterations."""
 
     tolerance_kcal_mol: float = 1.0
     patience: int = 2
+    #: An iteration counts as converged only when at least this share of its pulls break a
+    #: bond the reference pulls break (a right barrier for the wrong reaction is no answer).
+    min_reference_bond_share: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,9 @@ class CampaignConfig:
     reference: ReferenceSettings = field(default_factory=ReferenceSettings)
     committee: CommitteeConfig = field(default_factory=CommitteeConfig)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
+    #: Snap tests of the model's pulls by the labeler, whose frames join the training set
+    #: (`rarelearn.snap`; off by default).
+    snap: SnapSettings = field(default_factory=SnapSettings)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     stop: StopConfig = field(default_factory=StopConfig)
@@ -375,6 +382,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         reference=reference_settings,
         committee=committee_config,
         selection=_build("selection", SelectionSettings, values.get("selection", {})),
+        snap=_build("snap", SnapSettings, values.get("snap", {})),
         executor=_build("executor", ExecutorConfig, values.get("executor", {})),
         store=_build("store", StoreConfig, values.get("store", {})),
         stop=_build("stop", StopConfig, values.get("stop", {})),
@@ -472,6 +480,11 @@ def validate(config: CampaignConfig) -> None:
         and stop.tolerance_kcal_mol > 0,
         "stop.tolerance_kcal_mol",
         f"must be a positive number, got {stop.tolerance_kcal_mol!r}",
+    )
+    _require(
+        0.0 <= stop.min_reference_bond_share <= 1.0,
+        "stop.min_reference_bond_share",
+        f"must be a share between 0 and 1, got {stop.min_reference_bond_share!r}",
     )
     _require(
         _is_int(stop.patience) and stop.patience >= 1,

@@ -246,6 +246,8 @@ def run_model_smd_from_reference(
     }
     if (folder / REPLICAS_FILE).is_file():
         reference_pulls = ReplicaPulls.load(folder / REPLICAS_FILE)
-        errors = compare_pulls(ReplicaPulls.from_traces(traces), reference_pulls)
+        errors = compare_pulls(
+            ReplicaPulls.from_traces(traces), reference_pulls, settings.spring_constant_eV_per_A2
+        )
         result.update(errors, ea_ref_eV=reference_pulls.sample.mean)
     return _write_pulls(traces, out, result)

@@ -133,6 +133,24 @@ class ReplicaPulls:
         broken = self.breaking_distance_A[np.isfinite(self.breaking_distance_A)]
         return float(broken.mean()) if len(broken) else None
 
+    def rupture_forces_eV_A(self, spring_constant_eV_A2: float) -> np.ndarray:
+        """Rupture force of each pull: the peak spring force k (R0 - d) along it (eV/A).
+
+        The observable of force spectroscopy; per pull it scatters less, relative to its size,
+        than max W (FIELD-NOTES). Computed from the stored R0(t) and d(t) exactly as the trace's
+        spring force is, so old run folders have it too.
+        """
+        return np.nanmax(spring_constant_eV_A2 * (self.rest_length_A - self.distance_A), axis=1)
+
+    def reference_bond_share(self, reference: ReplicaPulls) -> float | None:
+        """Share of these pulls whose first broken bond is one the reference pulls break
+        (a pull that broke no bond does not count); None when either side lacks bond records."""
+        if self.broken_bonds is None or reference.broken_bonds is None:
+            return None
+        known = {bond for bond in reference.broken_bonds if bond}
+        matches = sum(1 for bond in self.broken_bonds if bond and bond in known)
+        return matches / self.n
+
     def bond_counts(self) -> dict[str, int] | None:
         """How many pulls broke each bond ("none": no bond broke), most frequent first."""
         if self.broken_bonds is None:
@@ -194,8 +212,11 @@ class ReplicaPulls:
         )
 
 
-def compare_pulls(model: ReplicaPulls, reference: ReplicaPulls) -> dict[str, Any]:
-    """Ea error of the model's pulls against the reference's, as row keys (eV).
+def compare_pulls(
+    model: ReplicaPulls, reference: ReplicaPulls, spring_constant_eV_A2: float
+) -> dict[str, Any]:
+    """Ea and rupture-force errors of the model's pulls against the reference's, as row keys
+    (eV, eV/A), and the share of the model's pulls that break a bond the reference breaks.
 
     ``model`` pull r starts from reference replica r's start state; the paired difference
     uses the first min(R_model, R_reference) pairs.
@@ -212,6 +233,26 @@ def compare_pulls(model: ReplicaPulls, reference: ReplicaPulls) -> dict[str, Any
         "ea_error_single_eV": abs(
             float(model.activation_energy_eV[0] - reference.activation_energy_eV[0])
         ),
+        **rupture_force_keys(model, reference, spring_constant_eV_A2),
+        "reference_bond_share": model.reference_bond_share(reference),
+    }
+
+
+def rupture_force_keys(
+    model: ReplicaPulls, reference: ReplicaPulls, spring_constant_eV_A2: float
+) -> dict[str, Any]:
+    """Both sides' mean rupture force and the error with its Welch 95 % interval (eV/A)."""
+    nnp = Sample.of(model.rupture_forces_eV_A(spring_constant_eV_A2))
+    ref = Sample.of(reference.rupture_forces_eV_A(spring_constant_eV_A2))
+    difference = welch(nnp, ref)
+    return {
+        "rupture_force_nnp_eV_A": nnp.mean,
+        "rupture_force_nnp_sem_eV_A": finite_or_none(nnp.sem),
+        "rupture_force_nnp_replicas_eV_A": list(nnp.values),
+        "rupture_force_ref_eV_A": ref.mean,
+        "rupture_force_ref_sem_eV_A": finite_or_none(ref.sem),
+        "rupture_force_error_eV_A": difference.estimate,
+        "rupture_force_error_ci95_eV_A": finite_or_none(difference.half_width),
     }
 
 

@@ -31,6 +31,7 @@ from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, save_start_states
 from rarelearn.runfolder import read_json
+from rarelearn.statistics import Sample, finite_or_none
 from rarelearn.store import CampaignStore, uid
 
 #: The reference replica whose frames (positions, forces, energies) are kept beside replica
@@ -317,9 +318,13 @@ def _reference_summary(
     """``reference.json``: replica 0's figures of merit (the unseen set's pull) under their
     old keys, the replica statistics beside them, and the settings every NNP pull reuses."""
     smd = settings.smd
+    forces = Sample.of(pulls.rupture_forces_eV_A(smd.spring_constant_eV_per_A2))
     return {
         **main.summary(),
         **pulls.summary(),
+        "rupture_force_mean_eV_A": forces.mean,
+        "rupture_force_sem_eV_A": finite_or_none(forces.sem),
+        "rupture_force_replicas_eV_A": list(forces.values),
         "labeler": spec.name,
         "labeler_spec": asdict(spec),
         "pulled_atoms": pulled.to_list(),

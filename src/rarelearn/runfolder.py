@@ -24,7 +24,9 @@ from rarelearn.errors import DamagedFileError
 #: The Ea keys are replica statistics: ``ea_nnp_eV`` and ``ea_ref_eV`` are means over pulls
 #: from the reference replicas' start states, ``ea_error_eV`` is |mean difference| with the
 #: Welch 95 % half-width ``ea_error_ci95_eV``; ``ea_error_single_eV`` is the paper's
-#: single-pull error (replica 0 against replica 0).
+#: single-pull error (replica 0 against replica 0). The rupture-force keys are the same
+#: statistics of each pull's peak spring force (eV/A); ``reference_bond_share`` is the share
+#: of NNP pulls whose first broken bond is one the reference pulls break.
 ROW_KEYS: tuple[str, ...] = (
     "iteration",
     "n_labels",
@@ -47,6 +49,26 @@ ROW_KEYS: tuple[str, ...] = (
     "breaking_distance_nnp_A",
     "breaking_distance_nnp_replicas_A",
     "broken_bonds_nnp",
+    "reference_bond_share",
+    "rupture_force_nnp_eV_A",
+    "rupture_force_nnp_sem_eV_A",
+    "rupture_force_nnp_replicas_eV_A",
+    "rupture_force_ref_eV_A",
+    "rupture_force_ref_sem_eV_A",
+    "rupture_force_error_eV_A",
+    "rupture_force_error_ci95_eV_A",
+    "snap_n_tests",
+    "snap_steps_labeler",
+    "snap_steps_model",
+    "snap_steps_difference_mean",
+    "snap_steps_difference_ci95",
+    "snap_bonds_labeler",
+    "snap_bonds_model",
+    "snap_labels",
+    "rupture_labels",
+    "rupture_energy_difference_eV",
+    "rupture_energy_difference_ci95_eV",
+    "rupture_unphysical_pulls",
     "mae_unseen_kcal_mol",
     "train_mae_kcal_mol",
     "val_mae_kcal_mol",

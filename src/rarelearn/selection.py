@@ -40,6 +40,10 @@ from rarelearn.units import kcal_mol_to_ev
 #: (the paper's); ``random`` as many frames as the rule accepts, drawn uniformly from the whole
 #: NNP pull; ``reference`` as many, drawn from a reference pull that is not the unseen test set.
 STRATEGIES = ("uq", "random", "reference")
+#: What scores a frame's uncertainty: the committee's energy spread (the paper's), or the
+#: largest per-atom force spread (DP-GEN's choice: sensitive to one atom's environment, such
+#: as a breaking bond, which the total energy averages away).
+UQ_KINDS = ("energy", "force")
 
 
 def _finite_1d(values: Any, name: str) -> np.ndarray:
@@ -115,6 +119,13 @@ class SelectionSettings:
     noise_amplitude_A: float = 0.05
     #: One of :data:`STRATEGIES`; every strategy labels as many frames as the UQ rule accepts.
     strategy: str = "uq"
+    #: One of :data:`UQ_KINDS`; the threshold rule (mean + n_sigma std over the first steps)
+    #: applies to either.
+    uq: str = "energy"
+    #: Rupture-region labels (`rarelearn.rupture`): from every NNP pull, its start and this many
+    #: frames over the last ``rupture_window_A`` before the model's snap (0: none)
+    rupture_frames: int = 0
+    rupture_window_A: float = 0.3
     min_energy_eV: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +142,10 @@ class SelectionSettings:
             raise ConfigError(
                 f"selection.strategy must be one of {STRATEGIES}, got {self.strategy!r}"
             )
+        _check_int("rupture_frames", self.rupture_frames, 0)
+        _check_float("rupture_window_A", self.rupture_window_A, 0.0, strict=True)
+        if self.uq not in UQ_KINDS:
+            raise ConfigError(f"selection.uq must be one of {UQ_KINDS}, got {self.uq!r}")
         object.__setattr__(self, "min_energy_eV", kcal_mol_to_ev(float(self.min_energy_kcal_mol)))
 
     def to_dict(self) -> dict[str, Any]:

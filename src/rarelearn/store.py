@@ -256,6 +256,15 @@ class CampaignStore:
             frames.append(atoms)
         return frames
 
+    @_names_damage()
+    def task_energies(self, batch: str) -> dict[int, float | None]:
+        """Energy of every stored task of ``batch`` (None where its label failed)."""
+        return {
+            int(row.task): None if row.failed else float(row.energy)
+            for row in self._select(batch=batch)
+            if "task" in row
+        }
+
     def writer_lock(self) -> StoreWriterLock | None:
         """Lock this campaign for writing in a shared (PostgreSQL) store; None for SQLite,
         whose file lives in the run folder that `rarelearn.lock` already guards."""

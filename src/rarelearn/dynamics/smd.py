@@ -291,7 +291,12 @@ class _Recorder:
     """
 
     def __init__(
-        self, atoms: Atoms, spring: MovingSpring, settings: SMDSettings, capacity: int
+        self,
+        atoms: Atoms,
+        spring: MovingSpring,
+        settings: SMDSettings,
+        capacity: int,
+        bond_reference: Atoms | None = None,
     ) -> None:
         self.atoms, self.spring = atoms, spring
         self.settings = settings
@@ -312,13 +317,16 @@ class _Recorder:
         self.stop_reason: str | None = None
         self.broken_frame: int | None = None
         self.broken_bond: tuple[int, int] | None = None
-        heavy = [i for i, z in enumerate(atoms.numbers) if z > 1]
-        pairs = [p for p in bonded_pairs(atoms) if p[0] in heavy and p[1] in heavy] or bonded_pairs(
-            atoms
-        )
+        # bonds and their rest lengths come from the unstretched geometry: the start of the
+        # pull, or ``bond_reference`` for a pull continued from a loaded state (snap tests)
+        unstretched = atoms if bond_reference is None else bond_reference
+        heavy = [i for i, z in enumerate(unstretched.numbers) if z > 1]
+        pairs = [
+            p for p in bonded_pairs(unstretched) if p[0] in heavy and p[1] in heavy
+        ] or bonded_pairs(unstretched)
         self.bond_i = np.array([p[0] for p in pairs], dtype=int)
         self.bond_j = np.array([p[1] for p in pairs], dtype=int)
-        start = atoms.positions
+        start = unstretched.positions
         self.bond_limit = settings.break_factor * np.linalg.norm(
             start[self.bond_j] - start[self.bond_i], axis=1
         )
@@ -427,14 +435,17 @@ class _Recorder:
         )
 
 
-def start_spring(start: StartState, settings: SMDSettings) -> tuple[Atoms, MovingSpring]:
-    """A copy of the start atoms (with momenta) and the spring at rest at their distance."""
+def start_spring(
+    start: StartState, settings: SMDSettings, rest_length_A: float | None = None
+) -> tuple[Atoms, MovingSpring]:
+    """A copy of the start atoms (with momenta) and the spring at rest at their distance, or
+    at ``rest_length_A`` (a loaded spring: a pull continued from one of its frames)."""
     settings.validate()
     start.pulled.validate(len(start.atoms))
     atoms = start.atoms.copy()
     atoms.set_momenta(start.atoms.get_momenta())
     spring = MovingSpring(start.pulled, settings.spring_constant_eV_per_A2, rest_length=0.0)
-    spring.rest_length = spring.axis(atoms)[0]
+    spring.rest_length = spring.axis(atoms)[0] if rest_length_A is None else rest_length_A
     return atoms, spring
 
 
@@ -451,19 +462,28 @@ def run_smd(
     settings: SMDSettings,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    *,
+    rest_length_A: float | None = None,
+    bond_reference: Atoms | None = None,
 ) -> SMDTrace:
     """Pull ``start.pulled`` apart from ``start`` with ``calculator`` and record every frame.
 
     The run stops early, keeping the frames so far, if the energy becomes non-finite, atoms
     collide or an atom flies off (an NNP outside its domain), or the calculator raises (a
     reference SCF that fails mid-pull); ``stopped_reason`` says why.
+
+    A pull continued from one of another pull's frames passes that frame's spring rest length
+    (``rest_length_A``) and the other pull's unstretched start (``bond_reference``), against
+    which bonds count as broken; its work starts again from zero.
     """
-    atoms, spring = start_spring(start, settings)
+    atoms, spring = start_spring(start, settings, rest_length_A)
     combined = SpringSum(calculator, spring)
     atoms.calc = combined
     integrator = make_integrator(atoms, settings.thermostat, settings.timestep_fs, seed)
     budget = step_budget(settings)
-    recorder = _Recorder(atoms, spring, settings, capacity=budget + 1)
+    recorder = _Recorder(
+        atoms, spring, settings, capacity=budget + 1, bond_reference=bond_reference
+    )
 
     def observe() -> None:
         recorder.record(

@@ -4,7 +4,10 @@
   95 % interval as a band, per iteration (ensemble) or against the labels used (selection),
   and the MAE on the unseen reference pull per iteration;
 - transfer, speeds: Ea of both methods per variant with their standard errors, the breaking
-  distances, and W(d) per variant, NNP over reference (paper Fig. 7b).
+  distances, and W(d) per variant, NNP over reference (paper Fig. 7b);
+- convergence: beside the per-iteration errors, each seed's final Ea error with its interval,
+  per recipe, the spread between seeds drawn as a band (what a user of the recipe is exposed
+  to), and pulls breaking bonds the reference does not marked.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ def build_study_report(folder: Path) -> Path:
             _mae_figure(rows, figures_dir),
         ]
         sentences = _campaign_sentences(rows)
+    elif study["study"] == "convergence":
+        recipes = study.get("recipes", {})
+        figures = [
+            _final_error_figure(recipes, figures_dir),
+            _ea_error_figure(rows, figures_dir, by_labels=True),
+        ]
+        sentences = convergence_sentences(recipes)
     else:
         key = "chain" if study["study"] == "transfer" else "pull_speed_A_per_ps"
         figures = [_ea_figure(rows, key, figures_dir), _work_figure(rows, key, folder, figures_dir)]
@@ -80,6 +90,80 @@ def _ea_error_figure(rows: list[dict[str, Any]], folder: Path, by_labels: bool) 
     fig.savefig(folder / name, dpi=130)
     plt.close(fig)
     return folder / name
+
+
+def _final_error_figure(recipes: dict[str, Any], folder: Path) -> Path:
+    """Each seed's final Ea error with its 95 % interval, one column of points per recipe;
+    the band is the mean +- one standard deviation between seeds. A hollow marker: fewer
+    than the stop rule's share of the pulls broke a bond the reference breaks."""
+    fig, ax = plt.subplots(
+        figsize=(max(5.0, 1.8 * len(recipes) + 2.0), 4.5), constrained_layout=True
+    )
+    for k, result in enumerate(recipes.values()):
+        errors = np.array(result["final_error_kcal_mol"], float)
+        half = np.array([np.nan if h is None else h for h in result["final_ci95_kcal_mol"]], float)
+        shares = result["final_reference_bond_share"]
+        minimum = result["goal"]["min_reference_bond_share"]
+        x = k + np.linspace(-0.25, 0.25, len(errors)) if len(errors) > 1 else np.array([k])
+        spread = result["spread_between_seeds_kcal_mol"]
+        if spread is not None:
+            mean = result["mean_error_kcal_mol"]
+            ax.fill_between(
+                [k - 0.35, k + 0.35], mean - spread, mean + spread, color="tab:blue", alpha=0.12
+            )
+        for xi, error, h, share, seed in zip(x, errors, half, shares, result["seeds"], strict=True):
+            right = share is not None and share >= minimum
+            ax.errorbar(
+                xi,
+                error,
+                yerr=h,
+                fmt="o",
+                color="tab:blue",
+                mfc="tab:blue" if right else "white",
+                capsize=3,
+            )
+            ax.annotate(
+                f"{seed}", (xi, error), textcoords="offset points", xytext=(4, 4), fontsize=7
+            )
+    tolerance = next(iter(recipes.values()))["goal"]["tolerance_kcal_mol"] if recipes else 1.0
+    ax.axhspan(-tolerance, tolerance, color="0.85", zorder=0, label=f"±{tolerance:g} kcal/mol")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(range(len(recipes)), list(recipes))
+    ax.set_ylabel("final Ea error, NNP − reference (kcal/mol)")
+    ax.set_title("final error per seed (labels: seed; hollow: wrong bonds)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.savefig(folder / "final_error_per_seed.png", dpi=130)
+    plt.close(fig)
+    return folder / "final_error_per_seed.png"
+
+
+def convergence_sentences(recipes: dict[str, Any]) -> list[str]:
+    """One sentence per recipe: its seeds' final errors, their spread, the goal's verdict."""
+    sentences = []
+    for recipe, result in recipes.items():
+        seeds = len(result["seeds"])
+        spread = result["spread_between_seeds_kcal_mol"]
+        within = result["mean_ci95_within_campaign_kcal_mol"]
+        finals = ", ".join(
+            f"{e:+.1f}" + ("" if h is None else f" ± {h:.1f}")
+            for e, h in zip(
+                result["final_error_kcal_mol"], result["final_ci95_kcal_mol"], strict=True
+            )
+        )
+        spread_text = "no spread (one seed)" if spread is None else f"± {spread:.1f} between seeds"
+        within_text = (
+            "" if within is None else f", against ± {within:.1f} within one campaign (95 %)"
+        )
+        sentences.append(
+            f"{recipe}: final errors {finals} kcal/mol over {seeds} seeds; mean "
+            f"{result['mean_error_kcal_mol']:+.1f} {spread_text} (standard deviation)"
+            f"{within_text}; mean |error| {result['mean_abs_error_kcal_mol']:.1f}; "
+            f"{result['seeds_meeting_goal']} of {seeds} seeds meet the goal "
+            f"(interval inside ± {result['goal']['tolerance_kcal_mol']:g} kcal/mol, at least "
+            f"{result['goal']['min_reference_bond_share']:.0%} of the pulls on the reference's "
+            f"bonds, at most {result['goal']['max_labels']} labels)."
+        )
+    return sentences
 
 
 def _mae_figure(rows: list[dict[str, Any]], folder: Path) -> Path:

@@ -7,7 +7,10 @@ A study is a set of independent campaigns or pulls compared in one table and one
   the same label budget, and warm starts against training from scratch;
 - ``transfer`` (Fig. 7b): one trained committee pulled on other chain lengths beside the
   reference;
-- ``speeds`` (Fig. S7): the same model and the reference at other pulling speeds.
+- ``speeds`` (Fig. S7): the same model and the reference at other pulling speeds;
+- ``convergence``: one or more recipes (named campaign settings) over several model seeds on
+  one shared reference: a campaign is one draw, so a recipe is judged by the spread of its
+  final errors between seeds, not by one campaign's interval.
 
 The study folder holds its campaigns (``campaigns/<name>/``) or pull folders
 (``references/<name>/``, ``nnp/<name>/``) as ordinary run folders, each resumable as a campaign
@@ -20,4 +23,6 @@ list the studies without importing the machinery).
 """
 
 #: The studies `rarelearn study NAME` runs.
-STUDIES = ("ensemble", "selection", "transfer", "speeds")
+STUDIES = ("ensemble", "selection", "transfer", "speeds", "convergence")
+#: The studies made of whole campaigns on one shared reference.
+CAMPAIGN_STUDIES = ("ensemble", "selection", "convergence")

@@ -19,7 +19,7 @@ from rarelearn.config import CampaignConfig, from_dict, merge_settings
 from rarelearn.executors import Executor
 from rarelearn.progress import StageProgress
 from rarelearn.runfolder import read_json
-from rarelearn.study.settings import StudyConfig
+from rarelearn.study.settings import RECIPES, StudyConfig
 
 #: Every campaign of a study keeps the base campaign's name: it keys the rows of its store
 #: (`CampaignStore(campaign=...)`), which is copied from the shared reference.
@@ -27,7 +27,7 @@ SHARED = "shared"
 
 
 def plan_campaigns(config: StudyConfig) -> dict[str, dict[str, Any]]:
-    """Campaign name -> its row labels and settings overrides, for ensemble or selection."""
+    """Campaign name -> its row labels and settings overrides, for a campaign study."""
     study, base = config.study, config.base
     plans: dict[str, dict[str, Any]] = {}
     if config.name == "ensemble":
@@ -36,6 +36,14 @@ def plan_campaigns(config: StudyConfig) -> dict[str, dict[str, Any]]:
                 plans[f"m{n}-{strategy}"] = {
                     "labels": {"n_members": n, "strategy": strategy},
                     "settings": {"committee": {"n_members": n, "strategy": strategy}},
+                }
+        return plans
+    if config.name == "convergence":
+        for recipe in study.recipes:
+            for seed in study.seeds:
+                plans[f"{recipe}-seed{seed}"] = {
+                    "labels": {"recipe": recipe, "seed": seed},
+                    "settings": merge_settings(RECIPES[recipe], {"seed": seed}),
                 }
         return plans
     members, split = base.committee.n_members, base.committee.strategy
@@ -144,6 +152,10 @@ def campaign_rows(name: str, labels: dict[str, Any], run_dir: Path) -> list[dict
                 "ea_ref_mean_eV": row["ea_ref_eV"],
                 "mae_unseen_kcal_mol": row["mae_unseen_kcal_mol"],
                 "n_selected": row["n_selected"],
+                "rupture_force_error_eV_A": row.get("rupture_force_error_eV_A"),
+                "rupture_force_error_ci95_eV_A": row.get("rupture_force_error_ci95_eV_A"),
+                "broken_bonds_nnp": row.get("broken_bonds_nnp"),
+                "reference_bond_share": row.get("reference_bond_share"),
                 "wall_s": row["wall_s"],
             }
         )

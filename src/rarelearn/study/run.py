@@ -23,7 +23,8 @@ from rarelearn.lock import CampaignLock
 from rarelearn.progress import StageProgress
 from rarelearn.reference import write_json
 from rarelearn.runfolder import read_json
-from rarelearn.study import campaigns, pulls
+from rarelearn.study import CAMPAIGN_STUDIES, campaigns, pulls
+from rarelearn.study.convergence import convergence_summary
 from rarelearn.study.settings import StudyConfig, load_study_config
 
 __all__ = ["run_study"]
@@ -48,7 +49,7 @@ def run_study(
         _refuse_other_config(out, config)
         executor = executor_of(config.base)
         try:
-            if name in ("ensemble", "selection"):
+            if name in CAMPAIGN_STUDIES:
                 rows = _campaign_study(config, out, executor, progress)
             else:
                 rows = _pull_study(config, out, executor, progress)
@@ -60,6 +61,8 @@ def run_study(
             "rows": rows,
             "wall_s": round(time.perf_counter() - started, 1),
         }
+        if name == "convergence":
+            result["recipes"] = convergence_summary(rows, config.base.stop)
         write_json(out / "study.json", result)
         from rarelearn.report.study_figures import build_study_report
 

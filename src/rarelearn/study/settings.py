@@ -53,6 +53,10 @@ class StudySettings:
     #: transfer and speeds: a trained committee (iteration folder, its committee/, or a run
     #: folder: its last iteration); empty: a campaign of the base settings trained in the study
     model: str = ""
+    #: convergence: the model seeds (``seed`` of each campaign; the reference is shared) and
+    #: the recipes (names in `RECIPES`) run over each of them
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    recipes: tuple[str, ...] = ("protocol",)
 
     def validate(self, study: str) -> None:
         def require(ok: bool, key: str, what: str) -> None:
@@ -89,8 +93,34 @@ class StudySettings:
             "replicas",
             f"must be an integer >= 2 (an interval needs two pulls a side), got {self.replicas!r}",
         )
+        require(
+            len(self.seeds) > 0
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in self.seeds)
+            and len(set(self.seeds)) == len(self.seeds),
+            "seeds",
+            f"must be distinct integers >= 0, got {list(self.seeds)}",
+        )
+        require(
+            len(self.recipes) > 0
+            and all(name in RECIPES for name in self.recipes)
+            and len(set(self.recipes)) == len(self.recipes),
+            "recipes",
+            f"must be distinct names among {', '.join(RECIPES)}, got {list(self.recipes)}",
+        )
         if study not in STUDIES:
             raise ConfigError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
+
+
+#: Recipes of the convergence study: named campaign settings laid over the base campaign.
+#: ``protocol`` is the base itself (the paper's loop at the preset's budget).
+RECIPES: dict[str, dict[str, Any]] = {
+    "protocol": {},
+    # every iteration, 8 of the NNP pulls snap-tested by the labeler; 8 frames of each test
+    # with one noisy copy join the training set (128 labels an iteration beside the UQ ones)
+    "snap": {"snap": {"replicas": 8, "max_frames": 8, "n_copies": 1}},
+    "force-uq": {"selection": {"uq": "force"}},
+    "paper-committee": {"committee": {"n_members": 7, "strategy": "inherited"}},
+}
 
 
 QUICK_STUDY = {"chains": (2, 4, 6, 8, 11), "replicas": 4}
@@ -120,6 +150,7 @@ def load_study_config(
     base = preset(preset_name)
     study_values: dict[str, Any] = dict(QUICK_STUDY) if preset_name == "quick" else {}
     if preset_name == "quick" and name in ("ensemble", "selection"):
+        # the convergence study runs the preset's own campaigns: its question is the budget
         base = merge_settings(base, QUICK_CAMPAIGNS)
     if path is not None:
         values = read_toml(path)

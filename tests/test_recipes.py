@@ -1,0 +1,154 @@
+"""Campaign recipes beside the paper's loop: snap tests, force-based UQ, rupture-region labels.
+
+One tiny campaign with all three on: what each adds to the rows and to the training set, and
+that a campaign killed in the middle of its snap tests resumes to the same rows.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from ase.db import connect
+
+from rarelearn.committee import Committee
+from rarelearn.dynamics import SMDTrace
+from rarelearn.runfolder import ROW_KEYS
+from rarelearn.rupture import rupture_region
+from test_campaign import TINY, _comparable, _run_cli
+
+RECIPES = (
+    TINY.replace("[selection]\n", '[selection]\nuq = "force"\nrupture_frames = 3\n').replace(
+        "baseline_smd_every = 10", "baselines = false"
+    )
+    + "[snap]\nreplicas = 2\nmax_steps = 300\nmax_frames = 3\nn_copies = 1\n"
+)
+
+
+@pytest.fixture(scope="module")
+def recipes_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recipes")
+    (folder / "tiny.toml").write_text(RECIPES)
+    process = _run_cli(["run", "--config", str(folder / "tiny.toml"), "--out", str(folder / "run")])
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    return folder
+
+
+def test_snap_tests_report_both_sides_and_their_frames_join_the_training_set(recipes_run):
+    run = recipes_run / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    rows = summary["iterations"]
+    assert [list(row) for row in rows] == [list(ROW_KEYS)] * len(rows)
+    db = connect(run / "data.db")
+    for row in rows:
+        assert row["snap_n_tests"] == 2
+        assert len(row["snap_steps_labeler"]) == len(row["snap_steps_model"]) == 2
+        assert sum(row["snap_bonds_labeler"].values()) == 2
+        stored = list(db.select(sampled_by="snap_test", iteration=row["iteration"]))
+        assert row["snap_labels"] == len(stored)
+    labeled = [row for row in rows[:-1]]
+    assert all(row["snap_labels"] == 2 * 3 * 2 for row in labeled)  # tests x frames x (1 + copy)
+    assert rows[-1]["snap_labels"] == 0  # the last committee is not retrained
+    # the originals carry the labeler's own energy from the snap test's frames
+    folder = run / "iterations" / "000"
+    segment = SMDTrace.load(folder / "snap" / "000.npz")
+    original = next(
+        row
+        for row in db.select(sampled_by="snap_test", iteration=0, source="active", snap_replica=0)
+        if row.frame == 0
+    )
+    assert original.energy == pytest.approx(segment.energy_eV[0], abs=1e-9)
+    # a copy is a noisy version of its original, labeled by the labeler
+    copy = next(db.select(sampled_by="snap_test", source="augmented", parent=original.uid))
+    shift = np.abs(copy.positions - original.positions)
+    assert 0 < shift.max() <= 0.05
+
+
+def test_force_uq_is_the_largest_per_atom_force_spread_and_drives_the_selection(recipes_run):
+    folder = recipes_run / "run" / "iterations" / "000"
+    stored = np.load(folder / "force_uq.npz")["force_uq_eV_A"]
+    trace = SMDTrace.load(folder / "smd.npz")
+    committee = Committee.load(folder / "committee")
+    frames = [trace.frame(t) for t in (0, trace.n_frames // 2, trace.n_frames - 1)]
+    forces = np.array([member.predict(frames)[1] for member in committee.members])
+    deviation = forces - forces.mean(axis=0)
+    by_hand = np.sqrt((deviation**2).sum(axis=-1).mean(axis=0)).max(axis=-1)
+    # float32 networks: another batch composition moves the last digits
+    np.testing.assert_allclose(
+        stored[[0, trace.n_frames // 2, trace.n_frames - 1]], by_hand, rtol=1e-5
+    )
+    selection = json.loads((folder / "selection.json").read_text())
+    early = stored[: selection["n_reference_frames"]]
+    assert selection["threshold_eV"] == pytest.approx(early.mean() + 3 * early.std())
+    assert all(stored[k] > selection["threshold_eV"] for k in selection["candidates"])
+
+
+def test_a_campaign_killed_in_its_snap_tests_resumes_to_the_same_rows(recipes_run, tmp_path):
+    """Iteration 1 loses its second snap test, its row and everything after: rerun, the
+    same rows and no label stored twice."""
+    run = tmp_path / "run"
+    shutil.copytree(recipes_run / "run", run)
+    complete = json.loads((run / "summary.json").read_text())
+    n_labels = len(connect(run / "data.db"))
+    iteration = run / "iterations" / "001"
+    (iteration / "metrics.json").unlink()
+    (iteration / "snap" / "002.npz").unlink()
+    shutil.rmtree(run / "iterations" / "002")
+    (run / "summary.json").unlink()
+    process = _run_cli(["run", "--config", str(recipes_run / "tiny.toml"), "--out", str(run)])
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    resumed = json.loads((run / "summary.json").read_text())
+    assert _comparable(resumed) == _comparable(complete)
+    assert len(connect(run / "data.db")) == n_labels
+
+
+def test_rupture_region_labels_compare_the_models_energy_change_with_the_labelers(recipes_run):
+    """Per pull: the start and 3 frames before the model's snap, labeled; the row's mean
+    difference of energy changes is recomputed here from the stored labels and the best
+    member's own energies of those frames."""
+    run = recipes_run / "run"
+    rows = json.loads((run / "summary.json").read_text())["iterations"]
+    db = connect(run / "data.db")
+    row = rows[0]
+    stored = list(db.select(sampled_by="rupture_region", iteration=0))
+    assert row["rupture_labels"] == len(stored)
+    assert 3 * 2 <= len(stored) <= 3 * 4  # fewer where a short pull's window reaches its start
+    committee = Committee.load(run / "iterations" / "000" / "committee")
+    atoms = [r.toatoms() for r in stored]
+    model, _ = committee.best.predict(atoms, forces=False)
+    per_pull = {}
+    for r, e_model in zip(stored, model, strict=True):
+        per_pull.setdefault(r.snap_replica, {})[r.frame] = (e_model, r.energy)
+    means = []
+    for frames in per_pull.values():
+        start_model, start_label = frames.pop(0)
+        means.append(np.mean([(m - start_model) - (e - start_label) for m, e in frames.values()]))
+    assert row["rupture_energy_difference_eV"] == pytest.approx(np.mean(means), abs=1e-4)
+    assert row["rupture_energy_difference_ci95_eV"] > 0
+    far = [p for p, m in zip(per_pull, means, strict=True) if abs(m) > 1.0]
+    assert set(far) <= set(row["rupture_unphysical_pulls"])
+    # the next committee trains on them
+    assert rows[1]["n_labels"] >= rows[0]["n_labels"] + len(stored)
+
+
+def test_rupture_region_is_the_last_window_before_the_snap():
+    distance = 6.0 + 0.01 * np.arange(201)
+    zeros = np.zeros(201)
+    trace = SMDTrace(
+        time_fs=zeros,
+        distance_A=distance,
+        rest_length_A=zeros,
+        spring_force_eV_per_A=zeros,
+        work_eV=zeros,
+        energy_eV=zeros,
+        positions_A=None,
+        numbers=np.array([6, 6]),
+        broken_frame=150,
+        broken_bond=(0, 1),
+    )
+    assert rupture_region(trace, 4, 0.3) == [0, 120, 130, 140, 150]
+    trace.broken_frame = None  # no snap: the peak spring force stands for it
+    trace.spring_force_eV_per_A = -((np.arange(201) - 100.0) ** 2)
+    assert rupture_region(trace, 2, 0.1) == [0, 90, 100]
