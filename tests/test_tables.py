@@ -189,3 +189,28 @@ def test_report_rebuilds_a_study_folder_page(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "report.html")
     assert "7-random" in (tmp_path / "report.html").read_text()
     assert list((tmp_path / "figures").glob("*.png"))
+
+
+def test_report_markdown_of_a_convergence_study_gives_each_recipe_over_seeds(tmp_path, capsys):
+    rows = [
+        {"campaign": f"protocol-seed{s}", "recipe": "protocol", "seed": s, "iteration": 0,
+         "n_labels": 1000, "ea_error_eV": e / KCAL, "ea_error_ci95_eV": 2.5 / KCAL,
+         "mae_unseen_kcal_mol": 2.0}
+        for s, e in ((0, -8.3), (1, 9.1))
+    ]  # fmt: skip
+    recipes = {
+        "protocol": {
+            "seeds": [0, 1],
+            "final_error_kcal_mol": [-8.3, 9.1],
+            "mean_error_kcal_mol": 0.4,
+            "spread_between_seeds_kcal_mol": 12.3,
+            "seeds_meeting_goal": 0,
+            "goal_met": False,
+        }
+    }
+    study = {"study": "convergence", "rows": rows, "recipes": recipes}
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    assert main(["report", str(tmp_path), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| protocol-seed1 | +9.1 +- 2.5 | 1000 | 2.00 |" in out
+    assert "| protocol | 0, 1 | -8.3 / 9.1 | +0.4 | 12.3 | 0/2 | no |" in out

@@ -445,7 +445,7 @@ def command_study(args: argparse.Namespace) -> int:
 
     result = run_study(args.name, args.out, args.preset, args.config, args.model, args.quiet)
     if "recipes" in result:
-        from rarelearn.study.figures import convergence_sentences
+        from rarelearn.report.study_figures import convergence_sentences
 
         for sentence in convergence_sentences(result["recipes"]):
             print(sentence)

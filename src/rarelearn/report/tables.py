@@ -254,12 +254,39 @@ def _mean_sem(row: dict[str, Any], side: str) -> str:
     return mean if sem is None else f"{mean} +- {sem:.3f}"
 
 
+def _recipes_markdown(recipes: dict[str, Any]) -> str:
+    """A convergence study's verdict per recipe: every seed's final error, mean, spread."""
+    header = [
+        "recipe",
+        "seeds",
+        "final error per seed (kcal/mol)",
+        "mean",
+        "spread between seeds",
+        "seeds meeting the goal",
+        "goal met",
+    ]
+    table = [
+        [
+            name,
+            ", ".join(str(s) for s in recipe.get("seeds", [])),
+            _slash(recipe.get("final_error_kcal_mol"), 1),
+            _fixed(recipe.get("mean_error_kcal_mol"), 1, sign=True),
+            _fixed(recipe.get("spread_between_seeds_kcal_mol"), 1),
+            f"{recipe.get('seeds_meeting_goal', '-')}/{len(recipe.get('seeds', []))}",
+            "yes" if recipe.get("goal_met") else "no",
+        ]
+        for name, recipe in recipes.items()
+    ]
+    return markdown_table(header, table)
+
+
 def study_markdown(study: dict[str, Any]) -> str:
-    """A study's table as Markdown: Ea error per campaign and iteration (ensemble,
-    selection), or both sides' Ea per chain or pulling speed (transfer, speeds)."""
+    """A study's table as Markdown: Ea error per campaign and iteration (ensemble, selection,
+    convergence, with each recipe's verdict over seeds), or both sides' Ea per chain or
+    pulling speed (transfer, speeds)."""
     rows = study.get("rows") or []
     name = study.get("study")
-    if name in ("ensemble", "selection"):
+    if any("campaign" in row for row in rows):
         campaigns: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             campaigns.setdefault(str(row["campaign"]), []).append(row)
@@ -287,7 +314,10 @@ def study_markdown(study: dict[str, Any]) -> str:
                 ]
             )
         note = "Ea error (NNP mean - reference mean) +- 95 % (Welch), kcal/mol; MAE in kcal/mol."
-        return f"Study {name}. {note}\n\n{markdown_table(header, table)}\n"
+        text = f"Study {name}. {note}\n\n{markdown_table(header, table)}\n"
+        if isinstance(study.get("recipes"), dict):
+            text += f"\nPer recipe, over seeds:\n\n{_recipes_markdown(study['recipes'])}\n"
+        return text
     first = "chain" if any("chain" in r for r in rows) else "speed (A/ps)"
     header = [
         first,
