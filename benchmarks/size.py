@@ -35,7 +35,7 @@ from rarelearn.committee import Committee
 from rarelearn.labeling import make_labeler
 from rarelearn.molecules import build_alkane
 from rarelearn.potentials import ANIModel, ANISettings
-from rarelearn.potentials.aev import MAX_STATIC_ATOMS
+from rarelearn.potentials.ani.aev import MAX_STATIC_ATOMS
 
 SIZES = (2, 4, 6, 11, 20, 30, 40)
 N_FRAMES = 8

@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _ani_data import alkane, xtb_md_frames
 from rarelearn.committee import Committee
 from rarelearn.potentials import ANIModel, ANISettings, families
-from rarelearn.potentials.ani_training import batch_loss, fit_self_energies
-from rarelearn.potentials.features import FeatureCache, TrainingFeatures
+from rarelearn.potentials.ani.features import FeatureCache, TrainingFeatures
+from rarelearn.potentials.ani.training import batch_loss, fit_self_energies
 from rarelearn.threads import available_cores, torch_threads
 
 

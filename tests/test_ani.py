@@ -14,8 +14,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from _ani_data import xtb_md_frames
 from rarelearn.errors import RarelearnError
 from rarelearn.potentials import ANIModel, ANISettings, ModelError
-from rarelearn.potentials.ani_training import batch_loss
-from rarelearn.potentials.features import TrainingFeatures
+from rarelearn.potentials.ani.features import TrainingFeatures
+from rarelearn.potentials.ani.training import batch_loss
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from ase import Atoms
 
 from _ani_data import xtb_md_frames
 from rarelearn.potentials import ANIModel, ANISettings, ModelError
-from rarelearn.potentials.features import (
+from rarelearn.potentials.ani.features import (
     FeatureCache,
     TrainingFeatures,
     geometry_key,

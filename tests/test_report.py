@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rarelearn.errors import RarelearnError
-from rarelearn.report import ROW_KEYS, build_report, compare_runs
+from rarelearn.report import build_report, compare_runs
+from rarelearn.runfolder import ROW_KEYS
 from rarelearn.units import EV_TO_KCAL_MOL
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -215,7 +216,7 @@ def test_iterations_only_in_metrics_json_and_corrupt_npz(tmp_path):
 
 
 def test_energy_drift_hand_computed():
-    from rarelearn.report import _energy_drift
+    from rarelearn.report.campaign_figures import _energy_drift
 
     # error 1, 2, 4, 8; minus the mean of the first two (1.5); running mean over two frames
     drift = _energy_drift(np.zeros(4), np.array([1.0, 2.0, 4.0, 8.0]), window=2, start=2)
@@ -359,7 +360,7 @@ def _make_replica_run(root, name="replicas", tolerance=1.0, converged=None, reso
 @pytest.fixture
 def saved_figures(monkeypatch):
     """The matplotlib Figure behind every PNG the report writes, by file name."""
-    import rarelearn.report as report
+    import rarelearn.report.campaign_figures as report
 
     figures = {}
     original = report._save
@@ -479,7 +480,7 @@ def test_work_figure_replica_bands(tmp_path, saved_figures):
 
 
 def test_replica_band_statistics():
-    from rarelearn.report import _replica_band
+    from rarelearn.report.run_folder import replica_band as _replica_band
 
     nan = np.nan
     data = {

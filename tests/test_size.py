@@ -25,13 +25,13 @@ from rarelearn.dynamics import (
 )
 from rarelearn.molecules import build_alkane, default_pulled_atoms
 from rarelearn.potentials import ANIModel, ANISettings, ModelError
-from rarelearn.potentials.aev import (
+from rarelearn.potentials.ani.aev import (
     MAX_STATIC_ATOMS,
     NeighborListAEV,
     StaticAEV,
     molecule_aev,
 )
-from rarelearn.potentials.features import TrainingFeatures
+from rarelearn.potentials.ani.features import TrainingFeatures
 
 SMALL = ANISettings(layers={"H": (24, 16), "C": (24, 16)})
 

@@ -38,8 +38,8 @@ from rarelearn.molecules import (
     describe_system,
     read_structure,
 )
+from rarelearn.potentials.ani.features import FeatureCache
 from rarelearn.potentials.families import model_class
-from rarelearn.potentials.features import FeatureCache
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import (
     REPLICAS_FILE,

@@ -99,8 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override the seed")
     run.add_argument("--no-baselines", action="store_true", help="skip the baseline committees")
 
-    report = commands.add_parser("report", help="rebuild figures and report.html of a run folder")
+    report = commands.add_parser(
+        "report", help="rebuild figures and report.html of a run or study folder"
+    )
     report.add_argument("run_dir", type=Path)
+    report.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the folder's tables as Markdown (what docs/ embeds) instead",
+    )
 
     export = commands.add_parser(
         "export", help="write a run folder's labeled frames as extended XYZ (with provenance)"
@@ -177,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=PRESETS, default="quick", help="quick (default, <= 1 h) or paper"
     )
     study.add_argument(
-        "--config", type=Path, help="campaign TOML with an optional [study] table (see README)"
+        "--config",
+        type=Path,
+        help="campaign TOML with an optional [study] table (see docs/studies.md)",
     )
     study.add_argument(
         "--model",
@@ -398,55 +407,11 @@ def _extend(run_dir: Path, config, iterations: int):
 
 def _print_summary(summary: dict, run_dir: Path) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     from rarelearn.pulls import bond_counts_text
-    from rarelearn.units import EV_TO_KCAL_MOL
+    from rarelearn.report.tables import closing_table
 
-    sem = summary.get("ea_ref_sem_eV")
-    n_ref = len(summary.get("ea_ref_replicas_eV") or [None])
-    title = f"Ea_ref = {summary['ea_ref_eV']:.3f} eV"
-    if sem is not None:
-        title += f" +- {sem:.3f} (mean +- standard error of {n_ref} replicas)"
-    table = Table(title=title)
-    for name in (
-        "iter",
-        "labels",
-        "Ea NNP (eV)",
-        "error (kcal/mol, 95 %)",
-        "single pull |dEa|",
-        "pulls broke",
-        "bond broke",
-        "unseen MAE (kcal/mol)",
-        "selected",
-    ):
-        table.add_column(name, justify="right")
-
-    def cells(name: str, row: dict) -> list[str]:
-        signed, half_width = row.get("ea_error_signed_eV"), row.get("ea_error_ci95_eV")
-        error = "-"
-        if signed is not None:
-            error = f"{signed * EV_TO_KCAL_MOL:+.2f}"
-            if half_width is not None:
-                error += f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
-        single = row.get("ea_error_single_eV")
-        broke = row.get("broke")
-        return [
-            name,
-            str(row.get("n_labels", "-")),
-            f"{row['ea_nnp_eV']:.3f}" if row.get("ea_nnp_eV") is not None else "-",
-            error,
-            "-" if single is None else f"{single * EV_TO_KCAL_MOL:.2f}",
-            "-" if broke is None else f"{sum(broke)}/{len(broke)}",
-            bond_counts_text(row.get("broken_bonds_nnp")),
-            "-" if row.get("mae_unseen_kcal_mol") is None else f"{row['mae_unseen_kcal_mol']:.2f}",
-            str(row.get("n_selected", "-")),
-        ]
-
-    for row in summary["iterations"]:
-        table.add_row(*cells(str(row["iteration"]), row))
-    for name, row in summary.get("baselines", {}).items():
-        table.add_row(*cells(name, row))
+    table = closing_table(summary)
     console = Console()
     system = summary.get("system")
     if system:
@@ -480,7 +445,7 @@ def command_study(args: argparse.Namespace) -> int:
 
     result = run_study(args.name, args.out, args.preset, args.config, args.model, args.quiet)
     if "recipes" in result:
-        from rarelearn.study.figures import convergence_sentences
+        from rarelearn.report.study_figures import convergence_sentences
 
         for sentence in convergence_sentences(result["recipes"]):
             print(sentence)
@@ -498,10 +463,20 @@ def command_check(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from rarelearn.report import build_report
-
     if not args.run_dir.is_dir():
         raise RarelearnError(f"run folder not found: {args.run_dir}")
+    if args.markdown:
+        from rarelearn.report.tables import folder_markdown
+
+        print(folder_markdown(args.run_dir), end="")
+        return 0
+    if (args.run_dir / "study.json").is_file():
+        from rarelearn.report.study_figures import build_study_report
+
+        print(build_study_report(args.run_dir))
+        return 0
+    from rarelearn.report import build_report
+
     print(build_report(args.run_dir))
     return 0
 

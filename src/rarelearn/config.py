@@ -210,7 +210,7 @@ def preset(name: str) -> dict[str, Any]:
 #: tolerance the loop aims at (`rarelearn.statistics.replicas_for_half_width`).
 PAPER_REPLICAS = 100
 
-#: The paper's loop scaled to a laptop (see README for measurements): 1000 equilibrium
+#: The paper's loop scaled to a laptop (measured in docs/results.md): 1000 equilibrium
 #: frames, 60 epochs with warm starts, 5 committees, 16 reference replicas (their 95 % interval
 #: is about +-3 kcal/mol, so the stop tolerance is one the replicas can resolve), the
 #: smd_only baseline on every 10th reference frame (650 frames: it illustrates a model that

@@ -76,7 +76,7 @@ from rarelearn.labeling import LabelerSpec
 from rarelearn.lock import LOCK_FILE, CampaignLock
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.model_smd import replica_pull_jobs, run_pull_jobs
-from rarelearn.potentials.features import FeatureCache
+from rarelearn.potentials.ani.features import FeatureCache
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, load_start_states
 from rarelearn.reference import write_json

@@ -216,7 +216,7 @@ class Committee:
     ) -> CommitteeEvaluator:
         """Evaluator for one molecule (the steered-MD loop's path, from the members' family:
         `Potential.committee_evaluator`); forces of member ``driver`` (default: the best
-        member; ``"mean"``: the committee mean); `aev_path` for ANI (`ani_committee`)."""
+        member; ``"mean"``: the committee mean); `aev_path` for ANI (`potentials.ani.committee`)."""
         mean_driver = driver == "mean"
         best = self.best_index if driver is None or mean_driver else self.member_index(driver)
         options = {"aev_path": aev_path} if self.family.family == "ani" else {}

@@ -1,9 +1,10 @@
 """NNP families behind one interface (`Potential`): ANI first, SchNet and MACE beside it.
 
 `families` names them (``committee.backend``); `base` is the interface; `graph` what the
-message-passing families share; `ani`, `schnet`, `mace` one module each; `aev` and `features`
-are ANI's fast paths and `ani_committee` its committee paths; `evaluator` evaluates a
-committee of any family; `calculator` is the ASE calculator of one model.
+message-passing families share; `schnet` and `mace` one module each, `ani` one package (its
+fast AEV paths, training features, fit loop, committee paths and TorchScript export);
+`evaluator` evaluates a committee of any family; `calculator` is the ASE calculator of one
+model.
 """
 
 from rarelearn.errors import ModelError

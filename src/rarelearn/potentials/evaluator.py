@@ -4,9 +4,9 @@ The steered MD and the committee calculator ask one thing of a committee: for a 
 a batch of replicas) of one molecule, every member's energy, the driving forces (the best
 member's, another member's, or those of the members' mean energy) and, on request, every
 member's forces. ANI answers it faster with one shared AEV and stacked networks
-(`ani_committee.ANICommitteeEvaluator`); any other family gets this evaluator, which needs
-nothing beyond the `Potential` interface. Forces are computed only for the members that need
-them (the driver's, or all for the mean driver and for force UQ).
+(`potentials.ani.committee.ANICommitteeEvaluator`); any other family gets this evaluator,
+which needs nothing beyond the `Potential` interface. Forces are computed only for the members
+that need them (the driver's, or all for the mean driver and for force UQ).
 """
 
 from __future__ import annotations

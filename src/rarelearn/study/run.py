@@ -64,7 +64,7 @@ def run_study(
         if name == "convergence":
             result["recipes"] = convergence_summary(rows, config.base.stop)
         write_json(out / "study.json", result)
-        from rarelearn.study.figures import build_study_report
+        from rarelearn.report.study_figures import build_study_report
 
         build_study_report(out)
     return result

@@ -2,8 +2,8 @@
 
 A study's configuration is a campaign configuration (preset, then the study's quick overrides,
 then the user's TOML) plus a ``[study]`` table with the values below. The quick variants are
-sized to finish in at most an hour on 2 cores (README states the measured times); the paper
-variants keep the paper's settings.
+sized to finish in at most an hour on 2 cores (docs/studies.md states the measured times);
+the paper variants keep the paper's settings.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from ase.data import atomic_numbers
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from rarelearn.potentials.ani import ANIModel
+    from rarelearn.potentials.ani.model import ANIModel
 
 
 class ScriptableANI(torch.nn.Module):

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials.features import TrainingFeatures, jacobian_forces
+from rarelearn.potentials.ani.features import TrainingFeatures, jacobian_forces
 
 if TYPE_CHECKING:
-    from rarelearn.potentials.ani import ANIModel
+    from rarelearn.potentials.ani.model import ANIModel
 
 #: Learning-rate schedules of `ANISettings.lr_schedule`.
 LR_SCHEDULES = ("plateau", "cosine")

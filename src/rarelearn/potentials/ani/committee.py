@@ -10,21 +10,24 @@ the committee through the `Potential` hooks `train_members` and `committee_evalu
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from ase import Atoms
 from torch import Tensor
 
-from rarelearn.potentials.aev import ForcePath, StackedNetworks
-from rarelearn.potentials.ani import ANIModel
-from rarelearn.potentials.features import FeatureCache
+from rarelearn.potentials.ani.aev import ForcePath, StackedNetworks
+from rarelearn.potentials.ani.features import FeatureCache
 from rarelearn.potentials.results import BatchEvalResult, EvalResult, force_spread
 from rarelearn.threads import ProgressSum, run_side_by_side, torch_threads
 
+if TYPE_CHECKING:
+    from rarelearn.potentials.ani.model import ANIModel
+
 
 def train_side_by_side(
+    model_class: type[ANIModel],
     tasks: Sequence[Any],
     frames: Sequence[Atoms],
     threads: int | None,
@@ -34,7 +37,7 @@ def train_side_by_side(
     """Train every task's member in this process on one shared set of features, side by side
     in threads (`rarelearn.threads`: one torch thread per member, bit-identical results)."""
     # weights are drawn from torch's global generator: here, in one thread, in member order
-    models = [ANIModel.untrained(t.elements, t.settings, t.seed, t.init) for t in tasks]
+    models = [model_class.untrained(t.elements, t.settings, t.seed, t.init) for t in tasks]
     with torch_threads(tasks[0].settings.threads):
         feats = models[0].training_features(frames, cache=cache)
     epochs = ProgressSum(progress, [t.settings.epochs for t in tasks])

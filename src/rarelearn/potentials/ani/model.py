@@ -41,15 +41,22 @@ from torchani.aev import AEVComputer
 from torchani.nn import ANINetworks, AtomicNetwork
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials import ani_training as training
-from rarelearn.potentials.aev import (
+from rarelearn.potentials.ani import training
+from rarelearn.potentials.ani.aev import (
     MAX_STATIC_ATOMS,
     NeighborListAEV,
     StaticAEV,
     aev_path_for,
     molecule_aev,
 )
-from rarelearn.potentials.ani_training import LR_SCHEDULES
+from rarelearn.potentials.ani.committee import ANICommitteeEvaluator, train_side_by_side
+from rarelearn.potentials.ani.export import ScriptableANI
+from rarelearn.potentials.ani.features import (
+    FeatureCache,
+    TrainingFeatures,
+    jacobian_mb,
+)
+from rarelearn.potentials.ani.training import LR_SCHEDULES
 from rarelearn.potentials.base import (
     FamilySettings,
     FitHistory,
@@ -58,11 +65,6 @@ from rarelearn.potentials.base import (
     random_split,
     resolve_device,
     sorted_elements,
-)
-from rarelearn.potentials.features import (
-    FeatureCache,
-    TrainingFeatures,
-    jacobian_mb,
 )
 from rarelearn.threads import torch_threads
 
@@ -357,9 +359,7 @@ class ANIModel(Potential):
         cache: FeatureCache | None = None,
     ) -> list[ANIModel]:
         """Members side by side in threads on one shared set of AEVs and Jacobians."""
-        from rarelearn.potentials.ani_committee import train_side_by_side
-
-        return train_side_by_side(tasks, frames, threads, progress, cache)
+        return train_side_by_side(cls, tasks, frames, threads, progress, cache)
 
     @classmethod
     def committee_evaluator(
@@ -371,9 +371,7 @@ class ANIModel(Potential):
         threads: int | None = 1,
         **options: Any,
     ) -> Any:
-        """One shared AEV, stacked member networks (`ani_committee.ANICommitteeEvaluator`)."""
-        from rarelearn.potentials.ani_committee import ANICommitteeEvaluator
-
+        """One shared AEV, stacked member networks (`committee.ANICommitteeEvaluator`)."""
         return ANICommitteeEvaluator(members, numbers, best, mean_driver, threads, **options)
 
     # ------------------------------------------------------------ persistence
@@ -404,8 +402,6 @@ class ANIModel(Potential):
         Exported on the CPU whatever the model's device, so the file loads anywhere.
         Saved with `torch.jit.save` when `path` is given; load with `torch.jit.load`.
         """
-        from rarelearn.potentials.ani_export import ScriptableANI
-
         module = ScriptableANI(self).to("cpu")
         scripted = torch.jit.script(module)
         if path is not None:

@@ -28,11 +28,11 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials.aev import MAX_STATIC_ATOMS
+from rarelearn.potentials.ani.aev import MAX_STATIC_ATOMS
 from rarelearn.potentials.base import frame_labels
 
 if TYPE_CHECKING:
-    from rarelearn.potentials.ani import ANIModel
+    from rarelearn.potentials.ani.model import ANIModel
 
 
 #: Frames per Jacobian computation on a GPU (on the CPU: one, see `_aevs_and_jacobians`).

@@ -1,0 +1,216 @@
+"""The tables of a campaign and a study: the closing table at 80 columns, Markdown for docs/."""
+
+import json
+
+from rich.console import Console
+
+from rarelearn.cli import _print_summary, main
+from rarelearn.report.tables import (
+    FOREIGN_BOND_MARK,
+    TERMINAL_WIDTH,
+    closing_table,
+    folder_markdown,
+    foreign_bonds,
+    majority_bond,
+)
+
+KCAL = 23.060548  # kcal/mol per eV, written out here so the test does not reuse the code's
+
+
+def _row(iteration, **overrides):
+    row = {
+        "iteration": iteration,
+        "n_labels": 12345,
+        "ea_nnp_eV": 12.345,
+        "ea_error_signed_eV": -131.23 / KCAL,
+        "ea_error_ci95_eV": 12.34 / KCAL,
+        "broke": [True] * 15 + [False],
+        "broken_bonds_nnp": {"C10-C11": 10, "C2-C3": 5, "none": 1},
+        "mae_unseen_kcal_mol": 123.45,
+        "n_selected": 150,
+    }
+    row.update(overrides)
+    return row
+
+
+def _wide_summary():
+    """A summary with the widest cells a campaign gives (labels, errors, bonds, baselines)."""
+    return {
+        "ea_ref_eV": 11.568,
+        "ea_ref_sem_eV": 0.066,
+        "ea_ref_replicas_eV": [11.5] * 16,
+        "broken_bonds_ref": {"C10-C11": 12, "C0-C1": 4},
+        "iterations": [
+            _row(0),
+            _row(1, broken_bonds_nnp={"C5-C6": 16}),
+            _row(2, ea_error_signed_eV=9.1 / KCAL, broken_bonds_nnp={"C0-C1": 16}),
+        ],
+        "baselines": {
+            "equilibrium_only": {**_row(0), "note": "the iteration-0 committee"},
+            "smd_only": _row(-1, broke=[False] * 16, broken_bonds_nnp={"none": 16}),
+        },
+    }
+
+
+def _render(summary, width=TERMINAL_WIDTH):
+    console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(closing_table(summary))
+    return console.export_text()
+
+
+def test_bonds_as_majority_and_foreign_bonds_by_hand():
+    assert majority_bond({"S1-S2": 7, "S2-C3": 6, "C0-S1": 3}) == "S1-S2 7/16"
+    assert majority_bond({"none": 3}) == "none 3/3"
+    assert majority_bond(None) == "-"
+    reference = {"C0-C1": 12, "C4-C5": 4}
+    assert foreign_bonds({"C0-C1": 9, "none": 7}, reference) == []
+    assert foreign_bonds({"C2-C3": 1, "C0-C1": 15}, reference) == ["C2-C3"]
+    assert foreign_bonds({"C2-C3": 16}, None) == []
+
+
+def test_closing_table_fits_80_columns_without_cutting_or_wrapping():
+    text = _render(_wide_summary())
+    lines = text.splitlines()
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in lines) <= TERMINAL_WIDTH
+    body = [line.split() for line in lines]
+    rows = {cells[0]: cells for cells in body if cells and cells[0] in ("0", "1", "2", "smd_only")}
+    assert set(rows) == {"0", "1", "2", "smd_only"}
+    # every number whole, on the row's one line
+    for name in ("0", "1", "2"):
+        assert rows[name][1:4] == ["12345", "12.345", "-131.2" if name != "2" else "+9.1"]
+        assert rows[name][4:6] == ["12.3", "15/16"]
+        assert rows[name][-2:] == ["123.45", "150"]
+    assert rows["0"][6:8] == ["C10-C11", "10/16"]
+    # the baseline that is iteration 0 again is not repeated
+    assert "equilibrium_only" not in text
+
+
+def test_closing_table_marks_rows_whose_pulls_break_a_bond_the_reference_never_breaks():
+    lines = _render(_wide_summary()).splitlines()
+    rows = {line.split()[0]: line.rstrip() for line in lines if line.split()[:1]}
+    assert rows["0"].endswith("C10-C11 10/16 " + FOREIGN_BOND_MARK + "  123.45  150")  # C2-C3
+    assert "C5-C6 16/16 " + FOREIGN_BOND_MARK in rows["1"]  # every pull: an inner bond
+    assert FOREIGN_BOND_MARK not in rows["2"]  # the reference's own bond
+    assert FOREIGN_BOND_MARK not in rows["smd_only"]  # no bond broke
+
+
+def test_run_prints_its_closing_table_within_80_columns(finished_run, capsys):
+    summary = json.loads((finished_run / "summary.json").read_text())
+    _print_summary(summary, finished_run)
+    out = capsys.readouterr().out
+    assert "…" not in out
+    table = [line for line in out.splitlines() if line.split()[:1] in (["0"], ["1"], ["2"])]
+    assert len(table) == len(summary["iterations"]) == 3
+    for line, row in zip(table, summary["iterations"], strict=True):
+        assert len(line.rstrip()) <= TERMINAL_WIDTH
+        assert line.split()[1:3] == [str(row["n_labels"]), f"{row['ea_nnp_eV']:.3f}"]
+
+
+def test_report_markdown_prints_the_campaign_table(finished_run, capsys):
+    assert main(["report", str(finished_run), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out == folder_markdown(finished_run)
+    summary = json.loads((finished_run / "summary.json").read_text())
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    header, rows = table[0], table[2:]
+    assert "error +- 95 % (kcal/mol)" in header
+    for line, row in zip(rows, summary["iterations"], strict=False):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        error = row["ea_error_signed_eV"] * KCAL
+        half = row["ea_error_ci95_eV"] * KCAL
+        assert cells[:4] == [
+            str(row["iteration"]),
+            str(row["n_labels"]),
+            f"{row['ea_nnp_eV']:.3f}",
+            f"{error:+.1f} +- {half:.1f}",
+        ]
+    assert len(rows) == len(summary["iterations"]) + 1  # smd_only; equilibrium_only is row 0
+    assert f"{summary['ea_ref_eV']:.3f} eV" in out
+
+
+def test_report_markdown_prints_a_study_table(tmp_path, capsys):
+    rows = [
+        {"campaign": c, "iteration": i, "n_labels": 500 + 10 * i, "ea_error_eV": e / KCAL,
+         "ea_error_ci95_eV": 4.0 / KCAL, "mae_unseen_kcal_mol": 2.0 + i}
+        for c, errors in (("3-random", (-135.9, -60.1)), ("7-random", (-138.7, 3.1)))
+        for i, e in enumerate(errors)
+    ]  # fmt: skip
+    (tmp_path / "study.json").write_text(json.dumps({"study": "ensemble", "rows": rows}))
+    assert main(["report", str(tmp_path), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| campaign | iteration 0 | iteration 1 | labels at last | unseen MAE at last |" in out
+    assert "| 3-random | -135.9 +- 4.0 | -60.1 +- 4.0 | 510 | 3.00 |" in out
+    assert "| 7-random | -138.7 +- 4.0 | +3.1 +- 4.0 | 510 | 3.00 |" in out
+
+
+def test_report_markdown_of_a_pull_study(tmp_path, capsys):
+    row = {
+        "chain": 6,
+        "ea_ref_mean_eV": 7.692,
+        "ea_ref_sem_eV": 0.106,
+        "ea_nnp_mean_eV": 7.922,
+        "ea_nnp_sem_eV": 0.033,
+        "ea_error_eV": 5.3 / KCAL,
+        "ea_error_ci95_eV": 7.5 / KCAL,
+        "breaking_distance_ref_A": 8.6,
+        "breaking_distance_nnp_A": 8.66,
+        "broken_bonds_ref": {"C0-C1": 4},
+        "broken_bonds_nnp": {"C4-C5": 4},
+        "agree": True,
+    }
+    (tmp_path / "study.json").write_text(json.dumps({"study": "transfer", "rows": [row]}))
+    assert main(["report", str(tmp_path), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| C6 | 7.692 +- 0.106 | 7.922 +- 0.033 | +5.3 +- 7.5 | 8.60 / 8.66 | "
+        "C0-C1 4/4 / C4-C5 4/4 | yes |"
+    ) in out
+
+
+def test_report_markdown_refuses_a_folder_without_tables(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--markdown"]) == 2
+    assert "neither summary.json" in capsys.readouterr().err
+
+
+def test_report_rebuilds_a_study_folder_page(tmp_path, capsys):
+    rows = [
+        {"campaign": f"{n}-random", "n_members": n, "strategy": "random", "iteration": i,
+         "n_labels": 500 + 50 * i, "ea_error_eV": e / KCAL, "ea_error_ci95_eV": 4.0 / KCAL,
+         "ea_nnp_mean_eV": 7.0, "ea_ref_mean_eV": 7.5, "mae_unseen_kcal_mol": 3.0,
+         "n_selected": 20, "wall_s": 1.0}
+        for n, errors in ((3, (-135.9, -60.1)), (7, (-138.7, 3.1)))
+        for i, e in enumerate(errors)
+    ]  # fmt: skip
+    (tmp_path / "study.json").write_text(
+        json.dumps({"study": "ensemble", "config": {}, "rows": rows})
+    )
+    assert main(["report", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "report.html")
+    assert "7-random" in (tmp_path / "report.html").read_text()
+    assert list((tmp_path / "figures").glob("*.png"))
+
+
+def test_report_markdown_of_a_convergence_study_gives_each_recipe_over_seeds(tmp_path, capsys):
+    rows = [
+        {"campaign": f"protocol-seed{s}", "recipe": "protocol", "seed": s, "iteration": 0,
+         "n_labels": 1000, "ea_error_eV": e / KCAL, "ea_error_ci95_eV": 2.5 / KCAL,
+         "mae_unseen_kcal_mol": 2.0}
+        for s, e in ((0, -8.3), (1, 9.1))
+    ]  # fmt: skip
+    recipes = {
+        "protocol": {
+            "seeds": [0, 1],
+            "final_error_kcal_mol": [-8.3, 9.1],
+            "mean_error_kcal_mol": 0.4,
+            "spread_between_seeds_kcal_mol": 12.3,
+            "seeds_meeting_goal": 0,
+            "goal_met": False,
+        }
+    }
+    study = {"study": "convergence", "rows": rows, "recipes": recipes}
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    assert main(["report", str(tmp_path), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| protocol-seed1 | +9.1 +- 2.5 | 1000 | 2.00 |" in out
+    assert "| protocol | 0, 1 | -8.3 / 9.1 | +0.4 | 12.3 | 0/2 | no |" in out
