@@ -195,8 +195,13 @@ def test_report_markdown_of_a_convergence_study_gives_each_recipe_over_seeds(tmp
     rows = [
         {"campaign": f"protocol-seed{s}", "recipe": "protocol", "seed": s, "iteration": 0,
          "n_labels": 1000, "ea_error_eV": e / KCAL, "ea_error_ci95_eV": 2.5 / KCAL,
-         "mae_unseen_kcal_mol": 2.0}
-        for s, e in ((0, -8.3), (1, 9.1))
+         "mae_unseen_kcal_mol": 2.0, "reference_bond_share": share,
+         "broken_bonds_nnp": bonds, "rupture_force_error_eV_A": 0.194,
+         "rupture_force_error_ci95_eV_A": 0.027}
+        for s, e, share, bonds in (
+            (0, -8.3, 1.0, {"C4-C5": 9, "C0-C1": 7}),
+            (1, 9.1, 0.0, {"C2-C3": 16}),
+        )
     ]  # fmt: skip
     recipes = {
         "protocol": {
@@ -214,3 +219,5 @@ def test_report_markdown_of_a_convergence_study_gives_each_recipe_over_seeds(tmp
     out = capsys.readouterr().out
     assert "| protocol-seed1 | +9.1 +- 2.5 | 1000 | 2.00 |" in out
     assert "| protocol | 0, 1 | -8.3 / 9.1 | +0.4 | 12.3 | 0/2 | no |" in out
+    assert "| protocol | 1 | 0 | 1000 | +9.1 +- 2.5 | 0% | C2-C3 16/16 | +0.194 +- 0.027 |" in out
+    assert "| protocol | 0 | 0 | 1000 | -8.3 +- 2.5 | 100% | C4-C5 9/16 |" in out

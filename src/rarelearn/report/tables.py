@@ -280,6 +280,46 @@ def _recipes_markdown(recipes: dict[str, Any]) -> str:
     return markdown_table(header, table)
 
 
+def _finals_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """A convergence study's last row of every campaign: the error with its interval, the
+    share of pulls on the reference's bonds, the bond most pulls broke, the rupture force."""
+    last: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        name = str(row["campaign"])
+        if name not in last or row["iteration"] > last[name]["iteration"]:
+            last[name] = row
+    header = [
+        "recipe",
+        "seed",
+        "iteration",
+        "labels",
+        "Ea error +- 95 % (kcal/mol)",
+        "on the reference's bonds",
+        "bond most broken",
+        "rupture force error +- 95 % (eV/A)",
+    ]
+    table = []
+    for row in last.values():
+        share = _number(row.get("reference_bond_share"))
+        force = _number(row.get("rupture_force_error_eV_A"))
+        force_half = _number(row.get("rupture_force_error_ci95_eV_A"))
+        table.append(
+            [
+                str(row.get("recipe", "-")),
+                str(row.get("seed", "-")),
+                str(row["iteration"]),
+                str(row.get("n_labels", "-")),
+                _error_kcal_mol(row, "ea_error_eV"),
+                "-" if share is None else f"{share:.0%}",
+                majority_bond(row.get("broken_bonds_nnp")),
+                "-"
+                if force is None
+                else f"{force:+.3f}" + ("" if force_half is None else f" +- {force_half:.3f}"),
+            ]
+        )
+    return markdown_table(header, table)
+
+
 def study_markdown(study: dict[str, Any]) -> str:
     """A study's table as Markdown: Ea error per campaign and iteration (ensemble, selection,
     convergence, with each recipe's verdict over seeds), or both sides' Ea per chain or
@@ -316,6 +356,7 @@ def study_markdown(study: dict[str, Any]) -> str:
         note = "Ea error (NNP mean - reference mean) +- 95 % (Welch), kcal/mol; MAE in kcal/mol."
         text = f"Study {name}. {note}\n\n{markdown_table(header, table)}\n"
         if isinstance(study.get("recipes"), dict):
+            text += f"\nThe last row of every campaign:\n\n{_finals_markdown(rows)}\n"
             text += f"\nPer recipe, over seeds:\n\n{_recipes_markdown(study['recipes'])}\n"
         return text
     first = "chain" if any("chain" in r for r in rows) else "speed (A/ps)"
