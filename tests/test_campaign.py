@@ -364,6 +364,17 @@ def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_unknown_labeler_option_is_refused_before_any_work(tmp_path, capsys):
+    """PySCF's calculator would hand an unknown option on to ASE unnoticed mid-campaign."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[labeler]\nmethod = 'pyscf'\n[labeler.options]\ngrid = 3\n")
+    out = tmp_path / "never"
+    assert main(["run", "--config", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown pyscf option(s) ['grid']" in err and "'xc'" in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("toml", "setting"),
     [
@@ -371,6 +382,10 @@ def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
         ("[committee]\nn_members = 1", "committee.n_members"),
         ("[committee]\nstrategy = 'fancy'", "committee.strategy"),
         ("[committee.ani]\nlr_schedule = 'step'", "committee.ani.lr_schedule"),
+        ("[committee.ani]\nweight_decay = -1e-5", "committee.ani.weight_decay"),
+        ("[committee.ani]\nmin_lr = -1e-5", "committee.ani.min_lr"),
+        ("[committee.ani]\njacobian_cache_mb = -1.0", "committee.ani.jacobian_cache_mb"),
+        ("[committee.ani]\nactivation = 'relu'", "committee.ani.activation"),
         ("[committee]\ndriver = 'worst'", "committee.driver"),
         ("[stop]\ntolerance_kcal_mol = 0", "stop.tolerance_kcal_mol"),
         ("[stop]\npatience = 1.5", "stop.patience"),

@@ -767,8 +767,9 @@ def run_campaign(config: CampaignConfig, quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) a campaign with a live progress display; return the summary.
 
     The run folder's lock is held throughout (`rarelearn.lock`): a second writer is refused
-    before it writes anything, as is an impossible structure."""
+    before it writes anything, as is an impossible structure or labeler (an unknown option)."""
     system_of(config)
+    labeler_of(config).check()
     with CampaignLock(config.run_dir), StageProgress(quiet=quiet) as progress:
         campaign = Campaign(config, progress)
         summary = campaign.run()

@@ -46,9 +46,7 @@ RUN is only read; RUN2 is held with the run-folder lock.
 
 from __future__ import annotations
 
-import inspect
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -70,9 +68,9 @@ from rarelearn.campaign import (
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, LabelerConfig, StoreConfig, load_resolved
 from rarelearn.dynamics import SMDSettings
-from rarelearn.errors import LabelingError, RarelearnError
+from rarelearn.errors import RarelearnError
 from rarelearn.executors import Executor, label_parallel
-from rarelearn.labeling import LabelerSpec
+from rarelearn.labeling import LabelerSpec, parse_options
 from rarelearn.lock import LOCK_FILE, CampaignLock
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.model_smd import replica_pull_jobs, run_pull_jobs
@@ -118,41 +116,10 @@ class RelabelRequest:
         return values
 
 
-def parse_options(items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` strings as labeler options; a value is read as TOML (``true``, ``2``,
-    ``1e-8``, ``"x"``) and otherwise kept as text (``PBE``, ``6-31G*``)."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise RarelearnError(f"--option expects key=value, got {item!r}")
-        try:
-            value = tomllib.loads(f"value = {text.strip()}")["value"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()
-        options[key] = value
-    return options
-
-
 def check_labeler(spec: LabelerSpec) -> None:
     """Build the labeler once: an unknown method, option or missing program fails now, with
-    one message. PySCF's calculator would pass an unknown option on to ASE unnoticed, so its
-    options are checked against its signature."""
-    if spec.method.lower() == "pyscf":
-        from rarelearn.pyscf_calculator import PySCFCalculator
-
-        parameters = inspect.signature(PySCFCalculator.__init__).parameters
-        known = {n for n, p in parameters.items() if n != "self" and p.kind != p.VAR_KEYWORD}
-        unknown = sorted(set(spec.options) - known)
-        if unknown:
-            raise LabelingError(f"unknown pyscf option(s) {unknown}; allowed: {sorted(known)}")
-    try:
-        spec.check()
-    except (TypeError, ValueError) as exc:
-        raise LabelingError(
-            f"cannot build labeler {spec.method!r} with options {spec.options}: {exc}"
-        ) from exc
+    one message (`LabelerSpec.check`)."""
+    spec.check()
 
 
 def choose_frames(
