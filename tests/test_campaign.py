@@ -18,6 +18,7 @@ from rarelearn.cli import main
 from rarelearn.config import load_config, load_resolved
 from rarelearn.dynamics import SMDTrace
 from rarelearn.errors import ConfigError, RarelearnError
+from rarelearn.lock import LOCK_FILE, CampaignLock
 
 TESTS = Path(__file__).parent
 
@@ -241,7 +242,7 @@ def test_convergence_needs_the_interval_inside_the_tolerance_for_patience_iterat
     assert converged_iteration(rows, config) is None  # one replica: no interval, no claim
 
 
-def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path):
+def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path, capsys):
     (finished_run / "report.html").unlink()
     assert main(["report", str(finished_run)]) == 0
     assert (finished_run / "report.html").is_file()
@@ -250,30 +251,20 @@ def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "smd"
     model = finished_run / "iterations" / "002"
-    code = main(
-        [
-            "--quiet",
-            "smd",
-            "--model",
-            str(model),
-            "--chain",
-            "3",
-            "--steps",
-            "200",
-            "--relax-steps",
-            "20",
-            "--replicas",
-            "2",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
+    arguments = ["--quiet", "smd", "--model", str(model), "--chain", "3", "--steps", "200"]
+    arguments += ["--relax-steps", "20", "--replicas", "2", "--out", str(out)]
+    assert main(arguments) == 0
     result = json.loads((out / "smd.json").read_text())
     assert len(result["activation_energy_replicas_eV"]) == 2
     # A 4-epoch model may blow up early: the trace is then shorter, but always consistent.
     assert 1 <= result["n_frames"] <= 201
     assert len(result["uq_eV"]) == len(result["distance_A"]) == result["n_frames"]
+    # One writer per folder: an smd into a folder another writer holds is refused untouched.
+    written = {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_FILE}
+    with CampaignLock(out):
+        assert main([*arguments[:-1], str(out)]) == 2
+    assert "one writer at a time" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_FILE} == written
 
 
 def _wait_for(process, condition, timeout=300):

@@ -337,7 +337,9 @@ def _print_reference(summary: dict, out: Path) -> None:
     if summary.get("broken_bonds") and summary.get("n_replicas", 1) > 1:
         line += f"; bonds broken over the replicas: {bond_counts_text(summary['broken_bonds'])}"
     console.print(line)
-    if summary["stopped_reason"] != "completed":
+    from rarelearn.dynamics.smd import stopped_early
+
+    if stopped_early(summary["stopped_reason"]):
         console.print(
             f"[bold red]warning:[/] the reference SMD stopped early: "
             f"{summary['stopped_reason']}; its frames are kept"
@@ -502,15 +504,19 @@ def command_study(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     from rarelearn.check import run_check
+    from rarelearn.runfolder import refuse_relabel_folder
 
+    refuse_relabel_folder(args.run_dir, "check")
     return 0 if run_check(args.run_dir) else EXIT_USER_ERROR
 
 
 def command_report(args: argparse.Namespace) -> int:
     from rarelearn.report import build_report
+    from rarelearn.runfolder import refuse_relabel_folder
 
     if not args.run_dir.is_dir():
         raise RarelearnError(f"run folder not found: {args.run_dir}")
+    refuse_relabel_folder(args.run_dir, "report")
     print(build_report(args.run_dir))
     return 0
 

@@ -78,12 +78,12 @@ from rarelearn.potentials.features import FeatureCache
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, load_start_states
 from rarelearn.reference import write_json
-from rarelearn.runfolder import load_npz, read_json
+from rarelearn.runfolder import RELABEL_PLAN, load_npz, read_json
 from rarelearn.statistics import finite_or_none
 from rarelearn.store import SOURCES, CampaignStore
 from rarelearn.units import EV_TO_KCAL_MOL
 
-PLAN_FILE = "relabel_plan.json"
+PLAN_FILE = RELABEL_PLAN
 SUMMARY_FILE = "relabel.json"
 DIFFERENCES_FILE = "differences.npz"
 BATCH = "relabel"
@@ -688,8 +688,8 @@ def run_relabel(
     started = time.perf_counter()
     with CampaignLock(out), StageProgress(quiet=quiet) as progress:
         summary = Relabel(source, request, Path(out), progress, pulls).run()
-    summary["wall_s"] = round(time.perf_counter() - started, 2)
-    write_json(Path(out) / SUMMARY_FILE, summary)
+        summary["wall_s"] = round(time.perf_counter() - started, 2)
+        write_json(Path(out) / SUMMARY_FILE, summary)  # under the lock, as every other file
     return summary
 
 
