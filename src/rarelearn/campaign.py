@@ -23,7 +23,7 @@ from ase import Atoms
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, load_resolved
 from rarelearn.dynamics import SMDTrace, run_smd
-from rarelearn.dynamics.smd import ProgressCallback, step_budget
+from rarelearn.dynamics.smd import ProgressCallback, step_budget, stopped_early
 from rarelearn.errors import ConfigError, ModelError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec, LabelResult
@@ -391,7 +391,7 @@ class Campaign:
                 results = run_pull_jobs(jobs, update)
         if need_replicas:
             traces = [trace for part in results[:n_replica_jobs] for trace in part]
-            stopped = [r for r, t in enumerate(traces) if t.stopped_reason != "completed"]
+            stopped = [r for r, t in enumerate(traces) if stopped_early(t.stopped_reason)]
             if stopped:
                 self.progress.message(
                     f"{label}: {len(stopped)} of {len(traces)} NNP pulls stopped early "
@@ -471,7 +471,7 @@ class Campaign:
         if trace.uq_eV is None:
             raise ConfigError("the NNP steered MD recorded no uncertainty")
         forced: list[int] = []
-        if trace.stopped_reason != "completed":
+        if stopped_early(trace.stopped_reason):
             forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
         selection = select_frames(
             trace.uq_eV,

@@ -20,6 +20,7 @@ import numpy as np
 from ase.io import write
 
 from rarelearn.dynamics import SMDTrace, StartState
+from rarelearn.dynamics.smd import COMPLETED
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import PulledAtoms
 from rarelearn.runfolder import damaged, load_npz, read_traj
@@ -117,7 +118,7 @@ class ReplicaPulls:
         lower bound of Ea.
         """
         return [
-            bool(np.isfinite(d)) and reason == "completed"
+            bool(np.isfinite(d)) and reason == COMPLETED
             for d, reason in zip(self.breaking_distance_A, self.stopped_reason, strict=True)
         ]
 

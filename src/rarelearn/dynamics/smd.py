@@ -137,6 +137,20 @@ def relax_start_state(
 
 
 #: Arrays every saved trace holds (positions, forces, kinetic energy and UQ are optional).
+#: `SMDTrace.stopped_reason` of a pull that ran its course.
+COMPLETED = "completed"
+#: `SMDTrace.stopped_reason` of an ``until_broken`` pull that reached ``max_steps`` without a
+#: break: its max W is a lower bound of Ea, as for a pull that stopped early, but nothing went
+#: wrong in it (its frames are as good as a completed pull's).
+STEP_LIMIT = "max_steps reached without a break"
+
+
+def stopped_early(reason: str) -> bool:
+    """Whether a pull stopped before its end (blew up, atoms too close, calculator failed):
+    its last frames are suspect. A completed pull or one at its step limit did not."""
+    return reason not in (COMPLETED, STEP_LIMIT)
+
+
 _TRACE_KEYS = (
     "time_fs",
     "distance_A",
@@ -423,8 +437,13 @@ class _Recorder:
             broken_frame=broken if broken is not None and broken < n else None,
             # a break seen only in a dropped (non-finite) last frame is no break
             broken_bond=self.broken_bond if broken is not None and broken < n else None,
-            stopped_reason=self.stop_reason or "completed",
+            stopped_reason=self.stop_reason or self._end_reason(broken is not None),
         )
+
+    def _end_reason(self, broke: bool) -> str:
+        """Why a pull that did not stop early ended: ``until_broken`` without a break ran to
+        ``max_steps`` (`STEP_LIMIT`); otherwise it completed."""
+        return STEP_LIMIT if self.settings.until_broken and not broke else COMPLETED
 
 
 def start_spring(start: StartState, settings: SMDSettings) -> tuple[Atoms, MovingSpring]:
