@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from rarelearn import manifest
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, load_resolved
 from rarelearn.dynamics import SMDTrace, run_smd
@@ -107,7 +108,7 @@ def save_committee(committee: Committee, folder: Path) -> None:
     temporary = folder.with_name(folder.name + ".partial")
     shutil.rmtree(temporary, ignore_errors=True)
     committee.save(temporary)
-    temporary.rename(folder)
+    manifest.replace_folder(temporary, folder)
 
 
 #: Keys a stored row must hold to be reused (rows written before the replica statistics lack
@@ -194,6 +195,8 @@ class Campaign:
         """Run the whole campaign and return ``summary.json``'s content."""
         self.spec.check()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # a resume never builds on a file that changed after it was written (manifest.json)
+        manifest.require_intact(self.run_dir)
         self.store = open_store(self.config, self.run_dir)
         # a shared store: one coordinator per campaign, checked before anything is written
         store_lock = self.store.writer_lock()
@@ -206,7 +209,7 @@ class Campaign:
             ):
                 temporary = config_path.with_name("config.toml.tmp")
                 temporary.write_text(self.config.to_toml())
-                temporary.replace(config_path)
+                manifest.replace(temporary, config_path)
             self.reference = run_reference(
                 self.atoms,
                 self.pulled,
@@ -301,6 +304,7 @@ class Campaign:
         marks the iteration done)."""
         row = {key: row[key] for key in ROW_KEYS}
         write_json(paths.metrics, row)
+        manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         self.progress.message(_row_line(row))
         return row
 
@@ -425,7 +429,7 @@ class Campaign:
         e_pred, _ = committee.best.predict(self.unseen, forces=False)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(temporary, e_ref_eV=self.unseen_energies, e_pred_eV=e_pred)
-        temporary.replace(path)
+        manifest.replace(temporary, path)
         return e_pred
 
     def metrics_row(
@@ -650,6 +654,7 @@ class Campaign:
         row["note"] = "trained on the reference-SMD frames: mae_unseen is on its training data"
         row["wall_s"] = round(sum(timing.values()), 2)
         write_json(folder / "metrics.json", row)
+        manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         return row
 
     def write_summary(self, rows: list[dict], baselines: dict[str, Any]) -> dict[str, Any]:
@@ -681,6 +686,7 @@ class Campaign:
             "iterations": rows,
         }
         write_json(self.run_dir / "summary.json", summary)
+        manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         return summary
 
 

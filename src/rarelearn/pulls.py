@@ -9,7 +9,6 @@ comparison of two sets of pulls (`compare_pulls`), whose keys go into ``summary.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from ase.io import write
 
+from rarelearn import manifest
 from rarelearn.dynamics import SMDTrace, StartState
 from rarelearn.dynamics.smd import COMPLETED
 from rarelearn.errors import RarelearnError
@@ -48,7 +48,7 @@ def save_start_states(path: Path, starts: Sequence[StartState]) -> None:
         frames.append(atoms)
     temporary = path.with_name(path.name + ".tmp")
     write(temporary, frames, format="traj")
-    os.replace(temporary, path)
+    manifest.replace(temporary, path)
 
 
 def load_start_states(path: Path) -> list[StartState]:
@@ -174,7 +174,7 @@ class ReplicaPulls:
                 else {"broken_bonds": np.array([bond or "" for bond in self.broken_bonds])}
             ),
         )
-        os.replace(temporary, path)
+        manifest.replace(temporary, path)
 
     @classmethod
     def load(cls, path: Path) -> ReplicaPulls:

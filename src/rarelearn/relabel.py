@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from rarelearn import manifest
 from rarelearn.campaign import (
     TRAINING_SOURCES,
     executor_of,
@@ -302,7 +303,7 @@ def target_config(source: SourceRun, request: RelabelRequest, out: Path) -> Camp
 def _write_text(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
-    temporary.replace(path)
+    manifest.replace(temporary, path)
 
 
 class Relabel:
@@ -465,7 +466,7 @@ class Relabel:
         }
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(temporary, **arrays)
-        temporary.replace(path)
+        manifest.replace(temporary, path)
         return arrays
 
     def pulls(self, committee: Committee | None) -> ReplicaPulls | None:
@@ -529,7 +530,7 @@ class Relabel:
         }
         temporary = self.out / (DIFFERENCES_FILE + ".tmp.npz")
         np.savez(temporary, **arrays)
-        temporary.replace(self.out / DIFFERENCES_FILE)
+        manifest.replace(temporary, self.out / DIFFERENCES_FILE)
         forces_old = np.concatenate([a.get_forces().ravel() for a in old])
         forces_new = np.concatenate([a.get_forces().ravel() for a in relabeled])
         largest = np.argsort(-np.abs(to_mean))[:N_LARGEST]
@@ -690,6 +691,7 @@ def run_relabel(
         summary = Relabel(source, request, Path(out), progress, pulls).run()
         summary["wall_s"] = round(time.perf_counter() - started, 2)
         write_json(Path(out) / SUMMARY_FILE, summary)  # under the lock, as every other file
+        manifest.record(Path(out) / "data.db")
     return summary
 
 

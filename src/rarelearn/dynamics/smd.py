@@ -27,6 +27,7 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
+from rarelearn import manifest
 from rarelearn.dynamics.spring import MovingSpring, SpringSum
 from rarelearn.dynamics.thermostats import Thermostat, draw_velocities, make_integrator
 from rarelearn.errors import ConfigError, RarelearnError
@@ -270,7 +271,7 @@ class SMDTrace:
                 arrays[key] = getattr(self, key)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(temporary, **arrays)
-        temporary.replace(path)
+        manifest.replace(temporary, path)
 
     @classmethod
     def load(cls, path: Path) -> SMDTrace:
