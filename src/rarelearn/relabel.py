@@ -35,7 +35,7 @@ The new run folder (RUN2), a run folder of its own:
 - ``pulls/``: the new committee pulled from RUN's reference start states with RUN's SMD
   settings, as the campaign pulls (``replicas.npz`` written last marks it done). Its Ea has
   no reference at the new level: computing one takes a reference SMD with the new method
-  (``rarelearn reference --method ...``, which takes the method's default options).
+  (``rarelearn reference --method ... --option ...``).
 - ``relabel.json``: the summary, rewritten at the end of every run.
 
 Resumability follows the campaign: labels are stored group by group and a rerun labels only
