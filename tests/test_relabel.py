@@ -152,6 +152,12 @@ def test_relabel_labels_every_frame_with_the_new_method_and_trains_on_them(
         assert _relabel(campaign, out, EMT_METHOD) == 2
     assert "one writer at a time" in capsys.readouterr().err
     assert (out / "relabel.json").read_bytes() == written
+    # a resume refuses a file that changed after it was written (manifest.json)
+    data = bytearray((out / "differences.npz").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (out / "differences.npz").write_bytes(bytes(data))
+    assert _relabel(campaign, out, EMT_METHOD) == 2
+    assert f"{out / 'differences.npz'} is damaged" in capsys.readouterr().err
 
 
 def test_an_interrupted_relabel_resumes_without_labeling_a_frame_twice(

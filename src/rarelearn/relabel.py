@@ -688,6 +688,7 @@ def run_relabel(
     check_target(Path(out), request)
     started = time.perf_counter()
     with CampaignLock(out), StageProgress(quiet=quiet) as progress:
+        manifest.require_intact(Path(out))  # a resume never builds on a changed file
         summary = Relabel(source, request, Path(out), progress, pulls).run()
         summary["wall_s"] = round(time.perf_counter() - started, 2)
         write_json(Path(out) / SUMMARY_FILE, summary)  # under the lock, as every other file
