@@ -185,7 +185,8 @@ def test_one_flipped_byte_is_named_by_check_and_refused_by_a_resume(
     before = _snapshot(copy)
     assert main(["--quiet", "run", "--out", str(copy)]) == 2
     error = capsys.readouterr().err
-    assert f"{copy / name} is damaged or unreadable (changed after it was written" in error
+    # named by its checksum, or by the store when the flip breaks the database's structure
+    assert f"{copy / name} is damaged or unreadable (" in error
     assert "It is derived" in error or "holds the labels" in error
     before.pop(".rarelearn.lock")
     after = {k: v for k, v in _snapshot(copy).items() if k != ".rarelearn.lock"}

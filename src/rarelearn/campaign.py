@@ -195,9 +195,9 @@ class Campaign:
         """Run the whole campaign and return ``summary.json``'s content."""
         self.spec.check()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(self.config, self.run_dir)  # rolls back an interrupted write
         # a resume never builds on a file that changed after it was written (manifest.json)
         manifest.require_intact(self.run_dir)
-        self.store = open_store(self.config, self.run_dir)
         # a shared store: one coordinator per campaign, checked before anything is written
         store_lock = self.store.writer_lock()
         try:

@@ -171,6 +171,10 @@ def _compare(root: Path, name: str, entry: dict[str, Any]) -> Finding:
     if sha256(path) in (entry.get("sha256"), entry.get("previous")):
         return Finding(name, "ok")
     if path.name == "data.db":
+        journal = path.with_name(path.name + "-journal")
+        if journal.is_file() and journal.stat().st_size:
+            # a writer killed mid-transaction: SQLite rolls it back at the next open for writing
+            return Finding(name, "grown", "an interrupted write awaits its rollback")
         return _database(path, entry) if size else Finding(name, "changed", "it is empty")
     if name in EDITABLE:
         return Finding(name, "edited", "edited since it was written")
