@@ -275,7 +275,11 @@ def _wait_for(process, condition, timeout=300):
         if process.poll() is not None:
             return False
         time.sleep(0.05)
-    raise TimeoutError("the campaign never reached the kill point")
+    process.kill()  # not left running (and holding its folder) past the test
+    output, _ = process.communicate(timeout=60)
+    raise TimeoutError(
+        f"the campaign never reached the kill point in {timeout} s: {output[-2000:]}"
+    )
 
 
 def _labels_stored(run_dir: Path, batch: str) -> int:
@@ -299,14 +303,17 @@ def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, t
         ),
         ("in iteration 2", lambda: (run_dir / "iterations/001/metrics.json").is_file(), 0.0),
     ]
-    killed = []
+    killed, missed = [], []
     for name, condition, delay in kill_points:
         process = _run_cli(["run", "--config", str(config), "--out", str(run_dir)], delay)
-        if _wait_for(process, condition):
+        reached = _wait_for(process, condition)
+        if reached:
             process.send_signal(signal.SIGKILL)
             killed.append(name)
-        process.communicate(timeout=60)
-    assert len(killed) >= 4, f"killed only at {killed}"
+        output, _ = process.communicate(timeout=60)
+        if not reached:  # it ended first: say how, so that a rare miss explains itself
+            missed.append(f"{name}: exit {process.returncode}: {output[-2000:]}")
+    assert len(killed) >= 4, f"killed only at {killed}; the others ended first: {missed}"
     labeled_before = _labels_stored(run_dir, "iteration000")
     process = _run_cli(["run", "--out", str(run_dir)])
     output, _ = process.communicate(timeout=600)
@@ -314,7 +321,7 @@ def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, t
     assert "resuming" in output
     resumed = json.loads((run_dir / "summary.json").read_text())
     reference = json.loads((finished_run / "summary.json").read_text())
-    assert _comparable(resumed) == _comparable(reference)
+    assert _comparable(resumed) == _comparable(reference), f"after kills {killed}: {output}"
     # Labels finished before a kill were kept and none was stored twice.
     db = connect(run_dir / "data.db")
     uids = [row.uid for row in db.select()]
