@@ -205,3 +205,10 @@ def test_config_edits_are_reported_and_old_folders_gain_checksums(finished_run, 
     assert main(["--quiet", "run", "--out", str(copy)]) == 0  # resumes; records what it writes
     assert main(["check", str(copy)]) == 0
     assert "recorded files as written" in capsys.readouterr().out
+
+
+def test_an_unreadable_manifest_is_named(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"version": 1, "fil')
+    items = [item for item in check_run(tmp_path) if item.name == "manifest.json"]
+    assert len(items) == 1 and "manifest.json is damaged" in items[0].problem
+    assert "Delete it" in items[0].problem

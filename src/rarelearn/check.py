@@ -191,6 +191,11 @@ def _check_checksums(checker: _Checker) -> None:
 
     run_dir = checker.run_dir
     findings = verify(run_dir)
+    if findings is None and (run_dir / MANIFEST).is_file():
+        reason = "not a manifest a writer can read"
+        advice = "Delete it: the next run records the checksums of what it writes."
+        checker.add(Item(MANIFEST, problem=f"{run_dir / MANIFEST} is damaged ({reason}). {advice}"))
+        return
     if findings is None:
         checker.add(Item(MANIFEST, detail="no checksums recorded (a folder from before them)"))
         return
