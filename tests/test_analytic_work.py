@@ -26,7 +26,9 @@ from ase.calculators.harmonic import HarmonicCalculator, HarmonicForceField
 from ase.calculators.morse import MorsePotential
 
 from rarelearn.dynamics import SMDSettings, StartState, Thermostat, run_smd
+from rarelearn.dynamics.smd import STEP_LIMIT, stopped_early
 from rarelearn.molecules import PulledAtoms
+from rarelearn.pulls import ReplicaPulls
 
 #: C-C-like bond: Morse well depth (eV), equilibrium length (A) and steepness (1/A).
 D, RE, A = 3.6, 1.54, 2.0
@@ -260,3 +262,15 @@ def test_morse_bond_with_a_stiff_spring_work_follows_the_minimum_energy_curve():
     final = float(np.interp(RE + pull_length, branch_rest, branch_energy))
     assert 0.99 * D < final < D  # 3.582 eV: nearly the whole bond energy
     assert abs(trace.activation_energy_eV - final) <= tolerance
+
+
+def test_an_until_broken_pull_that_reaches_its_step_limit_says_so():
+    """A Morse bond pulled for 50 fs at 0.25 A/ps stretches ~0.01 A, nowhere near a break: an
+    ``until_broken`` pull then ends at ``max_steps`` with STEP_LIMIT (not "completed"), and
+    its Ea counts as a lower bound; the snapping pull above still completes."""
+    trace = _pull(_morse_calculator(), 2.0, 0.25, 1.0, n_steps=10, until_broken=True, max_steps=50)
+    assert trace.broken_frame is None and trace.n_frames == 51
+    assert trace.stopped_reason == STEP_LIMIT and not stopped_early(trace.stopped_reason)
+    assert ReplicaPulls.from_traces([trace]).broke == [False]  # a lower bound, as a blow-up
+    plain = _pull(_morse_calculator(), 2.0, 0.25, 1.0, n_steps=50)
+    assert plain.broken_frame is None and plain.stopped_reason == "completed"

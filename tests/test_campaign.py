@@ -18,6 +18,7 @@ from rarelearn.cli import main
 from rarelearn.config import load_config, load_resolved
 from rarelearn.dynamics import SMDTrace
 from rarelearn.errors import ConfigError, RarelearnError
+from rarelearn.lock import LOCK_FILE, CampaignLock
 
 TESTS = Path(__file__).parent
 
@@ -241,7 +242,7 @@ def test_convergence_needs_the_interval_inside_the_tolerance_for_patience_iterat
     assert converged_iteration(rows, config) is None  # one replica: no interval, no claim
 
 
-def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path):
+def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path, capsys):
     (finished_run / "report.html").unlink()
     assert main(["report", str(finished_run)]) == 0
     assert (finished_run / "report.html").is_file()
@@ -250,30 +251,20 @@ def test_report_and_model_smd_from_the_run_folder(finished_run, tmp_path):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "smd"
     model = finished_run / "iterations" / "002"
-    code = main(
-        [
-            "--quiet",
-            "smd",
-            "--model",
-            str(model),
-            "--chain",
-            "3",
-            "--steps",
-            "200",
-            "--relax-steps",
-            "20",
-            "--replicas",
-            "2",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
+    arguments = ["--quiet", "smd", "--model", str(model), "--chain", "3", "--steps", "200"]
+    arguments += ["--relax-steps", "20", "--replicas", "2", "--out", str(out)]
+    assert main(arguments) == 0
     result = json.loads((out / "smd.json").read_text())
     assert len(result["activation_energy_replicas_eV"]) == 2
     # A 4-epoch model may blow up early: the trace is then shorter, but always consistent.
     assert 1 <= result["n_frames"] <= 201
     assert len(result["uq_eV"]) == len(result["distance_A"]) == result["n_frames"]
+    # One writer per folder: an smd into a folder another writer holds is refused untouched.
+    written = {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_FILE}
+    with CampaignLock(out):
+        assert main([*arguments[:-1], str(out)]) == 2
+    assert "one writer at a time" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_FILE} == written
 
 
 def _wait_for(process, condition, timeout=300):
@@ -284,7 +275,11 @@ def _wait_for(process, condition, timeout=300):
         if process.poll() is not None:
             return False
         time.sleep(0.05)
-    raise TimeoutError("the campaign never reached the kill point")
+    process.kill()  # not left running (and holding its folder) past the test
+    output, _ = process.communicate(timeout=60)
+    raise TimeoutError(
+        f"the campaign never reached the kill point in {timeout} s: {output[-2000:]}"
+    )
 
 
 def _labels_stored(run_dir: Path, batch: str) -> int:
@@ -308,14 +303,17 @@ def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, t
         ),
         ("in iteration 2", lambda: (run_dir / "iterations/001/metrics.json").is_file(), 0.0),
     ]
-    killed = []
+    killed, missed = [], []
     for name, condition, delay in kill_points:
         process = _run_cli(["run", "--config", str(config), "--out", str(run_dir)], delay)
-        if _wait_for(process, condition):
+        reached = _wait_for(process, condition)
+        if reached:
             process.send_signal(signal.SIGKILL)
             killed.append(name)
-        process.communicate(timeout=60)
-    assert len(killed) >= 4, f"killed only at {killed}"
+        output, _ = process.communicate(timeout=60)
+        if not reached:  # it ended first: say how, so that a rare miss explains itself
+            missed.append(f"{name}: exit {process.returncode}: {output[-2000:]}")
+    assert len(killed) >= 4, f"killed only at {killed}; the others ended first: {missed}"
     labeled_before = _labels_stored(run_dir, "iteration000")
     process = _run_cli(["run", "--out", str(run_dir)])
     output, _ = process.communicate(timeout=600)
@@ -323,7 +321,7 @@ def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, t
     assert "resuming" in output
     resumed = json.loads((run_dir / "summary.json").read_text())
     reference = json.loads((finished_run / "summary.json").read_text())
-    assert _comparable(resumed) == _comparable(reference)
+    assert _comparable(resumed) == _comparable(reference), f"after kills {killed}: {output}"
     # Labels finished before a kill were kept and none was stored twice.
     db = connect(run_dir / "data.db")
     uids = [row.uid for row in db.select()]
@@ -364,6 +362,17 @@ def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_unknown_labeler_option_is_refused_before_any_work(tmp_path, capsys):
+    """PySCF's calculator would hand an unknown option on to ASE unnoticed mid-campaign."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[labeler]\nmethod = 'pyscf'\n[labeler.options]\ngrid = 3\n")
+    out = tmp_path / "never"
+    assert main(["run", "--config", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown pyscf option(s) ['grid']" in err and "'xc'" in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("toml", "setting"),
     [
@@ -371,6 +380,10 @@ def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
         ("[committee]\nn_members = 1", "committee.n_members"),
         ("[committee]\nstrategy = 'fancy'", "committee.strategy"),
         ("[committee.ani]\nlr_schedule = 'step'", "committee.ani.lr_schedule"),
+        ("[committee.ani]\nweight_decay = -1e-5", "committee.ani.weight_decay"),
+        ("[committee.ani]\nmin_lr = -1e-5", "committee.ani.min_lr"),
+        ("[committee.ani]\njacobian_cache_mb = -1.0", "committee.ani.jacobian_cache_mb"),
+        ("[committee.ani]\nactivation = 'relu'", "committee.ani.activation"),
         ("[committee]\ndriver = 'worst'", "committee.driver"),
         ("[stop]\ntolerance_kcal_mol = 0", "stop.tolerance_kcal_mol"),
         ("[stop]\npatience = 1.5", "stop.patience"),

@@ -154,3 +154,61 @@ def test_check_while_the_campaign_runs_finds_nothing_damaged(finished_run, tmp_p
     assert process.returncode == 0, output
     assert checked > 1, checked
     assert all(item.problem is None for item in check_run(copy))
+
+
+def _flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+FLIPPED = {
+    "npz": "iterations/001/smd.npz",
+    "traj": "reference/start_states.traj",
+    "json": "iterations/001/selection.json",
+    "data.db": "data.db",
+    "weights.pt": "iterations/001/committee/member_0/weights.pt",
+}
+
+
+@pytest.mark.parametrize("kind", FLIPPED)
+def test_one_flipped_byte_is_named_by_check_and_refused_by_a_resume(
+    finished_run, tmp_path, capsys, kind
+):
+    """A flipped bit may leave a file that still loads; its checksum (manifest.json) differs."""
+    name = FLIPPED[kind]
+    copy = _copy(finished_run, tmp_path)
+    _flip_middle_byte(copy / name)
+    assert main(["check", str(copy)]) == 2
+    bad = [line for line in capsys.readouterr().out.splitlines() if line.startswith("BAD")]
+    assert len(bad) == 1 and str(copy / name) in bad[0], bad
+    before = _snapshot(copy)
+    assert main(["--quiet", "run", "--out", str(copy)]) == 2
+    error = capsys.readouterr().err
+    # named by its checksum, or by the store when the flip breaks the database's structure
+    assert f"{copy / name} is damaged or unreadable (" in error
+    assert "It is derived" in error or "holds the labels" in error
+    before.pop(".rarelearn.lock")
+    after = {k: v for k, v in _snapshot(copy).items() if k != ".rarelearn.lock"}
+    assert after == before  # refused before anything was written
+
+
+def test_config_edits_are_reported_and_old_folders_gain_checksums(finished_run, tmp_path, capsys):
+    copy = _copy(finished_run, tmp_path)
+    with open(copy / "config.toml", "a") as handle:
+        handle.write("# a note of the user's\n")
+    assert main(["check", str(copy)]) == 0
+    assert "ok   config.toml: edited since it was written" in capsys.readouterr().out
+    (copy / "manifest.json").unlink()  # a folder from before checksums
+    assert main(["check", str(copy)]) == 0
+    assert "ok   manifest.json: no checksums recorded" in capsys.readouterr().out
+    assert main(["--quiet", "run", "--out", str(copy)]) == 0  # resumes; records what it writes
+    assert main(["check", str(copy)]) == 0
+    assert "recorded files as written" in capsys.readouterr().out
+
+
+def test_an_unreadable_manifest_is_named(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"version": 1, "fil')
+    items = [item for item in check_run(tmp_path) if item.name == "manifest.json"]
+    assert len(items) == 1 and "manifest.json is damaged" in items[0].problem
+    assert "Delete it" in items[0].problem

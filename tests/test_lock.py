@@ -47,7 +47,7 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def test_a_second_campaign_is_refused_naming_the_holder_and_writes_nothing(tmp_path) -> None:
-    from test_campaign import _write_config
+    from test_campaign import _env, _write_config
 
     run_dir = tmp_path / "run"
     holder = _hold(run_dir)
@@ -69,6 +69,7 @@ def test_a_second_campaign_is_refused_naming_the_holder_and_writes_nothing(tmp_p
             capture_output=True,
             text=True,
             timeout=300,
+            env=_env(0.0),  # the config's labeler is importable, as for a user
         )
         assert result.returncode == 2, result.stderr
         assert f"process {holder.pid} on host {socket.gethostname()} since" in result.stderr

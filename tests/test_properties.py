@@ -228,6 +228,10 @@ def _load_twice(path: Path) -> CampaignConfig | RarelearnError:
 @example(document={"reference": {"relax_geometry": "yes"}})
 @example(document={"reference": {"replicas": True}})
 @example(document={"stop": {"tolerance_kcal_mol": math.inf}})
+@example(document={"committee": {"ani": {"weight_decay": -1e-5}}})
+@example(document={"committee": {"ani": {"min_lr": -1.0}}})
+@example(document={"committee": {"ani": {"jacobian_cache_mb": -1.0}}})
+@example(document={"committee": {"ani": {"activation": "relu"}}})
 def test_config_document_is_accepted_or_names_the_setting(
     folder: Path, document: dict[str, Any]
 ) -> None:
@@ -239,10 +243,20 @@ def test_config_document_is_accepted_or_names_the_setting(
         assert isinstance(outcome, ConfigError)
         assert any(name in str(outcome) for name in _names(document)), outcome
         return
+    _assert_meaningful(outcome)
     # The resolved configuration a run folder keeps must reload to the same configuration.
     resolved = folder / "resolved.toml"
     resolved.write_text(outcome.to_toml())
     assert load_config(resolved, preset_name="paper").to_toml() == outcome.to_toml()
+
+
+def _assert_meaningful(config: CampaignConfig) -> None:
+    """What an accepted configuration's ANI settings mean: signs, ranges, known names."""
+    ani = config.committee.ani
+    assert ani.weight_decay >= 0 and ani.jacobian_cache_mb >= 0
+    assert 0 <= ani.min_lr <= ani.lr
+    assert ani.activation in ("gelu", "celu")
+    assert 0 < ani.plateau_factor < 1
 
 
 @SETTINGS
@@ -397,6 +411,9 @@ GROUP_TEXT = st.one_of(
 
 @SETTINGS
 @given(text=GROUP_TEXT)
+@example(text="1_0")
+@example(text="0, 1")
+@example(text="+3")
 def test_parse_group(text: str) -> None:
     """A --pull group is a tuple of ints or a RarelearnError naming the option and the text."""
     try:
@@ -406,7 +423,9 @@ def test_parse_group(text: str) -> None:
         event("group: rejected")
         return
     event("group: parsed")
-    assert group and all(isinstance(i, int) for i in group)
+    assert group and all(isinstance(i, int) and i >= 0 for i in group)
+    # plain ASCII digits only: int() would also read "1_0" as 10, " 1", "+1" or "٣" as 3
+    assert all(set(part) <= set("0123456789") and part for part in text.split(","))
 
 
 @SETTINGS

@@ -14,6 +14,7 @@ from ase.calculators.emt import EMT
 from rarelearn.campaign import load_committee, run_campaign
 from rarelearn.cli import main
 from rarelearn.config import load_config, load_resolved
+from rarelearn.lock import CampaignLock
 from rarelearn.relabel import energy_differences, parse_options
 from rarelearn.store import CampaignStore
 
@@ -96,7 +97,9 @@ def _relabel(run: Path, out: Path, method: str, *extra: str) -> int:
     return main(["--quiet", "relabel", str(run), "--labeler", method, "--out", str(out), *extra])
 
 
-def test_relabel_labels_every_frame_with_the_new_method_and_trains_on_them(campaign, tmp_path):
+def test_relabel_labels_every_frame_with_the_new_method_and_trains_on_them(
+    campaign, tmp_path, capsys
+):
     out = tmp_path / "emt"
     assert _relabel(campaign, out, EMT_METHOD) == 0
     original, relabeled = _frames_by_uid(campaign), _frames_by_uid(out)
@@ -138,6 +141,23 @@ def test_relabel_labels_every_frame_with_the_new_method_and_trains_on_them(campa
     differences = np.load(out / "differences.npz")
     assert len(differences["uid"]) == len(original)
     assert summary["energy_difference"]["relative_to_mean"]["n"] == len(original)
+
+    # report and check read campaign folders: a relabel folder is named for what it is
+    for command in ("report", "check"):
+        assert main([command, str(out)]) == 2
+        assert "is a relabel folder" in capsys.readouterr().err
+    # one writer per folder: a relabel into a folder another writer holds is refused untouched
+    written = (out / "relabel.json").read_bytes()
+    with CampaignLock(out):
+        assert _relabel(campaign, out, EMT_METHOD) == 2
+    assert "one writer at a time" in capsys.readouterr().err
+    assert (out / "relabel.json").read_bytes() == written
+    # a resume refuses a file that changed after it was written (manifest.json)
+    data = bytearray((out / "differences.npz").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (out / "differences.npz").write_bytes(bytes(data))
+    assert _relabel(campaign, out, EMT_METHOD) == 2
+    assert f"{out / 'differences.npz'} is damaged" in capsys.readouterr().err
 
 
 def test_an_interrupted_relabel_resumes_without_labeling_a_frame_twice(

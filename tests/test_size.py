@@ -32,6 +32,7 @@ from rarelearn.potentials.ani.aev import (
     molecule_aev,
 )
 from rarelearn.potentials.ani.features import TrainingFeatures
+from rarelearn.potentials.ani.training import LARGE_MOLECULE_CHUNK, backward_batch, batch_loss
 
 SMALL = ANISettings(layers={"H": (24, 16), "C": (24, 16)})
 
@@ -204,3 +205,26 @@ def test_steered_md_of_a_large_molecule_batched_as_frame_by_frame(committee64) -
         total = trace.kinetic_eV + trace.energy_eV + spring
         assert trace.work_eV[-1] > 0.1
         np.testing.assert_allclose(total - total[0], trace.work_eV, rtol=0, atol=1e-3)
+
+
+def test_large_molecule_batches_in_chunks_give_the_whole_batch_gradient() -> None:
+    """Beyond 64 atoms a batch is differentiated a few frames at a time (memory): the loss and
+    gradient must be the whole batch's, computed here in one pass (float64)."""
+    reference = MorsePotential(epsilon=0.2, r0=1.4, rho0=4.0)
+    frames = []
+    for seed in range(LARGE_MOLECULE_CHUNK + 3):  # two chunks, the second one short
+        atoms = _shaken(21, seed)
+        atoms.calc = reference
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        frames.append(atoms)
+    model = ANIModel(["H", "C"], SMALL).to_dtype(torch.float64)
+    model.self_energies = {"H": -0.5, "C": -37.8}
+    group = model.training_features(frames).groups[0]
+    rows = torch.arange(len(frames))
+    whole = batch_loss(model, group, rows, fast=False)
+    expected = torch.autograd.grad(whole, list(model.networks.parameters()))
+    loss = backward_batch(model, group, rows, fast=False)
+    assert loss == pytest.approx(whole.item(), rel=1e-12)
+    for parameter, gradient in zip(model.networks.parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.grad, gradient, rtol=1e-10, atol=1e-12)

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from rarelearn import manifest
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, load_resolved
 from rarelearn.dynamics import SMDTrace, run_smd
-from rarelearn.dynamics.smd import ProgressCallback, step_budget
+from rarelearn.dynamics.smd import ProgressCallback, step_budget, stopped_early
 from rarelearn.errors import ConfigError, ModelError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec, LabelResult
@@ -131,7 +132,7 @@ def save_committee(committee: Committee, folder: Path) -> None:
     temporary = folder.with_name(folder.name + ".partial")
     shutil.rmtree(temporary, ignore_errors=True)
     committee.save(temporary)
-    temporary.rename(folder)
+    manifest.replace_folder(temporary, folder)
 
 
 #: Keys a stored row must hold to be reused (rows written before the replica statistics lack
@@ -234,7 +235,9 @@ class Campaign:
         """Run the whole campaign and return ``summary.json``'s content."""
         self.spec.check()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(self.config, self.run_dir)
+        self.store = open_store(self.config, self.run_dir)  # rolls back an interrupted write
+        # a resume never builds on a file that changed after it was written (manifest.json)
+        manifest.require_intact(self.run_dir)
         # a shared store: one coordinator per campaign, checked before anything is written
         store_lock = self.store.writer_lock()
         try:
@@ -246,7 +249,7 @@ class Campaign:
             ):
                 temporary = config_path.with_name("config.toml.tmp")
                 temporary.write_text(self.config.to_toml())
-                temporary.replace(config_path)
+                manifest.replace(temporary, config_path)
             self.reference = run_reference(
                 self.atoms,
                 self.pulled,
@@ -350,6 +353,7 @@ class Campaign:
         marks the iteration done)."""
         row = {key: row[key] for key in ROW_KEYS}
         write_json(paths.metrics, row)
+        manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         self.progress.message(_row_line(row))
         return row
 
@@ -454,7 +458,7 @@ class Campaign:
                 results = run_pull_jobs(jobs, update)
         if need_replicas:
             traces = [trace for part in results[:n_replica_jobs] for trace in part]
-            stopped = [r for r, t in enumerate(traces) if t.stopped_reason != "completed"]
+            stopped = [r for r, t in enumerate(traces) if stopped_early(t.stopped_reason)]
             if stopped:
                 self.progress.message(
                     f"{label}: {len(stopped)} of {len(traces)} NNP pulls stopped early "
@@ -528,7 +532,7 @@ class Campaign:
             numbers=traces[0].numbers,
             n_candidates=np.array(sum(s.n_candidates for s in selections)),
         )
-        temporary.replace(paths.pooled)
+        manifest.replace(temporary, paths.pooled)
 
     # ------------------------------------------------------------- snap tests
     def _save_snap_starts(self, paths: _Iteration, traces: list[SMDTrace]) -> None:
@@ -667,7 +671,7 @@ class Campaign:
         e_pred, _ = committee.best.predict(self.unseen, forces=False)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(temporary, e_ref_eV=self.unseen_energies, e_pred_eV=e_pred)
-        temporary.replace(path)
+        manifest.replace(temporary, path)
         return e_pred
 
     def metrics_row(
@@ -722,7 +726,7 @@ class Campaign:
         spread = committee.max_force_spread(frames)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(temporary, force_uq_eV_A=spread)
-        temporary.replace(path)
+        manifest.replace(temporary, path)
         return spread
 
     def select(
@@ -735,7 +739,7 @@ class Campaign:
         if path.is_file():
             return Selection.from_dict(read_json(path, SELECTION_KEYS))
         forced: list[int] = []
-        if trace.stopped_reason != "completed":
+        if stopped_early(trace.stopped_reason):
             forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
         selection = select_frames(
             uncertainty(),
@@ -971,6 +975,7 @@ class Campaign:
         row["note"] = "trained on the reference-SMD frames: mae_unseen is on its training data"
         row["wall_s"] = round(sum(timing.values()), 2)
         write_json(folder / "metrics.json", row)
+        manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         return row
 
     def write_summary(self, rows: list[dict], baselines: dict[str, Any]) -> dict[str, Any]:
@@ -1003,6 +1008,7 @@ class Campaign:
             "iterations": rows,
         }
         write_json(self.run_dir / "summary.json", summary)
+        manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         return summary
 
     def _reference_rupture_force(self) -> dict[str, Any]:
@@ -1119,8 +1125,9 @@ def run_campaign(config: CampaignConfig, quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) a campaign with a live progress display; return the summary.
 
     The run folder's lock is held throughout (`rarelearn.lock`): a second writer is refused
-    before it writes anything, as is an impossible structure."""
+    before it writes anything, as is an impossible structure or labeler (an unknown option)."""
     system_of(config)
+    labeler_of(config).check()
     with CampaignLock(config.run_dir), StageProgress(quiet=quiet) as progress:
         campaign = Campaign(config, progress)
         summary = campaign.run()

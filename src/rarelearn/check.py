@@ -178,7 +178,44 @@ def check_run(run_dir: Path, report: Callable[[Item], None] = lambda item: None)
 
     name = config.name if config is not None else _summary_name(summary)
     _check_store(checker, config, name, reference, rows)
+    _check_checksums(checker)
     return checker.items
+
+
+def _check_checksums(checker: _Checker) -> None:
+    """Every file recorded in manifest.json against its checksum (`rarelearn.manifest`): a
+    file changed after it was written is BAD with the advice its reader gives; config.toml,
+    the user's to edit, is reported."""
+    from rarelearn.manifest import MANIFEST, verify
+    from rarelearn.runfolder import damaged
+
+    run_dir = checker.run_dir
+    findings = verify(run_dir)
+    if findings is None and (run_dir / MANIFEST).is_file():
+        reason = "not a manifest a writer can read"
+        advice = "Delete it: the next run records the checksums of what it writes."
+        checker.add(Item(MANIFEST, problem=f"{run_dir / MANIFEST} is damaged ({reason}). {advice}"))
+        return
+    if findings is None:
+        checker.add(Item(MANIFEST, detail="no checksums recorded (a folder from before them)"))
+        return
+    named = [item.name for item in checker.items if item.problem is not None]
+    for finding in findings:
+        if any(finding.name == n or finding.name.startswith(n + "/") for n in named):
+            continue  # its reader named it already, with the same advice
+        if finding.state == "changed":
+            reason = f"changed after it was written: {finding.detail}"
+            checker.add(Item(finding.name, problem=str(damaged(run_dir / finding.name, reason))))
+        elif finding.state == "edited":
+            checker.add(Item(finding.name, detail=f"{finding.detail} (checksum differs)"))
+    counts = Counter(finding.state for finding in findings)
+    grown = [f.detail for f in findings if f.state == "grown"]
+    detail = f"{counts['ok'] + counts['grown']} of {len(findings)} recorded files as written"
+    if grown:
+        detail += f"; data.db: {grown[0]}"
+    if counts["missing"]:
+        detail += f"; {counts['missing']} recorded files gone (deleted to be recomputed?)"
+    checker.add(Item(MANIFEST, detail=detail))
 
 
 def _selection(keys: tuple[str, ...]) -> Callable[[Path], Any]:

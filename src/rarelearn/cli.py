@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument(
         "--method", default="GFN2-xTB", help="GFN2-xTB, GFN1-xTB, dftb, pyscf or module:Class"
     )
+    reference.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="labeler option, repeatable (e.g. --method pyscf --option xc=PBE)",
+    )
     _add_smd_arguments(reference)
     reference.add_argument(
         "--equilibrium-frames", type=_positive(int), default=2000, help="frames of 500 K MD"
@@ -221,11 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_group(text: str, name: str) -> tuple[int, ...]:
+    """Comma-separated plain non-negative integers ("0,12,13"): Python's int() would also read
+    "1_0" as 10, " 1", "+1" and other scripts' digits, none of which a user means."""
+    parts = text.split(",")
     try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise ValueError(text)
+        return tuple(int(part) for part in parts)
+    except ValueError:  # also a number beyond int()'s digit limit
         raise RarelearnError(
-            f"{name}: {text!r} is not an atom index or comma-separated list"
+            f"{name}: {text!r} is not an atom index or comma-separated list of them "
+            "(plain non-negative integers, e.g. 0 or 0,12,13)"
         ) from None
 
 
@@ -264,14 +277,15 @@ def _refuse_existing(out: Path, marker: str) -> None:
 def command_reference(args: argparse.Namespace) -> int:
     from rarelearn.dynamics import SMDSettings, Thermostat
     from rarelearn.executors import make_executor
-    from rarelearn.labeling import make_labeler
+    from rarelearn.labeling import LabelerSpec, parse_options
     from rarelearn.lock import CampaignLock
     from rarelearn.progress import StageProgress
     from rarelearn.reference import EquilibriumSettings, ReferenceSettings, run_reference
     from rarelearn.store import CampaignStore
 
     atoms, pulled = resolve_system(args.chain, args.structure, args.pull)
-    spec = make_labeler(args.method)
+    spec = LabelerSpec(args.method, parse_options(args.option))
+    spec.check()
     if args.relax_steps < 0:
         raise RarelearnError("--relax-steps must be >= 0")
     settings = ReferenceSettings(
@@ -332,7 +346,9 @@ def _print_reference(summary: dict, out: Path) -> None:
     if summary.get("broken_bonds") and summary.get("n_replicas", 1) > 1:
         line += f"; bonds broken over the replicas: {bond_counts_text(summary['broken_bonds'])}"
     console.print(line)
-    if summary["stopped_reason"] != "completed":
+    from rarelearn.dynamics.smd import stopped_early
+
+    if stopped_early(summary["stopped_reason"]):
         console.print(
             f"[bold red]warning:[/] the reference SMD stopped early: "
             f"{summary['stopped_reason']}; its frames are kept"
@@ -458,13 +474,18 @@ def command_study(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     from rarelearn.check import run_check
+    from rarelearn.runfolder import refuse_relabel_folder
 
+    refuse_relabel_folder(args.run_dir, "check")
     return 0 if run_check(args.run_dir) else EXIT_USER_ERROR
 
 
 def command_report(args: argparse.Namespace) -> int:
+    from rarelearn.runfolder import refuse_relabel_folder
+
     if not args.run_dir.is_dir():
         raise RarelearnError(f"run folder not found: {args.run_dir}")
+    refuse_relabel_folder(args.run_dir, "report")
     if args.markdown:
         from rarelearn.report.tables import folder_markdown
 

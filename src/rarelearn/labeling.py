@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import math
 import os
 import shutil
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +79,40 @@ class LabelerSpec:
         )
 
     def check(self) -> None:
-        """Build the calculator once so that a missing program or package fails before any work."""
-        self.build()
+        """Build the calculator once so that an unknown option, a missing program or package
+        fails before any work, with one message. PySCF's calculator would pass an unknown
+        option on to ASE unnoticed, so its options are checked against its signature."""
+        if self.method.lower() == "pyscf":
+            from rarelearn.pyscf_calculator import PySCFCalculator
+
+            parameters = inspect.signature(PySCFCalculator.__init__).parameters
+            known = {n for n, p in parameters.items() if n != "self" and p.kind != p.VAR_KEYWORD}
+            unknown = sorted(set(self.options) - known)
+            if unknown:
+                raise LabelingError(f"unknown pyscf option(s) {unknown}; allowed: {sorted(known)}")
+        try:
+            self.build()
+        except (TypeError, ValueError) as exc:
+            raise LabelingError(
+                f"cannot build labeler {self.method!r} with options {self.options}: {exc}"
+            ) from exc
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` strings as labeler options; a value is read as TOML (``true``, ``2``,
+    ``1e-8``, ``"x"``) and otherwise kept as text (``PBE``, ``6-31G*``)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise LabelingError(f"--option expects key=value, got {item!r}")
+        try:
+            value = tomllib.loads(f"value = {text.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        options[key] = value
+    return options
 
 
 def make_labeler(method: str = "GFN2-xTB", **options: Any) -> LabelerSpec:

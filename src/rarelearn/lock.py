@@ -34,6 +34,17 @@ HEARTBEAT_S = 30.0
 STALE_AFTER_S = 4 * HEARTBEAT_S
 
 
+#: Run folders this process holds the lock of (resolved paths): where `runfolder.replace`
+#: records checksums. Only the one writer of a folder touches its manifest.
+_HELD: set[Path] = set()
+
+
+def held_root(path: str | os.PathLike[str]) -> Path | None:
+    """The run folder holding ``path`` whose lock this process holds, if any."""
+    resolved = Path(path).resolve()
+    return next((folder for folder in resolved.parents if folder in _HELD), None)
+
+
 class CampaignLockedError(RarelearnError):
     """The run folder is being written by another process."""
 
@@ -104,6 +115,7 @@ class CampaignLock:
                 file=sys.stderr,
             )
         self._handle = handle
+        _HELD.add(self.run_dir.resolve())
         self._since = _now()
         self._write()
         self._stop.clear()
@@ -158,6 +170,7 @@ class CampaignLock:
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
+            _HELD.discard(self.run_dir.resolve())
 
     def __enter__(self) -> CampaignLock:
         return self.acquire()
@@ -172,4 +185,5 @@ __all__ = [
     "STALE_AFTER_S",
     "CampaignLock",
     "CampaignLockedError",
+    "held_root",
 ]

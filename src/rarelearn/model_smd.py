@@ -23,6 +23,7 @@ from rarelearn.dynamics import (
 from rarelearn.dynamics.replicas import BATCH_THERMOSTATS
 from rarelearn.dynamics.smd import ProgressCallback, step_budget
 from rarelearn.errors import RarelearnError
+from rarelearn.lock import CampaignLock
 from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import (
@@ -160,27 +161,27 @@ def run_model_smd(
         until_broken=until_broken,
     )
     settings.validate()
-    out.mkdir(parents=True, exist_ok=True)
-    geometry = relax(atoms, committee.calculator("best"))
-    # all replicas in one batched force call per step (the NNP's per-frame cost falls with
-    # the batch; see benchmarks/speed.py)
-    force_field = committee.replica_force_field(atoms.numbers)
-    seeds = [seed + replica for replica in range(replicas)]
-    name = f" ({replicas} replicas)" if replicas > 1 else ""
-    with StageProgress(quiet=quiet) as progress:
+    # one writer per folder, as for `rarelearn run`: a second smd into it is refused
+    with CampaignLock(out), StageProgress(quiet=quiet) as progress:
+        geometry = relax(atoms, committee.calculator("best"))
+        # all replicas in one batched force call per step (the NNP's per-frame cost falls with
+        # the batch; see benchmarks/speed.py)
+        force_field = committee.replica_force_field(atoms.numbers)
+        seeds = [seed + replica for replica in range(replicas)]
+        name = f" ({replicas} replicas)" if replicas > 1 else ""
         with progress.stage(f"relax {temperature:g} K{name}", relax_steps) as update:
             starts = relax_replicas(geometry, force_field, pulled, settings, seeds, update)
         with progress.stage(f"NNP steered MD{name}", step_budget(settings)) as update:
             traces = run_smd_replicas(starts, force_field, settings, update)
-    result: dict[str, Any] = {
-        "model": str(model),
-        "pulled_atoms": pulled.to_list(),
-        "pull_speed_A_per_ps": pull_speed,
-        "spring_constant_eV_per_A2": spring_constant,
-        "temperature_K": temperature,
-        "seed": seed,
-    }
-    return _write_pulls(traces, out, result)
+        result: dict[str, Any] = {
+            "model": str(model),
+            "pulled_atoms": pulled.to_list(),
+            "pull_speed_A_per_ps": pull_speed,
+            "spring_constant_eV_per_A2": spring_constant,
+            "temperature_K": temperature,
+            "seed": seed,
+        }
+        return _write_pulls(traces, out, result)
 
 
 def _write_pulls(traces: list[SMDTrace], out: Path, result: dict[str, Any]) -> dict[str, Any]:
@@ -231,12 +232,27 @@ def run_model_smd_from_reference(
     starts = load_start_states(folder / START_STATES_FILE)
     committee = Committee.load(committee_folder(model))
     committee.best.check_elements([starts[0].atoms])
-    out.mkdir(parents=True, exist_ok=True)
-    with StageProgress(quiet=quiet) as progress:
+    with CampaignLock(out), StageProgress(quiet=quiet) as progress:
         name = f"NNP steered MD ({len(starts)} replicas from {folder})"
         jobs = replica_pull_jobs(committee, starts, settings, reference["seed"], driver)
         with progress.stage(name, sum(job.steps for job in jobs)) as update:
             traces = [trace for part in run_pull_jobs(jobs, update) for trace in part]
+        return _write_from_reference(
+            traces, out, model, folder, driver, starts, settings, reference
+        )
+
+
+def _write_from_reference(
+    traces: list[SMDTrace],
+    out: Path,
+    model: Path,
+    folder: Path,
+    driver: str,
+    starts: list[StartState],
+    settings: SMDSettings,
+    reference: dict[str, Any],
+) -> dict[str, Any]:
+    """The pulls of `run_model_smd_from_reference`, compared with the reference's replicas."""
     result: dict[str, Any] = {
         "model": str(model),
         "start": str(folder),

@@ -9,7 +9,6 @@ comparison of two sets of pulls (`compare_pulls`), whose keys go into ``summary.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,9 @@ from typing import Any
 import numpy as np
 from ase.io import write
 
+from rarelearn import manifest
 from rarelearn.dynamics import SMDTrace, StartState
+from rarelearn.dynamics.smd import COMPLETED
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import PulledAtoms
 from rarelearn.runfolder import damaged, load_npz, read_traj
@@ -47,7 +48,7 @@ def save_start_states(path: Path, starts: Sequence[StartState]) -> None:
         frames.append(atoms)
     temporary = path.with_name(path.name + ".tmp")
     write(temporary, frames, format="traj")
-    os.replace(temporary, path)
+    manifest.replace(temporary, path)
 
 
 def load_start_states(path: Path) -> list[StartState]:
@@ -117,7 +118,7 @@ class ReplicaPulls:
         lower bound of Ea.
         """
         return [
-            bool(np.isfinite(d)) and reason == "completed"
+            bool(np.isfinite(d)) and reason == COMPLETED
             for d, reason in zip(self.breaking_distance_A, self.stopped_reason, strict=True)
         ]
 
@@ -191,7 +192,7 @@ class ReplicaPulls:
                 else {"broken_bonds": np.array([bond or "" for bond in self.broken_bonds])}
             ),
         )
-        os.replace(temporary, path)
+        manifest.replace(temporary, path)
 
     @classmethod
     def load(cls, path: Path) -> ReplicaPulls:

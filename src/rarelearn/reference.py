@@ -7,7 +7,6 @@ the SMD trace(s), the relaxed start state every later SMD starts from, and ``ref
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from rarelearn import manifest
 from rarelearn.dynamics import (
     SMDSettings,
     SMDTrace,
@@ -84,7 +84,7 @@ def write_json(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    os.replace(temporary, path)
+    manifest.replace(temporary, path)
 
 
 def _json_default(value: Any) -> Any:
@@ -212,6 +212,7 @@ def run_reference(
     pulls.save(reference_dir / REPLICAS_FILE)
     summary = _reference_summary(main, pulls, spec, settings, pulled)
     write_json(summary_path, summary)
+    manifest.record(reference_dir.parent / "data.db")  # its labels, at the stage's end
     return summary
 
 
@@ -248,7 +249,7 @@ class _ReplicaFiles:
         """Start state first, trace last: the trace file marks the replica done."""
         temporary = self._start(replica).with_name(self._start(replica).name + ".tmp")
         start.save(temporary)
-        os.replace(temporary, self._start(replica))
+        manifest.replace(temporary, self._start(replica))
         trace.save(self._trace(replica), frames=replica in REPLICAS_WITH_FRAMES)
 
     def start(self, replica: int) -> StartState:

@@ -35,7 +35,7 @@ The new run folder (RUN2), a run folder of its own:
 - ``pulls/``: the new committee pulled from RUN's reference start states with RUN's SMD
   settings, as the campaign pulls (``replicas.npz`` written last marks it done). Its Ea has
   no reference at the new level: computing one takes a reference SMD with the new method
-  (``rarelearn reference --method ...``, which takes the method's default options).
+  (``rarelearn reference --method ... --option ...``).
 - ``relabel.json``: the summary, rewritten at the end of every run.
 
 Resumability follows the campaign: labels are stored group by group and a rerun labels only
@@ -46,9 +46,7 @@ RUN is only read; RUN2 is held with the run-folder lock.
 
 from __future__ import annotations
 
-import inspect
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -57,6 +55,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from rarelearn import manifest
 from rarelearn.campaign import (
     TRAINING_SOURCES,
     executor_of,
@@ -70,9 +69,9 @@ from rarelearn.campaign import (
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, LabelerConfig, StoreConfig, load_resolved
 from rarelearn.dynamics import SMDSettings
-from rarelearn.errors import LabelingError, RarelearnError
+from rarelearn.errors import RarelearnError
 from rarelearn.executors import Executor, label_parallel
-from rarelearn.labeling import LabelerSpec
+from rarelearn.labeling import LabelerSpec, parse_options
 from rarelearn.lock import LOCK_FILE, CampaignLock
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.model_smd import replica_pull_jobs, run_pull_jobs
@@ -80,12 +79,12 @@ from rarelearn.potentials.ani.features import FeatureCache
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, load_start_states
 from rarelearn.reference import write_json
-from rarelearn.runfolder import load_npz, read_json
+from rarelearn.runfolder import RELABEL_PLAN, load_npz, read_json
 from rarelearn.statistics import finite_or_none
 from rarelearn.store import SOURCES, CampaignStore
 from rarelearn.units import EV_TO_KCAL_MOL
 
-PLAN_FILE = "relabel_plan.json"
+PLAN_FILE = RELABEL_PLAN
 SUMMARY_FILE = "relabel.json"
 DIFFERENCES_FILE = "differences.npz"
 BATCH = "relabel"
@@ -118,41 +117,10 @@ class RelabelRequest:
         return values
 
 
-def parse_options(items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` strings as labeler options; a value is read as TOML (``true``, ``2``,
-    ``1e-8``, ``"x"``) and otherwise kept as text (``PBE``, ``6-31G*``)."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise RarelearnError(f"--option expects key=value, got {item!r}")
-        try:
-            value = tomllib.loads(f"value = {text.strip()}")["value"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()
-        options[key] = value
-    return options
-
-
 def check_labeler(spec: LabelerSpec) -> None:
     """Build the labeler once: an unknown method, option or missing program fails now, with
-    one message. PySCF's calculator would pass an unknown option on to ASE unnoticed, so its
-    options are checked against its signature."""
-    if spec.method.lower() == "pyscf":
-        from rarelearn.pyscf_calculator import PySCFCalculator
-
-        parameters = inspect.signature(PySCFCalculator.__init__).parameters
-        known = {n for n, p in parameters.items() if n != "self" and p.kind != p.VAR_KEYWORD}
-        unknown = sorted(set(spec.options) - known)
-        if unknown:
-            raise LabelingError(f"unknown pyscf option(s) {unknown}; allowed: {sorted(known)}")
-    try:
-        spec.check()
-    except (TypeError, ValueError) as exc:
-        raise LabelingError(
-            f"cannot build labeler {spec.method!r} with options {spec.options}: {exc}"
-        ) from exc
+    one message (`LabelerSpec.check`)."""
+    spec.check()
 
 
 def choose_frames(
@@ -335,7 +303,7 @@ def target_config(source: SourceRun, request: RelabelRequest, out: Path) -> Camp
 def _write_text(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text)
-    temporary.replace(path)
+    manifest.replace(temporary, path)
 
 
 class Relabel:
@@ -498,7 +466,7 @@ class Relabel:
         }
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez(temporary, **arrays)
-        temporary.replace(path)
+        manifest.replace(temporary, path)
         return arrays
 
     def pulls(self, committee: Committee | None) -> ReplicaPulls | None:
@@ -562,7 +530,7 @@ class Relabel:
         }
         temporary = self.out / (DIFFERENCES_FILE + ".tmp.npz")
         np.savez(temporary, **arrays)
-        temporary.replace(self.out / DIFFERENCES_FILE)
+        manifest.replace(temporary, self.out / DIFFERENCES_FILE)
         forces_old = np.concatenate([a.get_forces().ravel() for a in old])
         forces_new = np.concatenate([a.get_forces().ravel() for a in relabeled])
         largest = np.argsort(-np.abs(to_mean))[:N_LARGEST]
@@ -720,9 +688,11 @@ def run_relabel(
     check_target(Path(out), request)
     started = time.perf_counter()
     with CampaignLock(out), StageProgress(quiet=quiet) as progress:
+        manifest.require_intact(Path(out))  # a resume never builds on a changed file
         summary = Relabel(source, request, Path(out), progress, pulls).run()
-    summary["wall_s"] = round(time.perf_counter() - started, 2)
-    write_json(Path(out) / SUMMARY_FILE, summary)
+        summary["wall_s"] = round(time.perf_counter() - started, 2)
+        write_json(Path(out) / SUMMARY_FILE, summary)  # under the lock, as every other file
+        manifest.record(Path(out) / "data.db")
     return summary
 
 

@@ -144,6 +144,23 @@ def advice(path: Path) -> str:
     return "It is derived: delete it and rerun the command that wrote it."
 
 
+#: The file that marks a folder written by ``rarelearn relabel`` (`rarelearn.relabel`).
+RELABEL_PLAN = "relabel_plan.json"
+
+
+def refuse_relabel_folder(run_dir: Path, command: str) -> None:
+    """A relabel folder is not a campaign's run folder: ``report`` and ``check`` say so in one
+    line instead of reporting its campaign files missing."""
+    from rarelearn.errors import RarelearnError
+
+    if (Path(run_dir) / RELABEL_PLAN).is_file():
+        raise RarelearnError(
+            f"{run_dir} is a relabel folder (written by `rarelearn relabel`, its results in "
+            f"relabel.json), not a campaign run folder: `rarelearn {command}` reads campaign "
+            "folders only; rerun `rarelearn relabel` with the same --out to resume or refresh it"
+        )
+
+
 def damaged(path: Path, error: BaseException | str) -> DamagedFileError:
     """The error to raise when ``path`` cannot be read: names the file, why, and the advice."""
     reason = error if isinstance(error, str) else (str(error) or type(error).__name__)

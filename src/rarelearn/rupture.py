@@ -11,7 +11,6 @@ needs no reference pull: a self-consistency check the campaign can make at any l
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import write
 
+from rarelearn import manifest
 from rarelearn.dynamics import SMDTrace
 from rarelearn.runfolder import read_traj
 from rarelearn.snap import snap_frame
@@ -60,7 +60,7 @@ def save_rupture_frames(path: Path, traces: Sequence[SMDTrace], n_frames: int, w
             frames.append(atoms)
     temporary = path.with_name(path.name + ".tmp")
     write(temporary, frames, format="traj")
-    os.replace(temporary, path)
+    manifest.replace(temporary, path)
 
 
 def load_rupture_frames(path: Path) -> list[Atoms]:

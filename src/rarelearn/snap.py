@@ -15,7 +15,6 @@ pull, and the tests run in parallel on the executor.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.io import write
 
+from rarelearn import manifest
 from rarelearn.dynamics import SMDSettings, SMDTrace, StartState, run_smd
 from rarelearn.errors import ConfigError
 from rarelearn.labeling import LabelerSpec
@@ -160,7 +160,7 @@ def save_snap_starts(path: Path, starts: list[SnapStart]) -> None:
         frames.append(atoms)
     temporary = path.with_name(path.name + ".tmp")
     write(temporary, frames, format="traj")
-    os.replace(temporary, path)
+    manifest.replace(temporary, path)
 
 
 def load_snap_starts(path: Path) -> list[SnapStart]:

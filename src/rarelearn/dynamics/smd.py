@@ -27,6 +27,7 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
+from rarelearn import manifest
 from rarelearn.dynamics.spring import MovingSpring, SpringSum
 from rarelearn.dynamics.thermostats import Thermostat, draw_velocities, make_integrator
 from rarelearn.errors import ConfigError, RarelearnError
@@ -137,6 +138,20 @@ def relax_start_state(
 
 
 #: Arrays every saved trace holds (positions, forces, kinetic energy and UQ are optional).
+#: `SMDTrace.stopped_reason` of a pull that ran its course.
+COMPLETED = "completed"
+#: `SMDTrace.stopped_reason` of an ``until_broken`` pull that reached ``max_steps`` without a
+#: break: its max W is a lower bound of Ea, as for a pull that stopped early, but nothing went
+#: wrong in it (its frames are as good as a completed pull's).
+STEP_LIMIT = "max_steps reached without a break"
+
+
+def stopped_early(reason: str) -> bool:
+    """Whether a pull stopped before its end (blew up, atoms too close, calculator failed):
+    its last frames are suspect. A completed pull or one at its step limit did not."""
+    return reason not in (COMPLETED, STEP_LIMIT)
+
+
 _TRACE_KEYS = (
     "time_fs",
     "distance_A",
@@ -256,7 +271,7 @@ class SMDTrace:
                 arrays[key] = getattr(self, key)
         temporary = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(temporary, **arrays)
-        temporary.replace(path)
+        manifest.replace(temporary, path)
 
     @classmethod
     def load(cls, path: Path) -> SMDTrace:
@@ -431,8 +446,13 @@ class _Recorder:
             broken_frame=broken if broken is not None and broken < n else None,
             # a break seen only in a dropped (non-finite) last frame is no break
             broken_bond=self.broken_bond if broken is not None and broken < n else None,
-            stopped_reason=self.stop_reason or "completed",
+            stopped_reason=self.stop_reason or self._end_reason(broken is not None),
         )
+
+    def _end_reason(self, broke: bool) -> str:
+        """Why a pull that did not stop early ended: ``until_broken`` without a break ran to
+        ``max_steps`` (`STEP_LIMIT`); otherwise it completed."""
+        return STEP_LIMIT if self.settings.until_broken and not broke else COMPLETED
 
 
 def start_spring(

@@ -87,6 +87,14 @@ def check_ani_elements(symbols: Sequence[str]) -> None:
         )
 
 
+#: Hidden-layer activations TorchANI's `parse_activation` knows by name.
+ACTIVATIONS = ("gelu", "celu")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass
 class ANISettings(FamilySettings):
     """Every hyperparameter of an ANI model and its training.
@@ -146,6 +154,23 @@ class ANISettings(FamilySettings):
             yield "force_weight", f"must be >= 0, got {self.force_weight!r}"
         if self.lr_schedule not in LR_SCHEDULES:
             yield "lr_schedule", f"must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+        if self.activation not in ACTIVATIONS:
+            yield "activation", f"must be one of {ACTIVATIONS}, got {self.activation!r}"
+        if not self.weight_decay >= 0:
+            yield "weight_decay", f"must be >= 0, got {self.weight_decay!r}"
+        if not 0 <= self.min_lr <= self.lr:
+            yield "min_lr", f"must be >= 0 and at most lr ({self.lr}), got {self.min_lr!r}"
+        if not self.jacobian_cache_mb >= 0:
+            yield (
+                "jacobian_cache_mb",
+                f"must be >= 0 (0: never cache), got {self.jacobian_cache_mb!r}",
+            )
+        if not 0 < self.plateau_factor < 1:
+            yield "plateau_factor", f"must be between 0 and 1, got {self.plateau_factor!r}"
+        for name in ("patience", "plateau_patience"):
+            value = getattr(self, name)
+            if value is not None and not (_is_count(value) and value >= 1):
+                yield name, f"must be an integer >= 1 (or unset), got {value!r}"
 
     def hidden_layers(self, symbol: str) -> tuple[int, ...]:
         """Hidden layer sizes for one element."""

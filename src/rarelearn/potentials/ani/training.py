@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from rarelearn.errors import ModelError
+from rarelearn.potentials.ani.aev import MAX_STATIC_ATOMS
 from rarelearn.potentials.ani.features import TrainingFeatures, jacobian_forces
 
 if TYPE_CHECKING:
@@ -96,6 +97,33 @@ def batch_loss(model: ANIModel, grp: dict[str, Any], rows: Tensor, fast: bool) -
     return e_loss + model.settings.force_weight * f_loss
 
 
+#: Frames per backward pass on the baseline path for molecules beyond the static tables
+#: (more than 64 atoms): a whole batch's autograd graph through the AEV grows with atoms
+#: squared, so it is built a few frames at a time (measured in docs/architecture.md).
+LARGE_MOLECULE_CHUNK = 8
+
+
+def backward_batch(model: ANIModel, grp: dict[str, Any], rows: Tensor, fast: bool) -> float:
+    """One mini-batch's loss, its gradient accumulated into the parameters.
+
+    Molecules beyond the static tables train on the baseline path in chunks of
+    `LARGE_MOLECULE_CHUNK` frames, each loss weighted by its share of the batch: the same mean
+    loss and gradient (summed in another order) with a fraction of the memory. Up to 64 atoms,
+    and on the fast path, one pass as before (the same weights bit for bit).
+    """
+    n_atoms = int(grp["n_atoms"])
+    if fast or n_atoms <= MAX_STATIC_ATOMS or len(rows) <= LARGE_MOLECULE_CHUNK:
+        loss = batch_loss(model, grp, rows, fast)
+        loss.backward()
+        return loss.item()
+    total = 0.0
+    for chunk in rows.split(LARGE_MOLECULE_CHUNK):
+        loss = batch_loss(model, grp, chunk, fast) * (len(chunk) / len(rows))
+        loss.backward()
+        total += loss.item()
+    return total
+
+
 def val_energy_mse(model: ANIModel, feats: TrainingFeatures, val_idx: Sequence[int]) -> float:
     if not val_idx:
         return math.nan
@@ -140,11 +168,9 @@ def train_loop(
     for epoch in range(st.epochs):
         total, count = 0.0, 0
         for g, rows in batches(model, feats, train_idx, gen, shuffle=True):
-            loss = batch_loss(model, feats.groups[g], rows, fast)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total += backward_batch(model, feats.groups[g], rows, fast) * len(rows)
             opt.step()
-            total += loss.item() * len(rows)
             count += len(rows)
         val = val_energy_mse(model, feats, val_idx) if val_idx else total / count
         hist.train_loss.append(total / count)
@@ -173,7 +199,14 @@ def feature_predictions(
     """Energies (B,) and forces (B, N, 3) of a feature group's frames: from the cached AEVs
     and Jacobians when present (no AEV recomputed), else through `energies_forces`."""
     if grp.get("jac") is None:
-        return model.energies_forces(grp["numbers"], grp["coords"])
+        if int(grp["n_atoms"]) <= MAX_STATIC_ATOMS:
+            return model.energies_forces(grp["numbers"], grp["coords"])
+        # beyond the static tables a few frames at a time, as in training (`backward_batch`)
+        parts = [
+            model.energies_forces(grp["numbers"], coords)
+            for coords in grp["coords"].split(LARGE_MOLECULE_CHUNK)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     energies, forces = [], []
     for start in range(0, len(grp["aev"]), chunk):
         aev = grp["aev"][start : start + chunk].detach().requires_grad_(True)
