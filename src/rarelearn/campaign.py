@@ -505,7 +505,7 @@ class Campaign:
             if trace.uq_eV is None:
                 raise ConfigError("the NNP steered MD recorded no uncertainty")
             forced: list[int] = []
-            if trace.stopped_reason != "completed":
+            if stopped_early(trace.stopped_reason):
                 forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
             selections.append(
                 select_frames(
