@@ -137,6 +137,7 @@ def test_following_the_advice_gives_a_sound_folder_again(finished_run, tmp_path,
     assert rows[0] == rows[1]
 
 
+@pytest.mark.slow  # a tiny campaign beside repeated checks; the damage tests cover check
 def test_check_while_the_campaign_runs_finds_nothing_damaged(finished_run, tmp_path):
     copy = _copy(finished_run, tmp_path)
     for name in ("iterations/001", "iterations/002", "baselines"):

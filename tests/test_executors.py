@@ -363,6 +363,7 @@ class _MarkingExecutor:
         return self.inner.map(_marked_call, [(fn, item, self.marker_dir) for item in items])
 
 
+@pytest.mark.slow  # kills a worker mid-fit; executor retries are covered by the cheaper label tests
 def test_member_training_survives_a_killed_worker(tmp_path: Path) -> None:
     """`committee.parallel`: a worker SIGKILLed while it trains a member is replaced, the
     member is trained again, and the committee is the one trained in this process, bit for

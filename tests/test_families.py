@@ -75,7 +75,11 @@ def _tiny_toml(backend: str) -> str:
     return TINY.format(backend=backend) + f"[committee.{backend}]\n{section}\n"
 
 
-@pytest.mark.parametrize("backend", ["schnet", "mace"])
+@pytest.mark.parametrize(
+    "backend",
+    # MACE end to end takes ~25 s; tests/test_mace.py checks the family on its own
+    ["schnet", pytest.param("mace", marks=pytest.mark.slow)],
+)
 def test_tiny_campaign_end_to_end(tmp_path: Path, backend: str) -> None:
     """`rarelearn run` with committee.backend trains, pulls, selects, labels and reports."""
     config = tmp_path / "tiny.toml"

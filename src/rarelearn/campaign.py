@@ -730,14 +730,27 @@ class Campaign:
         return spread
 
     def select(
-        self, i: int, path: Path, trace: SMDTrace, uncertainty: Callable[[], np.ndarray]
+        self,
+        i: int,
+        path: Path,
+        trace: SMDTrace,
+        uncertainty: Callable[[], np.ndarray] | None = None,
     ) -> Selection:
         """Iteration i's frames to label: the UQ rule on its pull (``uncertainty()``: the
-        score of every frame), then, with another ``selection.strategy``, as many frames drawn
-        at random (`rarelearn.selection.redraw`). Written to ``selection.json``, which a
-        resume reads instead of drawing again."""
+        score of every frame; default: the energy spread recorded along the pull), then, with
+        another ``selection.strategy``, as many frames drawn at random
+        (`rarelearn.selection.redraw`). Written to ``selection.json``, which a resume reads
+        instead of drawing again."""
         if path.is_file():
             return Selection.from_dict(read_json(path, SELECTION_KEYS))
+        if uncertainty is None:
+            if trace.uq_eV is None:
+                raise ConfigError("the NNP steered MD recorded no uncertainty")
+            recorded = trace.uq_eV
+
+            def uncertainty() -> np.ndarray:
+                return recorded
+
         forced: list[int] = []
         if stopped_early(trace.stopped_reason):
             forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
