@@ -329,7 +329,6 @@ def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, t
     assert labeled_before > 0
 
 
-@pytest.mark.slow  # two tiny campaigns (~40 s); run with -m slow
 def test_extending_a_finished_campaign_equals_running_it_longer(finished_run, tmp_path):
     """`run --iterations 3` on a finished 2-iteration campaign: its formerly last iteration
     selects and labels, and the result is the uninterrupted 3-iteration campaign's."""
