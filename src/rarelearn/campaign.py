@@ -619,50 +619,20 @@ class Campaign:
         if not settings.enabled:
             return [], []
         starts, traces = self._snap_traces(paths)
-        originals, info = [], []
+        originals, details = [], []
         for snap, trace in zip(starts, traces, strict=True):
             for frame in labeled_frames(trace, settings):
                 originals.append(trace.frame(frame, labeled=True))
-                info.append((snap.replica, frame, float(trace.distance_A[frame])))
-        stride = 1 + settings.n_copies
-        for k, atoms in enumerate(originals):
-            atoms.info["id"] = uid(i + 2, SNAP_TASK_OFFSET + k * stride)
-        copies = augment(
-            originals,
-            settings.n_copies,
-            self.config.selection.noise_amplitude_A,
-            rng=np.random.default_rng([self.config.seed, i, SNAP_TASK_OFFSET]),
-        )
-        frames, provenance = [], []
-        for k, (original, (replica, frame, distance)) in enumerate(
-            zip(originals, info, strict=True)
-        ):
-            common = dict(
-                iteration=i,
-                labeler=self.spec.name,
-                batch=f"iteration{i:03d}",
-                sampled_by="snap_test",
-                snap_replica=replica,
-                frame=frame,
-                spring_distance=distance,
-            )
-            task = SNAP_TASK_OFFSET + k * stride
-            frames.append(original)
-            provenance.append(
-                dict(common, source="active", parent=-1, task=task, uid=uid(i + 2, task))
-            )
-            for c in range(settings.n_copies):
-                frames.append(copies[k * settings.n_copies + c])
-                provenance.append(
+                details.append(
                     dict(
-                        common,
-                        source="augmented",
-                        parent=original.info["id"],
-                        task=task + c + 1,
-                        uid=uid(i + 2, task + c + 1),
+                        sampled_by="snap_test",
+                        snap_replica=snap.replica,
+                        frame=frame,
+                        spring_distance=float(trace.distance_A[frame]),
                     )
                 )
-        return frames, provenance
+        rng = np.random.default_rng([self.config.seed, i, SNAP_TASK_OFFSET])
+        return self._with_copies(i, originals, details, settings.n_copies, SNAP_TASK_OFFSET, rng)
 
     def unseen_predictions(self, path: Path, committee: Committee) -> np.ndarray:
         """Best member's energies on the unseen reference-SMD frames (saved for the parity plot)."""
@@ -813,102 +783,81 @@ class Campaign:
         (``selection_strategy``) and, for reference frames, the replica (``reference_replica``,
         no ``uq``); ``frame`` is the index in the pull the frame comes from.
         """
-        settings = self.config.selection
-        stride = 1 + settings.n_copies
         if selection.pooled is not None:
             return self._pooled_frames(i, selection)
         source = trace if selection.replica is None else self.labeled_replica
         labeled = selection.replica is not None
-        originals = []
-        for k, frame_index in enumerate(selection.selected):
-            atoms = source.frame(frame_index, labeled=labeled)
-            atoms.info["id"] = uid(i + 2, k * stride)
-            originals.append(atoms)
-        copies = augment(
-            originals,
-            settings.n_copies,
-            settings.noise_amplitude_A,
-            rng=np.random.default_rng([self.config.seed, i]),
-        )
         strategy: dict[str, Any] = {}
         if selection.strategy != "uq":
             strategy["selection_strategy"] = selection.strategy
         if selection.replica is not None:
             strategy["reference_replica"] = selection.replica
-        frames, provenance = [], []
-        for k, (frame_index, original) in enumerate(
-            zip(selection.selected, originals, strict=True)
-        ):
-            common = dict(
-                iteration=i,
-                labeler=self.spec.name,
-                batch=f"iteration{i:03d}",
-                frame=int(frame_index),
-                uq=None if source.uq_eV is None else float(source.uq_eV[frame_index]),
-                spring_distance=float(source.distance_A[frame_index]),
+        originals = [source.frame(k, labeled=labeled) for k in selection.selected]
+        details = [
+            dict(
+                frame=int(k),
+                uq=None if source.uq_eV is None else float(source.uq_eV[k]),
+                spring_distance=float(source.distance_A[k]),
                 **strategy,
             )
-            frames.append(original)
-            provenance.append(
-                dict(common, source="active", parent=-1, task=k * stride, uid=original.info["id"])
-            )
-            for c in range(settings.n_copies):
-                frames.append(copies[k * settings.n_copies + c])
-                task = k * stride + c + 1
-                provenance.append(
-                    dict(
-                        common,
-                        source="augmented",
-                        parent=original.info["id"],
-                        task=task,
-                        uid=uid(i + 2, task),
-                    )
-                )
-        return frames, provenance
+            for k in selection.selected
+        ]
+        rng = np.random.default_rng([self.config.seed, i])
+        return self._with_copies(i, originals, details, self.config.selection.n_copies, 0, rng)
 
     def _pooled_frames(self, i: int, selection: Selection) -> tuple[list[Atoms], list[dict]]:
         """The pooled frames of every replica pull (``selection.candidates = "all"``) and their
         noisy copies, with provenance naming the pull (``nnp_replica``) and deterministic uids
         (the same task numbers the single pull's frames would have)."""
-        settings = self.config.selection
-        stride = 1 + settings.n_copies
         data = load_npz(self._folder(i) / "pooled.npz", POOLED_KEYS)
-        originals = []
-        for k in range(len(data["frame"])):
-            atoms = Atoms(numbers=data["numbers"], positions=data["positions_A"][k])
-            atoms.info["id"] = uid(i + 2, k * stride)
-            originals.append(atoms)
-        copies = augment(
-            originals,
-            settings.n_copies,
-            settings.noise_amplitude_A,
-            rng=np.random.default_rng([self.config.seed, i]),
-        )
-        frames, provenance = [], []
-        for k, original in enumerate(originals):
-            common = dict(
-                iteration=i,
-                labeler=self.spec.name,
-                batch=f"iteration{i:03d}",
+        originals = [
+            Atoms(numbers=data["numbers"], positions=positions) for positions in data["positions_A"]
+        ]
+        details = [
+            dict(
                 frame=int(data["frame"][k]),
                 nnp_replica=int(data["replica"][k]),
                 uq=float(data["uq_eV"][k]),
                 spring_distance=float(data["distance_A"][k]),
             )
+            for k in range(len(originals))
+        ]
+        rng = np.random.default_rng([self.config.seed, i])
+        return self._with_copies(i, originals, details, self.config.selection.n_copies, 0, rng)
+
+    def _with_copies(
+        self,
+        i: int,
+        originals: list[Atoms],
+        details: list[dict[str, Any]],
+        n_copies: int,
+        first_task: int,
+        rng: np.random.Generator,
+    ) -> tuple[list[Atoms], list[dict]]:
+        """Frames to label in iteration i: each original (provenance ``details``) followed by
+        its ``n_copies`` noisy copies (`augment`); original k is task ``first_task + k (1 +
+        n_copies)``, its copies the tasks after it, each with its deterministic uid."""
+        stride = 1 + n_copies
+        for k, atoms in enumerate(originals):
+            atoms.info["id"] = uid(i + 2, first_task + k * stride)
+        copies = augment(originals, n_copies, self.config.selection.noise_amplitude_A, rng=rng)
+        frames, provenance = [], []
+        for k, (original, detail) in enumerate(zip(originals, details, strict=True)):
+            common = dict(iteration=i, labeler=self.spec.name, batch=f"iteration{i:03d}", **detail)
+            task = first_task + k * stride
             frames.append(original)
             provenance.append(
-                dict(common, source="active", parent=-1, task=k * stride, uid=original.info["id"])
+                dict(common, source="active", parent=-1, task=task, uid=original.info["id"])
             )
-            for c in range(settings.n_copies):
-                task = k * stride + c + 1
-                frames.append(copies[k * settings.n_copies + c])
+            for c in range(n_copies):
+                frames.append(copies[k * n_copies + c])
                 provenance.append(
                     dict(
                         common,
                         source="augmented",
                         parent=original.info["id"],
-                        task=task,
-                        uid=uid(i + 2, task),
+                        task=task + c + 1,
+                        uid=uid(i + 2, task + c + 1),
                     )
                 )
         return frames, provenance
