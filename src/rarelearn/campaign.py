@@ -91,6 +91,20 @@ RUPTURE_TASK_OFFSET = 800_000
 POOLED_KEYS = ("replica", "frame", "uq_eV", "distance_A", "positions_A", "numbers", "n_candidates")
 
 
+def recorded_uq(trace: SMDTrace) -> np.ndarray:
+    """The committee's energy spread recorded along an NNP pull (the paper's UQ)."""
+    if trace.uq_eV is None:
+        raise ConfigError("the NNP steered MD recorded no uncertainty")
+    return trace.uq_eV
+
+
+def forced_candidates(trace: SMDTrace) -> list[int]:
+    """The last frames of a pull that stopped early: candidates whatever their UQ."""
+    if not stopped_early(trace.stopped_reason):
+        return []
+    return list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
+
+
 def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
     """The molecule and the pulled atoms a configuration names, validated."""
     system = config.system
@@ -289,7 +303,7 @@ class Campaign:
         ``rows`` are the earlier iterations' rows: when this one completes the convergence
         streak (or is the last allowed), nothing is selected or labeled after it.
         """
-        paths = _Iteration(self.run_dir / "iterations" / f"{i:03d}")
+        paths = _Iteration(self._folder(i))
         paths.folder.mkdir(parents=True, exist_ok=True)
         label = f"iteration {i}"
         if paths.metrics.is_file():
@@ -334,10 +348,8 @@ class Campaign:
         """Select from the iteration's pull and label; the row with their counts (``timing``:
         the iteration's stage times so far, to which labeling adds)."""
         selection = self.select(i, paths.selection, trace, lambda: self.selection_uq(paths, trace))
-        failures = self.label(i, selection, trace, timing, label)
-        snap = {}
-        if self.config.snap.enabled:
-            snap["snap_labels"] = len(self.snap_candidates(i, paths)[0])
+        failures, n_snap = self.label(i, selection, trace, timing, label)
+        snap = {"snap_labels": n_snap} if self.config.snap.enabled else {}
         return {
             **row,
             **snap,
@@ -502,19 +514,14 @@ class Campaign:
         settings = self.config.selection
         selections = []
         for trace in traces:
-            if trace.uq_eV is None:
-                raise ConfigError("the NNP steered MD recorded no uncertainty")
-            forced: list[int] = []
-            if stopped_early(trace.stopped_reason):
-                forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
             selections.append(
                 select_frames(
-                    trace.uq_eV,
+                    recorded_uq(trace),
                     trace.distance_A,
                     trace.energy_eV,
                     trace.broken_frame,
                     settings,
-                    forced_candidates=forced,
+                    forced_candidates=forced_candidates(trace),
                 )
             )
         pooled = pool(selections, [t.uq_eV for t in traces], settings.max_selected)
@@ -544,7 +551,9 @@ class Campaign:
         ]
         save_snap_starts(paths.snap_starts, starts)
 
-    def _snap_traces(self, paths: _Iteration) -> tuple[list[SnapStart], list[SMDTrace]]:
+    def _snap_traces(
+        self, paths: _Iteration, label: str = ""
+    ) -> tuple[list[SnapStart], list[SMDTrace]]:
         """The iteration's snap tests, run on the executor where not stored yet (each saved
         as ``snap/NNN.npz`` with its frames and the labeler's energies and forces)."""
         starts = load_snap_starts(paths.snap_starts)
@@ -552,6 +561,7 @@ class Campaign:
         files = [paths.snap / f"{s.replica:03d}.npz" for s in starts]
         pending = [k for k, path in enumerate(files) if not path.is_file()]
         if pending:
+            self.progress.message(f"{label}: {len(pending)} snap tests with {self.spec.name}")
             settings = segment_settings(self.config.reference.smd, self.config.snap)
             tasks = [(self.spec, starts[k], settings) for k in pending]
             for k, trace in zip(pending, self.executor.map(run_snap_test, tasks), strict=True):
@@ -564,9 +574,7 @@ class Campaign:
         if not self.config.snap.enabled:
             return empty_snap_row()
         started = time.perf_counter()
-        n = len(load_snap_starts(paths.snap_starts))
-        self.progress.message(f"{label}: {n} snap tests with {self.spec.name}")
-        starts, traces = self._snap_traces(paths)
+        starts, traces = self._snap_traces(paths, label)
         self._timed(timing, "snap_s", paths.timing, started)
         return snap_row(starts, traces, 0)
 
@@ -685,9 +693,7 @@ class Campaign:
         the pull, or (``selection.uq = "force"``) the largest per-atom force spread of the
         committee on every frame, computed once and kept in ``force_uq.npz``."""
         if self.config.selection.uq == "energy":
-            if trace.uq_eV is None:
-                raise ConfigError("the NNP steered MD recorded no uncertainty")
-            return trace.uq_eV
+            return recorded_uq(trace)
         path = paths.folder / "force_uq.npz"
         if path.is_file():
             return load_npz(path, ["force_uq_eV_A"])["force_uq_eV_A"]
@@ -713,24 +719,13 @@ class Campaign:
         instead of drawing again."""
         if path.is_file():
             return Selection.from_dict(read_json(path, SELECTION_KEYS))
-        if uncertainty is None:
-            if trace.uq_eV is None:
-                raise ConfigError("the NNP steered MD recorded no uncertainty")
-            recorded = trace.uq_eV
-
-            def uncertainty() -> np.ndarray:
-                return recorded
-
-        forced: list[int] = []
-        if stopped_early(trace.stopped_reason):
-            forced = list(range(max(0, trace.n_frames - FRAMES_BEFORE_BLOW_UP), trace.n_frames))
         selection = select_frames(
-            uncertainty(),
+            recorded_uq(trace) if uncertainty is None else uncertainty(),
             trace.distance_A,
             trace.energy_eV,
             trace.broken_frame,
             self.config.selection,
-            forced_candidates=forced,
+            forced_candidates=forced_candidates(trace),
         )
         if self.config.selection.candidates == "all":
             pooled = load_npz(path.with_name("pooled.npz"), POOLED_KEYS)
@@ -862,10 +857,13 @@ class Campaign:
                 )
         return frames, provenance
 
-    def label(self, i: int, selection: Selection, trace: SMDTrace, timing: dict, label: str) -> int:
-        """Label what is not stored yet, storing chunk groups as they finish; return failures.
+    def label(
+        self, i: int, selection: Selection, trace: SMDTrace, timing: dict, label: str
+    ) -> tuple[int, int]:
+        """Label what is not stored yet, storing chunk groups as they finish; return the
+        iteration's failures and its number of snap-test frames (originals and copies).
 
-        Frames that already carry the reference's label (drawn from a reference pull) are
+        Frames that already carry a label (drawn from a reference pull, or a snap test's) are
         stored with it, through the same path, without calling the labeler.
         """
         frames, provenance = self.candidate_frames(i, selection, trace)
@@ -904,10 +902,8 @@ class Campaign:
                         [frames[k] for k in part], results, [provenance[k] for k in part]
                     )
                     update(start + len(part), len(pending))
-            self._timed(
-                timing, "label_s", self.run_dir / "iterations" / f"{i:03d}" / "timing.json", started
-            )
-        return self.store.count(batch=batch, failed=True)
+            self._timed(timing, "label_s", self._folder(i) / "timing.json", started)
+        return self.store.count(batch=batch, failed=True), len(snap_frames)
 
     # ---------------------------------------------------------------- baselines
     def baselines(self, rows: list[dict], final: bool) -> dict[str, Any]:

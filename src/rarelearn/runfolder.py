@@ -19,6 +19,26 @@ import numpy as np
 
 from rarelearn.errors import DamagedFileError
 
+#: Row keys of the snap tests (`rarelearn.snap`; None when they are off), in table order.
+SNAP_ROW_KEYS: tuple[str, ...] = (
+    "snap_n_tests",
+    "snap_steps_labeler",
+    "snap_steps_model",
+    "snap_steps_difference_mean",
+    "snap_steps_difference_ci95",
+    "snap_labeler_held",
+    "snap_bonds_labeler",
+    "snap_bonds_model",
+    "snap_labels",
+)
+#: Row keys of the rupture-region labels (`rarelearn.rupture`; None when they are off).
+RUPTURE_ROW_KEYS: tuple[str, ...] = (
+    "rupture_labels",
+    "rupture_energy_difference_eV",
+    "rupture_energy_difference_ci95_eV",
+    "rupture_unphysical_pulls",
+)
+
 #: Keys of one row of ``summary.json["iterations"]`` (and of ``iterations/NNN/metrics.json``),
 #: in table order. Other tools rely on these names: change them only with the contract.
 #: The Ea keys are replica statistics: ``ea_nnp_eV`` and ``ea_ref_eV`` are means over pulls
@@ -57,19 +77,8 @@ ROW_KEYS: tuple[str, ...] = (
     "rupture_force_ref_sem_eV_A",
     "rupture_force_error_eV_A",
     "rupture_force_error_ci95_eV_A",
-    "snap_n_tests",
-    "snap_steps_labeler",
-    "snap_steps_model",
-    "snap_steps_difference_mean",
-    "snap_steps_difference_ci95",
-    "snap_labeler_held",
-    "snap_bonds_labeler",
-    "snap_bonds_model",
-    "snap_labels",
-    "rupture_labels",
-    "rupture_energy_difference_eV",
-    "rupture_energy_difference_ci95_eV",
-    "rupture_unphysical_pulls",
+    *SNAP_ROW_KEYS,
+    *RUPTURE_ROW_KEYS,
     "mae_unseen_kcal_mol",
     "train_mae_kcal_mol",
     "val_mae_kcal_mol",

@@ -21,21 +21,13 @@ from ase.io import write
 
 from rarelearn import manifest
 from rarelearn.dynamics import SMDTrace
-from rarelearn.runfolder import read_traj
+from rarelearn.runfolder import RUPTURE_ROW_KEYS, read_traj
 from rarelearn.snap import snap_frame
 from rarelearn.statistics import finite_or_none, paired
 
 #: A label this far (eV) from the model's energy change is an unphysical pull: the model went
 #: where the labeler puts the molecule far higher (or lower) than the model does.
 UNPHYSICAL_EV = 1.0
-
-#: Row keys of the rupture-region labels (None when they are off), in table order.
-RUPTURE_ROW_KEYS = (
-    "rupture_labels",
-    "rupture_energy_difference_eV",
-    "rupture_energy_difference_ci95_eV",
-    "rupture_unphysical_pulls",
-)
 
 
 def rupture_region(trace: SMDTrace, n_frames: int, window_A: float) -> list[int]:

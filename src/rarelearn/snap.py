@@ -29,21 +29,8 @@ from rarelearn.dynamics import SMDSettings, SMDTrace, StartState, run_smd
 from rarelearn.errors import ConfigError
 from rarelearn.labeling import LabelerSpec
 from rarelearn.molecules import PulledAtoms
-from rarelearn.runfolder import read_traj
+from rarelearn.runfolder import SNAP_ROW_KEYS, read_traj
 from rarelearn.statistics import finite_or_none, paired
-
-#: Row keys of the snap tests (None when they are off), in table order.
-SNAP_ROW_KEYS = (
-    "snap_n_tests",
-    "snap_steps_labeler",
-    "snap_steps_model",
-    "snap_steps_difference_mean",
-    "snap_steps_difference_ci95",
-    "snap_labeler_held",
-    "snap_bonds_labeler",
-    "snap_bonds_model",
-    "snap_labels",
-)
 
 
 @dataclass(frozen=True)
