@@ -23,9 +23,11 @@ from ase import Atoms
 from rarelearn import manifest
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, load_resolved
+from rarelearn.consistency import changes, self_consistency_line
+from rarelearn.consistency import converged_iteration as converged_by_rule
 from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.dynamics.smd import ProgressCallback, step_budget, stopped_early
-from rarelearn.errors import ConfigError, ModelError
+from rarelearn.errors import ConfigError, ModelError, RarelearnError
 from rarelearn.executors import Executor, label_parallel, make_executor
 from rarelearn.labeling import LabelerSpec, LabelResult
 from rarelearn.lock import CampaignLock
@@ -48,6 +50,7 @@ from rarelearn.pulls import (
     ReplicaPulls,
     compare_pulls,
     load_start_states,
+    unvalidated_keys,
 )
 from rarelearn.reference import (
     LABELED_REPLICA,
@@ -75,7 +78,7 @@ from rarelearn.snap import (
     snap_row,
     snap_start,
 )
-from rarelearn.statistics import Difference, Sample, finite_or_none, replicas_for_half_width
+from rarelearn.statistics import Sample, finite_or_none, replicas_for_half_width
 from rarelearn.store import CampaignStore, uid
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -119,6 +122,24 @@ def system_of(config: CampaignConfig) -> tuple[Atoms, PulledAtoms]:
 
 def labeler_of(config: CampaignConfig) -> LabelerSpec:
     return LabelerSpec(config.labeler.method, dict(config.labeler.options))
+
+
+def check_sampler(config: CampaignConfig) -> None:
+    """A sampling method that cannot be built is refused before any work, naming the setting."""
+    sampler = sampler_of(config)
+    if sampler is None:
+        return
+    try:
+        sampler.check()
+    except RarelearnError as exc:
+        raise ConfigError(f"sampling.method: {exc}") from None
+
+
+def sampler_of(config: CampaignConfig) -> LabelerSpec | None:
+    """The method that samples the equilibrium frames and start states; None: the labeler."""
+    if config.sampling.by_labeler:
+        return None
+    return LabelerSpec(config.sampling.method, dict(config.sampling.options))
 
 
 def executor_of(config: CampaignConfig) -> Executor:
@@ -226,6 +247,7 @@ class Campaign:
         self.progress = progress
         self.run_dir = config.run_dir
         self.spec = labeler_of(config)
+        self.sampler = sampler_of(config)
         self.atoms, self.pulled = system_of(config)
         self._executor: Executor | None = None
         #: AEVs and Jacobians of the frames trained on so far: each frame computed once
@@ -248,6 +270,7 @@ class Campaign:
     def run(self) -> dict[str, Any]:
         """Run the whole campaign and return ``summary.json``'s content."""
         self.spec.check()
+        check_sampler(self.config)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.store = open_store(self.config, self.run_dir)  # rolls back an interrupted write
         # a resume never builds on a file that changed after it was written (manifest.json)
@@ -273,10 +296,16 @@ class Campaign:
                 self.store,
                 self.progress,
                 self.executor,
+                sampler=self.sampler,
+                chunk_size=self.config.executor.chunk_size,
             )
             reference_dir = self.run_dir / "reference"
             self.starts = load_start_states(reference_dir / START_STATES_FILE)
-            self.reference_pulls = ReplicaPulls.load(reference_dir / REPLICAS_FILE)
+            # none without reference pulls, until `rarelearn validate` ran them
+            validated = self.reference.get("validated", True)
+            self.reference_pulls = (
+                ReplicaPulls.load(reference_dir / REPLICAS_FILE) if validated else None
+            )
             self.unseen = training_frames(self.store, ["reference_smd"])
             self.unseen_energies = np.array([a.get_potential_energy() for a in self.unseen])
             rows: list[dict] = []
@@ -307,7 +336,7 @@ class Campaign:
         paths.folder.mkdir(parents=True, exist_ok=True)
         label = f"iteration {i}"
         if paths.metrics.is_file():
-            row = read_json(paths.metrics, ROW_REQUIRED)
+            row = with_row_keys(read_json(paths.metrics, ROW_REQUIRED), rows)
             if row["n_selected"] == 0 and not self._stops_after(i, rows, row):
                 # written as the last iteration of a campaign since extended (`--iterations`):
                 # it selects and labels now (a no-op when its selection found nothing)
@@ -325,6 +354,7 @@ class Campaign:
         e_pred = self.unseen_predictions(paths.unseen, committee)
         row = self.metrics_row(i, committee, frames, pulls, e_pred)
         row["ea_members_eV"] = members
+        row.update(changes(rows[-1] if rows else None, row))
         row.update(self.snap_tests(paths, timing, label))
         row.update(self.rupture_labels(i, paths, timing, label))
 
@@ -643,7 +673,10 @@ class Campaign:
         return self._with_copies(i, originals, details, settings.n_copies, SNAP_TASK_OFFSET, rng)
 
     def unseen_predictions(self, path: Path, committee: Committee) -> np.ndarray:
-        """Best member's energies on the unseen reference-SMD frames (saved for the parity plot)."""
+        """Best member's energies on the unseen reference-SMD frames (saved for the parity plot;
+        none without reference pulls)."""
+        if not self.unseen:
+            return np.zeros(0)
         if path.is_file():
             return load_npz(path, ["e_pred_eV"])["e_pred_eV"]
         e_pred, _ = committee.best.predict(self.unseen, forces=False)
@@ -660,18 +693,26 @@ class Campaign:
         pulls: ReplicaPulls,
         e_pred_unseen: np.ndarray,
     ) -> dict[str, Any]:
-        errors = compare_pulls(
-            pulls, self.reference_pulls, self.config.reference.smd.spring_constant_eV_per_A2
-        )
+        spring = self.config.reference.smd.spring_constant_eV_per_A2
+        reference = self.reference_pulls
+        if reference is None:
+            errors = unvalidated_keys(pulls, spring)
+        else:
+            errors = compare_pulls(pulls, reference, spring)
         sample = pulls.sample
         train_mae, val_mae = split_maes(committee, frames)
+        unseen_mae = None
+        if len(self.unseen_energies):
+            unseen_mae = relative_energy_mae(e_pred_unseen, self.unseen_energies) * EV_TO_KCAL_MOL
         return {
             "iteration": i,
             "n_labels": len(frames),
             "ea_nnp_eV": sample.mean,
-            "ea_ref_eV": self.reference_pulls.sample.mean,
+            "ea_ref_eV": None if reference is None else reference.sample.mean,
             **errors,
-            "ea_error_kcal_mol": errors["ea_error_eV"] * EV_TO_KCAL_MOL,
+            "ea_error_kcal_mol": (
+                None if errors["ea_error_eV"] is None else errors["ea_error_eV"] * EV_TO_KCAL_MOL
+            ),
             "ea_nnp_mean_eV": sample.mean,
             "ea_nnp_sem_eV": finite_or_none(sample.sem),
             "ea_nnp_replicas_eV": list(sample.values),
@@ -681,8 +722,7 @@ class Campaign:
             "breaking_distance_nnp_A": pulls.mean_breaking_distance(),
             "breaking_distance_nnp_replicas_A": pulls.breaking_distances(),
             "broken_bonds_nnp": pulls.bond_counts(),
-            "mae_unseen_kcal_mol": relative_energy_mae(e_pred_unseen, self.unseen_energies)
-            * EV_TO_KCAL_MOL,
+            "mae_unseen_kcal_mol": unseen_mae,
             "train_mae_kcal_mol": train_mae,
             "val_mae_kcal_mol": val_mae,
         }
@@ -907,12 +947,15 @@ class Campaign:
 
     # ---------------------------------------------------------------- baselines
     def baselines(self, rows: list[dict], final: bool) -> dict[str, Any]:
-        """Paper Fig. 2c/2d: committees on the equilibrium data only and on the SMD data only."""
+        """Paper Fig. 2c/2d: committees on the equilibrium data only and on the SMD data only
+        (the latter trains on the reference pull: none in a campaign without one)."""
         if not self.config.baselines or not rows:
             return {}
         equilibrium_only = dict(rows[0])
         equilibrium_only["note"] = "the iteration-0 committee: same data, same seed"
         result: dict[str, Any] = {"equilibrium_only": equilibrium_only}
+        if self.reference_pulls is None:
+            return result
         folder = self.run_dir / "baselines" / "smd_only"
         if (folder / "metrics.json").is_file():
             result["smd_only"] = read_json(folder / "metrics.json")
@@ -937,76 +980,84 @@ class Campaign:
         return row
 
     def write_summary(self, rows: list[dict], baselines: dict[str, Any]) -> dict[str, Any]:
-        reference = self.reference_pulls.sample
-        converged = converged_iteration(rows, self.config)
-        if converged is not None:
-            stop_reason = "converged"
-        elif len(rows) == self.config.iterations:
-            stop_reason = "max_iterations"
-        else:
-            stop_reason = "running"
-        summary = {
-            "ea_ref_eV": reference.mean,
-            "ea_ref_sem_eV": finite_or_none(reference.sem),
-            "ea_ref_replicas_eV": list(reference.values),
-            **self._reference_rupture_force(),
-            "broken_bonds_ref": self.reference_pulls.bond_counts(),
-            "system": describe_system(self.atoms, self.pulled),
-            "model": {
-                "backend": self.config.committee.backend,
-                "n_members": self.config.committee.n_members,
-            },
-            "stop_reason": stop_reason,
-            "converged_iteration": converged,
-            "stop": self.config.to_dict()["stop"],
-            "resolution": resolution(rows[-1], reference, self.config) if rows else None,
-            "reference": self.reference,
-            "config": self.config.to_dict(),
-            "baselines": baselines,
-            "iterations": rows,
-        }
+        summary = campaign_summary(
+            self.config, rows, self.reference, self.reference_pulls, self.atoms, self.pulled
+        )
+        summary["baselines"] = baselines
         write_json(self.run_dir / "summary.json", summary)
         manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         return summary
 
-    def _reference_rupture_force(self) -> dict[str, Any]:
-        forces = Sample.of(
-            self.reference_pulls.rupture_forces_eV_A(
-                self.config.reference.smd.spring_constant_eV_per_A2
-            )
-        )
-        return {
-            "rupture_force_ref_eV_A": forces.mean,
-            "rupture_force_ref_sem_eV_A": finite_or_none(forces.sem),
-        }
 
-
-def _row_difference(row: dict[str, Any]) -> Difference:
-    half_width = row.get("ea_error_ci95_eV")
-    # rows written before the replica statistics have no interval: never converged
-    return Difference(
-        float(row.get("ea_error_signed_eV", np.nan)),
-        np.nan if half_width is None else float(half_width),
-        np.nan,
+def campaign_summary(
+    config: CampaignConfig,
+    rows: list[dict],
+    reference_json: dict[str, Any],
+    reference_pulls: ReplicaPulls | None,
+    atoms: Atoms,
+    pulled: PulledAtoms,
+) -> dict[str, Any]:
+    """``summary.json``'s content but its baselines (`Campaign.write_summary`, and
+    `rarelearn validate` once the reference pulls exist)."""
+    rule = stop_rule(config)
+    converged = converged_iteration(rows, config)
+    if converged is not None:
+        stop_reason = "converged" if rule == "reference" else "self-consistent"
+    elif len(rows) == config.iterations:
+        stop_reason = "max_iterations"
+    else:
+        stop_reason = "running"
+    reference = None if reference_pulls is None else reference_pulls.sample
+    spring = config.reference.smd.spring_constant_eV_per_A2
+    forces = (
+        None if reference_pulls is None else Sample.of(reference_pulls.rupture_forces_eV_A(spring))
     )
+    return {
+        "validated": reference_pulls is not None,
+        "ea_ref_eV": None if reference is None else reference.mean,
+        "ea_ref_sem_eV": None if reference is None else finite_or_none(reference.sem),
+        "ea_ref_replicas_eV": None if reference is None else list(reference.values),
+        "rupture_force_ref_eV_A": None if forces is None else forces.mean,
+        "rupture_force_ref_sem_eV_A": None if forces is None else finite_or_none(forces.sem),
+        "broken_bonds_ref": None if reference_pulls is None else reference_pulls.bond_counts(),
+        "system": describe_system(atoms, pulled),
+        "model": {
+            "backend": config.committee.backend,
+            "n_members": config.committee.n_members,
+        },
+        "stop_reason": stop_reason,
+        "stop_rule": rule,
+        "converged_iteration": converged,
+        "self_consistency": self_consistency_line(rows[-1], config.stop) if rows else None,
+        "stop": config.to_dict()["stop"],
+        "resolution": (
+            resolution(rows[-1], reference, config) if rows and reference is not None else None
+        ),
+        "reference": reference_json,
+        "config": config.to_dict(),
+        "baselines": {},
+        "iterations": rows,
+    }
+
+
+def stop_rule(config: CampaignConfig) -> str:
+    """``reference`` or ``self``: the stop rule this campaign applies."""
+    return config.stop.resolved_rule(config.reference.pulls)
+
+
+def with_row_keys(row: dict[str, Any], earlier: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A stored row in contract order; keys added to the contract since it was written are
+    computed where they can be (the change from the row before) and None otherwise."""
+    if all(key in row for key in ROW_KEYS):
+        return row
+    filled = {**changes(earlier[-1] if earlier else None, row), **row}
+    return {key: filled.get(key) for key in ROW_KEYS}
 
 
 def converged_iteration(rows: Sequence[dict[str, Any]], config: CampaignConfig) -> int | None:
-    """The iteration that began the convergence streak, once it is ``stop.patience`` long.
-
-    Converged: the 95 % interval of the Ea error (NNP replica mean - reference replica mean)
-    lies inside +- ``stop.tolerance_kcal_mol``, for ``patience`` consecutive iterations up to
-    the last row. None while that has not happened.
-    """
-    tolerance = config.stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
-    streak = 0
-    for row in rows:
-        share = row.get("reference_bond_share")
-        right_bonds = share is None or share >= config.stop.min_reference_bond_share
-        streak = streak + 1 if right_bonds and _row_difference(row).within(tolerance) else 0
-    if streak >= config.stop.patience:
-        return int(rows[len(rows) - streak]["iteration"])
-    return None
+    """The iteration that began the convergence streak under the campaign's stop rule
+    (`rarelearn.consistency`), once it is ``stop.patience`` long; None before."""
+    return converged_by_rule(rows, config.stop, stop_rule(config))
 
 
 def resolution(row: dict[str, Any], reference: Sample, config: CampaignConfig) -> dict[str, Any]:
@@ -1046,22 +1097,35 @@ def split_maes(committee: Committee, frames: list[Atoms]) -> tuple[float, float]
 
 
 def _row_line(row: dict[str, Any]) -> str:
+    """The progress line of a finished iteration."""
     distance = row["breaking_distance_nnp_A"]
     n_broke = sum(row["broke"])
     broke = f"breaks at {distance:.2f} A" if distance is not None else "no break"
     if n_broke < row["n_replicas"]:
         broke += f" ({n_broke} of {row['n_replicas']} pulls broke)"
-    half_width = row["ea_error_ci95_eV"]
-    interval = "" if half_width is None else f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
     share = row.get("reference_bond_share")
     if share is not None and share < 1.0:
         broke += f", {share:.0%} on the reference's bonds"
+    if row["ea_ref_eV"] is None:
+        change = row.get("ea_change_eV")
+        half_width = row.get("ea_change_ci95_eV")
+        against = "not validated"
+        if change is not None:
+            interval = "" if half_width is None else f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
+            against += f", change {change * EV_TO_KCAL_MOL:+.2f}{interval} kcal/mol (95 %)"
+    else:
+        half_width = row["ea_error_ci95_eV"]
+        interval = "" if half_width is None else f" +- {half_width * EV_TO_KCAL_MOL:.2f}"
+        against = (
+            f"ref {row['ea_ref_eV']:.3f}, error "
+            f"{row['ea_error_signed_eV'] * EV_TO_KCAL_MOL:+.2f}{interval} kcal/mol, 95 %"
+        )
     force = ""
     if row.get("rupture_force_nnp_eV_A") is not None:
-        force = (
-            f"rupture force {row['rupture_force_nnp_eV_A']:.2f} eV/A "
-            f"(ref {row['rupture_force_ref_eV_A']:.2f}), "
-        )
+        force = f"rupture force {row['rupture_force_nnp_eV_A']:.2f} eV/A"
+        if row.get("rupture_force_ref_eV_A") is not None:
+            force += f" (ref {row['rupture_force_ref_eV_A']:.2f})"
+        force += ", "
     snap = ""
     if row.get("snap_n_tests"):
         difference = row["snap_steps_difference_mean"]
@@ -1069,12 +1133,12 @@ def _row_line(row: dict[str, Any]) -> str:
         if difference is not None:
             snap += f", snapped {difference:+.0f} steps after the model"
         snap += ", "
+    unseen = ""
+    if row.get("mae_unseen_kcal_mol") is not None:
+        unseen = f"unseen MAE {row['mae_unseen_kcal_mol']:.2f} kcal/mol, "
     return (
         f"iteration {row['iteration']}: {row['n_labels']} labels, Ea = {row['ea_nnp_eV']:.3f} eV "
-        f"over {row['n_replicas']} pulls (ref {row['ea_ref_eV']:.3f}, error "
-        f"{row['ea_error_signed_eV'] * EV_TO_KCAL_MOL:+.2f}{interval} kcal/mol, 95 %), {broke}, "
-        f"{force}{snap}"
-        f"unseen MAE {row['mae_unseen_kcal_mol']:.2f} kcal/mol, "
+        f"over {row['n_replicas']} pulls ({against}), {broke}, {force}{snap}{unseen}"
         f"{row['n_selected']} selected"
     )
 
@@ -1086,6 +1150,7 @@ def run_campaign(config: CampaignConfig, quiet: bool = False) -> dict[str, Any]:
     before it writes anything, as is an impossible structure or labeler (an unknown option)."""
     system_of(config)
     labeler_of(config).check()
+    check_sampler(config)
     with CampaignLock(config.run_dir), StageProgress(quiet=quiet) as progress:
         campaign = Campaign(config, progress)
         summary = campaign.run()

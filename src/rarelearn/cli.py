@@ -169,6 +169,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-pulls", action="store_true", help="skip the new committee's steered MD"
     )
 
+    validate = commands.add_parser(
+        "validate",
+        parents=[quiet],
+        help="run the reference pulls of a campaign that ran without them; fill in its errors",
+    )
+    validate.add_argument("run_dir", type=Path, help="the campaign run folder; resumes it")
+    validate.add_argument(
+        "--replicas",
+        type=_positive(int),
+        help="pull from the first N start states (default: all the campaign made)",
+    )
+    validate.add_argument("--labeler", help="reference method (default: the campaign's labeler)")
+    validate.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option of --labeler, repeatable (e.g. --option xc=PBE)",
+    )
+
     check = commands.add_parser(
         "check", help="read a run folder end to end and say which files are damaged (read-only)"
     )
@@ -425,10 +445,12 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     from rich.console import Console
 
     from rarelearn.pulls import bond_counts_text
-    from rarelearn.report.tables import closing_table
+    from rarelearn.report.tables import closing_table, unvalidated_line, validated
 
     table = closing_table(summary)
     console = Console()
+    if not validated(summary):
+        console.print(unvalidated_line(summary), markup=False)
     system = summary.get("system")
     if system:
         line = f"{system['formula']} ({system['n_atoms']} atoms), pulled: " + " <-> ".join(
@@ -444,6 +466,13 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     reason = summary.get("stop_reason")
     if reason == "converged":
         console.print(f"converged at iteration {summary['converged_iteration']}")
+    elif reason == "self-consistent" and summary.get("validated"):
+        console.print(f"stopped as self-consistent from iteration {summary['converged_iteration']}")
+    elif reason == "self-consistent":
+        console.print(
+            f"self-consistent from iteration {summary['converged_iteration']} (the stop rule "
+            "needs no reference: validate it with `rarelearn validate`)"
+        )
     elif reason is not None:
         console.print(f"stopped: {reason} (not converged)")
     resolution = summary.get("resolution") or {}
@@ -528,6 +557,29 @@ def command_relabel(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     print_summary(summary)
+    return 0
+
+
+def command_validate(args: argparse.Namespace) -> int:
+    from rarelearn.labeling import LabelerSpec, parse_options
+    from rarelearn.validate import validate_run
+
+    if args.option and args.labeler is None:
+        raise RarelearnError("--option needs --labeler (the campaign's labeler keeps its own)")
+    spec = None
+    if args.labeler is not None:
+        spec = LabelerSpec(args.labeler, parse_options(args.option))
+    summary = validate_run(args.run_dir, args.replicas, spec, quiet=args.quiet)
+    _print_summary(summary, args.run_dir)
+    from rarelearn.config import load_resolved
+    from rarelearn.consistency import converged_iteration
+
+    config = load_resolved(args.run_dir)
+    would = converged_iteration(summary["iterations"], config.stop, "reference")
+    print(
+        "against the reference stop rule: "
+        + ("not converged" if would is None else f"converged from iteration {would}")
+    )
     return 0
 
 
@@ -633,6 +685,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": command_compare,
     "smd": command_smd,
     "relabel": command_relabel,
+    "validate": command_validate,
     "study": command_study,
 }
 

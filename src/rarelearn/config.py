@@ -33,6 +33,8 @@ from rarelearn.snap import SnapSettings
 
 PRESETS = ("quick", "paper")
 EXECUTOR_KINDS = ("inprocess", "local", "dask")
+#: What may decide that a campaign converged (`StopConfig.rule`).
+STOP_RULES = ("auto", "reference", "self")
 #: What may drive the NNP pulls (`CommitteeConfig.driver`).
 DRIVERS = ("best", "mean")
 
@@ -53,6 +55,21 @@ class LabelerConfig:
 
     method: str = "GFN2-xTB"
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """What samples the frames that are not NNP pulls (the equilibrium MD and the 10 K start
+    states): ``"labeler"`` (the labeler itself, the default) or another method named as in
+    ``[labeler]`` (e.g. ``"GFN2-xTB"`` beside a DFT labeler). Frames sampled by another method
+    are labeled by the labeler on the executor, like every other label."""
+
+    method: str = "labeler"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def by_labeler(self) -> bool:
+        return self.method == "labeler"
 
 
 @dataclass(frozen=True)
@@ -111,15 +128,30 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class StopConfig:
-    """When a campaign may stop before ``iterations``: the 95 % interval of the Ea error
-    (NNP replica mean - reference replica mean) inside +- ``tolerance_kcal_mol``, with the
-    pulls breaking the reference's bonds, for ``patience`` consecutive iterations."""
+    """When a campaign may stop before ``iterations``, for ``patience`` consecutive iterations:
+
+    - ``rule = "reference"``: the 95 % interval of the Ea error (NNP replica mean - reference
+      replica mean) inside +- ``tolerance_kcal_mol``, with the pulls breaking the reference's
+      bonds;
+    - ``rule = "self"`` (needs no reference pull): the 95 % interval of the Ea change from the
+      previous iteration inside +- ``tolerance_kcal_mol`` and, where rupture-region labels are
+      measured, their mean difference from the model inside it too and no unphysical pull;
+    - ``rule = "auto"`` (default): ``reference`` when the reference pulls run, else ``self``.
+    """
+
+    rule: str = "auto"
 
     tolerance_kcal_mol: float = 1.0
     patience: int = 2
     #: An iteration counts as converged only when at least this share of its pulls break a
     #: bond the reference pulls break (a right barrier for the wrong reaction is no answer).
     min_reference_bond_share: float = 0.9
+
+    def resolved_rule(self, reference_pulls: bool) -> str:
+        """``reference`` or ``self``: what ``auto`` means for a campaign with(out) pulls."""
+        if self.rule != "auto":
+            return self.rule
+        return "reference" if reference_pulls else "self"
 
 
 @dataclass(frozen=True)
@@ -138,6 +170,7 @@ class CampaignConfig:
     system: SystemConfig = field(default_factory=SystemConfig)
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
     reference: ReferenceSettings = field(default_factory=ReferenceSettings)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     committee: CommitteeConfig = field(default_factory=CommitteeConfig)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     #: Snap tests of the model's pulls by the labeler, whose frames join the training set
@@ -337,7 +370,9 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
 
     reference = dict(values.get("reference", {}))
     _check_keys(
-        "reference", reference, {"equilibrium", "smd", "replicas", "seed", "relax_geometry"}
+        "reference",
+        reference,
+        {"equilibrium", "smd", "replicas", "seed", "relax_geometry", "pulls"},
     )
     _check_types("reference", ReferenceSettings, reference)
     smd = dict(reference.get("smd", {}))
@@ -351,6 +386,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         replicas=reference.get("replicas", PAPER_REPLICAS),
         seed=values.get("seed", 0),
         relax_geometry=reference.get("relax_geometry", True),
+        pulls=reference.get("pulls", True),
     )
     try:
         reference_settings.validate()
@@ -379,6 +415,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         baseline_smd_every=values.get("baseline_smd_every", 1),
         system=_build_system(values.get("system", {})),
         labeler=_build("labeler", LabelerConfig, values.get("labeler", {})),
+        sampling=_build("sampling", SamplingConfig, values.get("sampling", {})),
         reference=reference_settings,
         committee=committee_config,
         selection=_build("selection", SelectionSettings, values.get("selection", {})),
@@ -483,6 +520,34 @@ def validate(config: CampaignConfig) -> None:
         "must be an integer >= 1",
     )
     stop = config.stop
+    _require(
+        stop.rule in STOP_RULES,
+        "stop.rule",
+        f"must be one of {STOP_RULES}, got {stop.rule!r}",
+    )
+    pulls = config.reference.pulls
+    _require(
+        pulls or stop.rule != "reference",
+        "stop.rule",
+        "= 'reference' compares against the reference pulls, and reference.pulls = false "
+        "runs none: use 'self' (or 'auto'), or turn the reference pulls on",
+    )
+    _require(
+        pulls or config.selection.strategy != "reference",
+        "selection.strategy",
+        "= 'reference' draws frames from a reference pull, and reference.pulls = false runs none",
+    )
+    _require(
+        isinstance(config.sampling.method, str) and config.sampling.method.strip() != "",
+        "sampling.method",
+        "must name 'labeler' or a method as in [labeler] (e.g. 'GFN2-xTB')",
+    )
+    _require(
+        not config.sampling.by_labeler or not config.sampling.options,
+        "sampling.options",
+        "apply to another sampling method: with method = 'labeler' the labeler's own options "
+        "are used",
+    )
     _require(
         isinstance(stop.tolerance_kcal_mol, int | float)
         and not isinstance(stop.tolerance_kcal_mol, bool)

@@ -239,6 +239,39 @@ def compare_pulls(
     }
 
 
+def unvalidated_keys(model: ReplicaPulls, spring_constant_eV_A2: float) -> dict[str, Any]:
+    """The keys of `compare_pulls` for a campaign without reference pulls: the model's rupture
+    force (mean, standard error, per pull), every value naming the reference None."""
+    keys = dict.fromkeys(compare_pulls_keys())
+    forces = Sample.of(model.rupture_forces_eV_A(spring_constant_eV_A2))
+    keys.update(
+        rupture_force_nnp_eV_A=forces.mean,
+        rupture_force_nnp_sem_eV_A=finite_or_none(forces.sem),
+        rupture_force_nnp_replicas_eV_A=list(forces.values),
+    )
+    return keys
+
+
+def compare_pulls_keys() -> tuple[str, ...]:
+    """The row keys `compare_pulls` fills, in its order."""
+    return (
+        "ea_error_eV",
+        "ea_error_signed_eV",
+        "ea_error_ci95_eV",
+        "ea_error_paired_eV",
+        "ea_error_paired_ci95_eV",
+        "ea_error_single_eV",
+        "rupture_force_nnp_eV_A",
+        "rupture_force_nnp_sem_eV_A",
+        "rupture_force_nnp_replicas_eV_A",
+        "rupture_force_ref_eV_A",
+        "rupture_force_ref_sem_eV_A",
+        "rupture_force_error_eV_A",
+        "rupture_force_error_ci95_eV_A",
+        "reference_bond_share",
+    )
+
+
 def rupture_force_keys(
     model: ReplicaPulls, reference: ReplicaPulls, spring_constant_eV_A2: float
 ) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import Calculator
+from ase.io import write
 
 from rarelearn import manifest
 from rarelearn.dynamics import (
@@ -25,12 +27,12 @@ from rarelearn.dynamics import (
     run_smd,
 )
 from rarelearn.errors import ConfigError, RarelearnError
-from rarelearn.executors import Executor
-from rarelearn.labeling import LabelerSpec
+from rarelearn.executors import Executor, label_parallel
+from rarelearn.labeling import LabelerSpec, label_frames
 from rarelearn.molecules import PulledAtoms, relax
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, save_start_states
-from rarelearn.runfolder import read_json
+from rarelearn.runfolder import read_json, read_traj
 from rarelearn.statistics import Sample, finite_or_none
 from rarelearn.store import CampaignStore, uid
 
@@ -71,12 +73,17 @@ class ReferenceSettings:
     replicas: int = 1
     seed: int = 0
     relax_geometry: bool = True
+    #: Run the reference pulls (Ea_ref, rupture force, the unseen test set). Off: only the
+    #: start states are made, and the campaign can be validated later (`rarelearn validate`).
+    pulls: bool = True
 
     def validate(self) -> None:
         self.equilibrium.validate()
         self.smd.validate()
         if not isinstance(self.replicas, int) or self.replicas < 1:
             raise ConfigError(f"replicas must be an integer >= 1, got {self.replicas!r}")
+        if not isinstance(self.pulls, bool):
+            raise ConfigError(f"pulls must be true or false, got {self.pulls!r}")
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -105,29 +112,62 @@ def reference_replica(
     seed: int,
     progress: StageProgress | None = None,
     label: str = "",
-) -> tuple[StartState, SMDTrace]:
-    """Relax at low temperature and pull once with the reference (module-level: picklable)."""
+    sampler: LabelerSpec | None = None,
+    pull: bool = True,
+) -> tuple[StartState, SMDTrace | None]:
+    """Relax at low temperature (with ``sampler``, default the labeler) and pull once with the
+    labeler (``pull``; module-level: picklable)."""
     calculator = spec.build(reuse_wavefunction=True)
+    relaxer = calculator if sampler is None else sampler.build(reuse_wavefunction=True)
     if progress is None:
-        start = relax_start_state(atoms, calculator, pulled, settings, seed)
-        return start, run_smd(start, calculator, settings, seed)
+        start = relax_start_state(atoms, relaxer, pulled, settings, seed)
+        return start, run_smd(start, calculator, settings, seed) if pull else None
     with progress.stage(f"relax 10 K{label}", settings.relax_steps) as update:
-        start = relax_start_state(atoms, calculator, pulled, settings, seed, progress=update)
+        start = relax_start_state(atoms, relaxer, pulled, settings, seed, progress=update)
+    if not pull:
+        return start, None
+    return start, pull_from(spec, start, settings, seed, progress, label, calculator)
+
+
+def pull_from(
+    spec: LabelerSpec,
+    start: StartState,
+    settings: SMDSettings,
+    seed: int,
+    progress: StageProgress | None = None,
+    label: str = "",
+    calculator: Calculator | None = None,
+) -> SMDTrace:
+    """One reference pull with the labeler from a given start state (`rarelearn validate`)."""
+    calculator = calculator or spec.build(reuse_wavefunction=True)
+    if progress is None:
+        return run_smd(start, calculator, settings, seed)
     with progress.stage(f"reference SMD{label}", settings.n_steps) as update:
-        trace = run_smd(start, calculator, settings, seed, progress=update)
-    return start, trace
+        return run_smd(start, calculator, settings, seed, progress=update)
 
 
 def _replica_job(
-    task: tuple[LabelerSpec, Atoms, PulledAtoms, SMDSettings, int],
-) -> tuple[StartState, SMDTrace]:
+    task: tuple[LabelerSpec, Atoms, PulledAtoms, SMDSettings, int, LabelerSpec | None, bool],
+) -> tuple[StartState, SMDTrace | None]:
     """Worker side of the replicas: one relaxation and pull (executors map one argument)."""
-    return reference_replica(*task)
+    spec, atoms, pulled, settings, seed, sampler, pull = task
+    return reference_replica(spec, atoms, pulled, settings, seed, sampler=sampler, pull=pull)
+
+
+def _pull_job(
+    task: tuple[LabelerSpec, StartState, SMDSettings, int],
+) -> SMDTrace:
+    """Worker side of `rarelearn validate`: one reference pull from a stored start state."""
+    return pull_from(*task)
 
 
 def replica_seed(seed: int, replica: int) -> int:
     """Velocity seed of reference replica ``replica`` (replica 0: the campaign seed itself)."""
     return seed + replica
+
+
+#: Frames sampled by another method than the labeler, kept until the labeler labeled them.
+SAMPLED_EQUILIBRIUM_FILE = "sampled_equilibrium.traj"
 
 
 def run_reference(
@@ -139,81 +179,224 @@ def run_reference(
     store: CampaignStore,
     progress: StageProgress,
     executor: Executor | None = None,
+    sampler: LabelerSpec | None = None,
+    chunk_size: int = 16,
 ) -> dict[str, Any]:
     """Run (or finish, if partly done) the reference stage; return ``reference.json``'s content.
 
-    The R replicas (each its own 10 K relaxation and pull) are independent jobs on the
-    ``executor``'s workers (in this process, one after another, without one). Each part is
-    skipped when its output already exists, so a stopped run resumes here, losing at most
-    the replicas in flight.
+    ``sampler`` (default: the labeler itself) runs the start-geometry relaxation, the
+    equilibrium MD and the 10 K relaxations of the start states; frames it sampled are then
+    labeled by the labeler on the executor. With ``settings.pulls`` the R replicas (each its own
+    10 K relaxation and pull) are independent jobs on the ``executor``'s workers (in this
+    process, one after another, without one); without, only their start states are made. Each
+    part is skipped when its output already exists, so a stopped run resumes here, losing at
+    most the replicas or label chunks in flight.
     """
     settings.validate()
     pulled.validate(len(atoms))
     reference_dir = run_dir / "reference"
     (reference_dir / "replicas").mkdir(parents=True, exist_ok=True)
     summary_path = reference_dir / "reference.json"
-    written = [summary_path, reference_dir / START_STATES_FILE, reference_dir / REPLICAS_FILE]
+    written = [summary_path, reference_dir / START_STATES_FILE]
+    if settings.pulls:
+        written.append(reference_dir / REPLICAS_FILE)
     if all(path.is_file() for path in written):
         return read_json(summary_path)
     # otherwise finish it; a folder written before the replica files existed keeps replica 0
 
+    sampling = sampler or spec
     geometry = atoms
     if settings.relax_geometry:
-        progress.message(f"relaxing the start geometry with {spec.name}")
-        geometry = relax(atoms, spec.build())
+        progress.message(f"relaxing the start geometry with {sampling.name}")
+        geometry = relax(atoms, sampling.build())
 
-    if store.count(batch="equilibrium") == 0:
-        eq = settings.equilibrium
-        thermostat = Thermostat("berendsen", eq.temperature_K, tau_fs=eq.tau_fs)
-        total = eq.equilibration_steps + eq.n_frames * eq.sample_every
-        with progress.stage(f"equilibrium MD {eq.temperature_K:g} K", total) as update:
-            frames = run_md(
-                geometry,
-                spec.build(reuse_wavefunction=True),
-                thermostat,
-                eq.timestep_fs,
-                eq.n_frames,
-                settings.seed,
-                equilibration_steps=eq.equilibration_steps,
-                sample_every=eq.sample_every,
-                progress=update,
-            )
-        store.add_frames(frames, _provenance("equilibrium", 0, len(frames), spec))
+    if sampler is None:
+        if store.count(batch="equilibrium") == 0:
+            frames = _equilibrium_md(geometry, spec, settings, progress)
+            store.add_frames(frames, _provenance("equilibrium", 0, len(frames), spec))
+    else:
+        _sampled_equilibrium(
+            geometry, spec, sampler, settings, reference_dir, store, progress, executor, chunk_size
+        )
 
     replicas = _ReplicaFiles(reference_dir)
-    pending = [r for r in range(settings.replicas) if not replicas.done(r)]
+    pending = [r for r in range(settings.replicas) if not replicas.done(r, settings.pulls)]
+    what = "reference replicas" if settings.pulls else "start states"
     if pending and executor is None:
         for r in pending:
             label = f" (replica {r + 1}/{settings.replicas})" if settings.replicas > 1 else ""
             seed = replica_seed(settings.seed, r)
-            replicas.save(
-                r, *reference_replica(spec, geometry, pulled, settings.smd, seed, progress, label)
+            start, trace = reference_replica(
+                spec,
+                geometry,
+                pulled,
+                settings.smd,
+                seed,
+                progress,
+                label,
+                sampler,
+                settings.pulls,
             )
+            replicas.save(r, start, trace)
     elif pending:
         group = max(1, executor.workers)
-        name = f"reference replicas ({executor.workers} workers)"
+        name = f"{what} ({executor.workers} workers)"
         with progress.stage(name, settings.replicas, "replicas") as update:
             update(settings.replicas - len(pending), settings.replicas)
             for first in range(0, len(pending), group):
                 part = pending[first : first + group]
                 tasks = [
-                    (spec, geometry, pulled, settings.smd, replica_seed(settings.seed, r))
+                    (
+                        spec,
+                        geometry,
+                        pulled,
+                        settings.smd,
+                        replica_seed(settings.seed, r),
+                        sampler,
+                        settings.pulls,
+                    )
                     for r in part
                 ]
                 for r, (start, trace) in zip(part, executor.map(_replica_job, tasks), strict=True):
                     replicas.save(r, start, trace)
                 update(settings.replicas - len(pending) + first + len(part), settings.replicas)
 
-    main = SMDTrace.load(replicas.main_trace)
-    _store_reference_frames(store, main, spec)
     starts = [replicas.start(r) for r in range(settings.replicas)]
     save_start_states(reference_dir / START_STATES_FILE, starts)
-    pulls = ReplicaPulls.from_traces([replicas.trace(r) for r in range(settings.replicas)])
-    pulls.save(reference_dir / REPLICAS_FILE)
-    summary = _reference_summary(main, pulls, spec, settings, pulled)
+    if settings.pulls:
+        summary = finish_reference(reference_dir, store, spec, settings, pulled)
+        summary["sampler"] = sampling.name
+    else:
+        summary = _unvalidated_summary(geometry, spec, sampling, settings, pulled)
     write_json(summary_path, summary)
     manifest.record(reference_dir.parent / "data.db")  # its labels, at the stage's end
     return summary
+
+
+def finish_reference(
+    reference_dir: Path,
+    store: CampaignStore,
+    spec: LabelerSpec,
+    settings: ReferenceSettings,
+    pulled: PulledAtoms,
+) -> dict[str, Any]:
+    """Once every replica's pull is on disk: replica 0's frames into the store (the unseen
+    test set), the replicas' table, and ``reference.json``'s content (returned, not written)."""
+    replicas = _ReplicaFiles(reference_dir)
+    main = SMDTrace.load(replicas.main_trace)
+    _store_reference_frames(store, main, spec)
+    pulls = ReplicaPulls.from_traces([replicas.trace(r) for r in range(settings.replicas)])
+    pulls.save(reference_dir / REPLICAS_FILE)
+    return _reference_summary(main, pulls, spec, settings, pulled)
+
+
+def _equilibrium_md(
+    geometry: Atoms, method: LabelerSpec, settings: ReferenceSettings, progress: StageProgress
+) -> list[Atoms]:
+    """The equilibrium MD's frames, each labeled by ``method`` (the one that drove it)."""
+    eq = settings.equilibrium
+    thermostat = Thermostat("berendsen", eq.temperature_K, tau_fs=eq.tau_fs)
+    total = eq.equilibration_steps + eq.n_frames * eq.sample_every
+    with progress.stage(f"equilibrium MD {eq.temperature_K:g} K ({method.name})", total) as update:
+        return run_md(
+            geometry,
+            method.build(reuse_wavefunction=True),
+            thermostat,
+            eq.timestep_fs,
+            eq.n_frames,
+            settings.seed,
+            equilibration_steps=eq.equilibration_steps,
+            sample_every=eq.sample_every,
+            progress=update,
+        )
+
+
+def _sampled_equilibrium(
+    geometry: Atoms,
+    spec: LabelerSpec,
+    sampler: LabelerSpec,
+    settings: ReferenceSettings,
+    reference_dir: Path,
+    store: CampaignStore,
+    progress: StageProgress,
+    executor: Executor | None,
+    chunk_size: int,
+) -> None:
+    """Equilibrium frames sampled by ``sampler`` (kept in ``sampled_equilibrium.traj``), then
+    labeled by the labeler, chunk groups stored as they finish: a resume labels the rest."""
+    path = reference_dir / SAMPLED_EQUILIBRIUM_FILE
+    if not path.is_file():
+        frames = _equilibrium_md(geometry, sampler, settings, progress)
+        temporary = path.with_name(path.name + ".tmp.traj")
+        write(temporary, frames, format="traj")
+        manifest.replace(temporary, path)
+    frames = read_traj(path)
+    provenance = _provenance("equilibrium", 0, len(frames), spec)
+    for row in provenance:
+        row["sampler"] = sampler.name
+    done = store.tasks_done("equilibrium")
+    pending = [k for k in range(len(frames)) if k not in done]
+    if not pending:
+        return
+    group = chunk_size * max(1, executor.workers if executor is not None else 1)
+    name = f"labeling {len(frames)} equilibrium frames with {spec.name}"
+    with progress.stage(name, len(frames), "labels") as update:
+        update(len(frames) - len(pending), len(frames))
+        for first in range(0, len(pending), group):
+            part = pending[first : first + group]
+            chosen = [frames[k] for k in part]
+            if executor is None:
+                results = label_frames(spec, chosen, indices=part)
+            else:
+                results = label_parallel(spec, chosen, executor, chunk_size, indices=part)
+            store.add_labeled(chosen, results, [provenance[k] for k in part])
+            update(len(frames) - len(pending) + first + len(part), len(frames))
+    failed = store.count(batch="equilibrium", failed=True)
+    if failed == len(frames):
+        raise RarelearnError(
+            f"the labeler ({spec.name}) failed on every one of the {len(frames)} equilibrium "
+            f"frames sampled with {sampler.name}: see `rarelearn check` for the reasons"
+        )
+
+
+def _unvalidated_summary(
+    geometry: Atoms,
+    spec: LabelerSpec,
+    sampler: LabelerSpec,
+    settings: ReferenceSettings,
+    pulled: PulledAtoms,
+) -> dict[str, Any]:
+    """``reference.json`` of a campaign without reference pulls: what its pulls reuse, and
+    that nothing has been validated against a reference (`rarelearn validate` adds it)."""
+    smd = settings.smd
+    return {
+        "validated": False,
+        "labeler": spec.name,
+        "labeler_spec": asdict(spec),
+        "sampler": sampler.name,
+        "pulled_atoms": pulled.to_list(),
+        "pulled": pulled.labels(geometry.get_chemical_symbols()),
+        **_pull_settings(settings),
+        "n_equilibrium_frames": settings.equilibrium.n_frames,
+        "equilibrium_temperature_K": settings.equilibrium.temperature_K,
+        "smd_settings": smd.to_dict(),
+    }
+
+
+def _pull_settings(settings: ReferenceSettings) -> dict[str, Any]:
+    smd = settings.smd
+    return {
+        "pull_speed_A_per_ps": smd.pull_speed_A_per_ps,
+        "spring_constant_eV_per_A2": smd.spring_constant_eV_per_A2,
+        "temperature_K": smd.thermostat.temperature_K,
+        "thermostat": smd.thermostat.to_dict(),
+        "timestep_fs": smd.timestep_fs,
+        "relax_steps": smd.relax_steps,
+        "n_steps": smd.n_steps,
+        "seed": settings.seed,
+        "replicas": settings.replicas,
+        "replica_seeds": [replica_seed(settings.seed, r) for r in range(settings.replicas)],
+    }
 
 
 @dataclass
@@ -242,15 +425,21 @@ class _ReplicaFiles:
             return self.main_trace
         return self.folder / "replicas" / f"smd_{replica:03d}.npz"
 
-    def done(self, replica: int) -> bool:
-        return self._start(replica).is_file() and self._trace(replica).is_file()
+    def done(self, replica: int, pull: bool = True) -> bool:
+        """Its start state (and, with ``pull``, its pull) on disk."""
+        return self._start(replica).is_file() and (not pull or self.pulled(replica))
 
-    def save(self, replica: int, start: StartState, trace: SMDTrace) -> None:
+    def pulled(self, replica: int) -> bool:
+        return self._trace(replica).is_file()
+
+    def save(self, replica: int, start: StartState | None, trace: SMDTrace | None) -> None:
         """Start state first, trace last: the trace file marks the replica done."""
-        temporary = self._start(replica).with_name(self._start(replica).name + ".tmp")
-        start.save(temporary)
-        manifest.replace(temporary, self._start(replica))
-        trace.save(self._trace(replica), frames=replica in REPLICAS_WITH_FRAMES)
+        if start is not None:
+            temporary = self._start(replica).with_name(self._start(replica).name + ".tmp")
+            start.save(temporary)
+            manifest.replace(temporary, self._start(replica))
+        if trace is not None:
+            trace.save(self._trace(replica), frames=replica in REPLICAS_WITH_FRAMES)
 
     def start(self, replica: int) -> StartState:
         return StartState.load(self._start(replica))
@@ -326,21 +515,13 @@ def _reference_summary(
         "rupture_force_mean_eV_A": forces.mean,
         "rupture_force_sem_eV_A": finite_or_none(forces.sem),
         "rupture_force_replicas_eV_A": list(forces.values),
+        "validated": True,
         "labeler": spec.name,
         "labeler_spec": asdict(spec),
         "pulled_atoms": pulled.to_list(),
         "pulled": pulled.labels(Atoms(numbers=main.numbers).get_chemical_symbols()),
-        "pull_speed_A_per_ps": smd.pull_speed_A_per_ps,
-        "spring_constant_eV_per_A2": smd.spring_constant_eV_per_A2,
-        "temperature_K": smd.thermostat.temperature_K,
-        "thermostat": smd.thermostat.to_dict(),
-        "timestep_fs": smd.timestep_fs,
-        "relax_steps": smd.relax_steps,
-        "n_steps": smd.n_steps,
+        **_pull_settings(settings),
         "smd_settings": smd.to_dict(),
-        "seed": settings.seed,
-        "replicas": settings.replicas,
-        "replica_seeds": [replica_seed(settings.seed, r) for r in range(settings.replicas)],
         "n_equilibrium_frames": settings.equilibrium.n_frames,
         "equilibrium_temperature_K": settings.equilibrium.temperature_K,
     }

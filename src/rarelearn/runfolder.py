@@ -39,6 +39,16 @@ RUPTURE_ROW_KEYS: tuple[str, ...] = (
     "rupture_unphysical_pulls",
 )
 
+#: Row keys of the change from the previous iteration (`rarelearn.consistency`; None in
+#: iteration 0): the difference of the replica means of Ea and of the rupture force, with
+#: Welch 95 % half-widths. What the self-consistency stop rule reads.
+CHANGE_ROW_KEYS: tuple[str, ...] = (
+    "ea_change_eV",
+    "ea_change_ci95_eV",
+    "rupture_force_change_eV_A",
+    "rupture_force_change_ci95_eV_A",
+)
+
 #: Keys of one row of ``summary.json["iterations"]`` (and of ``iterations/NNN/metrics.json``),
 #: in table order. Other tools rely on these names: change them only with the contract.
 #: The Ea keys are replica statistics: ``ea_nnp_eV`` and ``ea_ref_eV`` are means over pulls
@@ -46,7 +56,8 @@ RUPTURE_ROW_KEYS: tuple[str, ...] = (
 #: Welch 95 % half-width ``ea_error_ci95_eV``; ``ea_error_single_eV`` is the paper's
 #: single-pull error (replica 0 against replica 0). The rupture-force keys are the same
 #: statistics of each pull's peak spring force (eV/A); ``reference_bond_share`` is the share
-#: of NNP pulls whose first broken bond is one the reference pulls break.
+#: of NNP pulls whose first broken bond is one the reference pulls break. In a campaign
+#: without reference pulls (not validated) every key naming the reference is None.
 ROW_KEYS: tuple[str, ...] = (
     "iteration",
     "n_labels",
@@ -77,6 +88,7 @@ ROW_KEYS: tuple[str, ...] = (
     "rupture_force_ref_sem_eV_A",
     "rupture_force_error_eV_A",
     "rupture_force_error_ci95_eV_A",
+    *CHANGE_ROW_KEYS,
     *SNAP_ROW_KEYS,
     *RUPTURE_ROW_KEYS,
     "mae_unseen_kcal_mol",

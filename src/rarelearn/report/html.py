@@ -36,6 +36,7 @@ from rarelearn.report.run_folder import (
     signed_error_kcal_mol,
     tolerance_kcal_mol,
 )
+from rarelearn.report.tables import unvalidated_line, validated
 from rarelearn.runfolder import ROW_KEYS
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -119,6 +120,24 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _unvalidated_headline(run: Run, last: dict[str, Any]) -> list[str]:
+    """A campaign without reference pulls: that first, then its Ea and how it stopped."""
+    sentences = [unvalidated_line(run.summary) + "."]
+    ea, sem = num(last.get("ea_nnp_eV")), num(last.get("ea_nnp_sem_eV"))
+    text = f"Final NNP Ea {ea:.3f} eV"
+    if math.isfinite(sem):
+        text += f" ± {sem:.3f} (mean ± standard error of {last.get('n_replicas')} pulls)"
+    reason = run.summary.get("stop_reason")
+    if reason == "self-consistent":
+        text += f", self-consistent from iteration {run.summary.get('converged_iteration')}"
+    elif reason:
+        text += f", stopped: {reason}"
+    labels = num(last.get("n_labels"))
+    if math.isfinite(labels):
+        text += f", after {int(labels)} labels"
+    return [*sentences, text + "."]
+
+
 def _headline(run: Run) -> list[str]:
     """The verdict at the top of the report: final Ea error, convergence, labels; resolution.
 
@@ -127,6 +146,8 @@ def _headline(run: Run) -> list[str]:
     if not run.rows:
         return []
     last = run.rows[-1]
+    if not validated(run.summary):
+        return _unvalidated_headline(run, last)
     error = signed_error_kcal_mol(last, run.ea_ref_eV)
     ci95 = ci95_kcal_mol(last)
     if not math.isfinite(error):

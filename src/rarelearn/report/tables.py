@@ -92,8 +92,25 @@ def _shown_baselines(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return shown
 
 
+def validated(summary: dict[str, Any]) -> bool:
+    """Whether the campaign has reference pulls to compare with (older folders always had)."""
+    return summary.get("validated", True) is not False
+
+
+def unvalidated_line(summary: dict[str, Any]) -> str:
+    """The first line of a campaign without reference pulls: what is and is not known."""
+    line = (
+        "NOT VALIDATED against a reference (no reference pulls; `rarelearn validate RUN` runs them)"
+    )
+    if summary.get("self_consistency"):
+        line += f". Self-consistency: {summary['self_consistency']}"
+    return line
+
+
 def reference_line(summary: dict[str, Any]) -> str:
     """The reference's Ea (mean +- standard error of its replicas) and the bonds it broke."""
+    if not validated(summary):
+        return "No reference pulls: each committee's Ea against the one before it, no error"
     n_ref = len(summary.get("ea_ref_replicas_eV") or [None])
     line = f"Ea_ref = {_fixed(summary.get('ea_ref_eV'), 3)} eV"
     sem = _number(summary.get("ea_ref_sem_eV"))
@@ -109,6 +126,8 @@ def reference_line(summary: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 _CLOSING_COLUMNS = ("iter", "labels", "Ea eV", "error", "+-95%", "broke", "bond", "MAE", "sel")
+#: Without reference pulls: the change from the previous committee instead of the error.
+_UNVALIDATED_COLUMNS = ("iter", "labels", "Ea eV", "change", "+-95%", "broke", "bond", "MAE", "sel")
 
 
 def closing_table(summary: dict[str, Any]) -> Table:
@@ -121,25 +140,37 @@ def closing_table(summary: dict[str, Any]) -> Table:
     the report and in ``rarelearn report RUN --markdown``.
     """
     reference = summary.get("broken_bonds_ref")
+    checked = validated(summary)
+    caption = (
+        f"error, +-95%, MAE (unseen): kcal/mol; bond: the one most pulls broke; "
+        f"{FOREIGN_BOND_MARK}: a pull broke a bond no reference pull broke"
+    )
+    if not checked:
+        caption = (
+            "change: Ea minus the previous committee's, +-95%: kcal/mol; "
+            "bond: the one most pulls broke"
+        )
     table = Table(
         title=reference_line({k: v for k, v in summary.items() if k != "broken_bonds_ref"}),
-        caption=(
-            f"error, +-95%, MAE (unseen): kcal/mol; bond: the one most pulls broke; "
-            f"{FOREIGN_BOND_MARK}: a pull broke a bond no reference pull broke"
-        ),
+        caption=caption,
         box=box.SIMPLE_HEAD,
         show_edge=False,
         collapse_padding=True,
         title_justify="left",
         caption_justify="left",
     )
-    for name in _CLOSING_COLUMNS:
+    columns = _CLOSING_COLUMNS if checked else _UNVALIDATED_COLUMNS
+    for name in columns:
         table.add_column(
             name, justify="left" if name in ("iter", "bond") else "right", no_wrap=True
         )
 
+    error_key, half_key = "ea_error_signed_eV", "ea_error_ci95_eV"
+    if not checked:
+        error_key, half_key = "ea_change_eV", "ea_change_ci95_eV"
+
     def cells(name: str, row: dict[str, Any]) -> list[str]:
-        half = _number(row.get("ea_error_ci95_eV"))
+        half = _number(row.get(half_key))
         bond = majority_bond(row.get("broken_bonds_nnp"))
         if foreign_bonds(row.get("broken_bonds_nnp"), reference):
             bond += f" {FOREIGN_BOND_MARK}"
@@ -147,7 +178,7 @@ def closing_table(summary: dict[str, Any]) -> Table:
             name,
             str(row.get("n_labels", "-")),
             _fixed(row.get("ea_nnp_eV"), 3),
-            _fixed(row.get("ea_error_signed_eV"), 1, EV_TO_KCAL_MOL, sign=True),
+            _fixed(row.get(error_key), 1, EV_TO_KCAL_MOL, sign=True),
             "-" if half is None else f"{half * EV_TO_KCAL_MOL:.1f}",
             _pulls_broke(row),
             bond,
@@ -186,11 +217,12 @@ def _slash(values: Any, digits: int) -> str:
 def campaign_markdown(summary: dict[str, Any]) -> str:
     """A campaign's reference line and iteration table (baselines below), as Markdown."""
     reference = summary.get("broken_bonds_ref")
+    checked = validated(summary)
     header = [
         "iteration",
         "labels",
         "Ea NNP (eV)",
-        "error +- 95 % (kcal/mol)",
+        "error +- 95 % (kcal/mol)" if checked else "change +- 95 % (kcal/mol)",
         "paired +- 95 %",
         "single pull",
         "members' Ea (eV)",
@@ -202,6 +234,7 @@ def campaign_markdown(summary: dict[str, Any]) -> str:
         "selected",
     ]
     marked = False
+    change_keys = ("ea_change_eV", "ea_change_ci95_eV")
 
     def cells(name: str, row: dict[str, Any]) -> list[str]:
         nonlocal marked
@@ -216,7 +249,7 @@ def campaign_markdown(summary: dict[str, Any]) -> str:
             name,
             str(row.get("n_labels", "-")),
             _fixed(row.get("ea_nnp_eV"), 3),
-            _error_kcal_mol(row),
+            _error_kcal_mol(row) if checked else _error_kcal_mol(row, *change_keys),
             _error_kcal_mol(row, "ea_error_paired_eV", "ea_error_paired_ci95_eV"),
             "-" if single is None else f"{abs(single) * EV_TO_KCAL_MOL:.1f}",
             _slash(row.get("ea_members_eV"), 2),
@@ -231,6 +264,8 @@ def campaign_markdown(summary: dict[str, Any]) -> str:
     rows = [cells(str(r["iteration"]), r) for r in summary.get("iterations", [])]
     rows += [cells(name, r) for name, r in _shown_baselines(summary).items()]
     parts = [reference_line(summary) + ".", "", markdown_table(header, rows)]
+    if not checked:
+        parts = [unvalidated_line(summary) + ".", "", *parts]
     if marked:
         parts += ["", f"{FOREIGN_BOND_MARK}: some pull broke a bond no reference pull broke."]
     stop = summary.get("stop_reason")

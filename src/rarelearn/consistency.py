@@ -1,0 +1,115 @@
+"""When a campaign has converged: against the reference pulls, or by its own consistency.
+
+Two stop rules read the finished rows (``summary.json["iterations"]``):
+
+- **reference**: the 95 % interval of the Ea error (NNP replica mean - reference replica mean)
+  lies inside +- the tolerance and the pulls break the reference's bonds;
+- **self** (needs no reference pull, for labels too costly to pull with): the 95 % interval of
+  the Ea change from the previous iteration lies inside +- the tolerance and, where
+  rupture-region labels are measured, their mean difference from the model does too, with no
+  unphysical pull. It says the loop stopped moving, not that it is right: a campaign stopped
+  by it is reported as not validated until `rarelearn validate` runs the reference pulls.
+
+Either counts an iteration only in a streak of ``stop.patience`` consecutive ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rarelearn.config import StopConfig
+from rarelearn.runfolder import CHANGE_ROW_KEYS
+from rarelearn.statistics import Difference, Sample, finite_or_none, welch
+from rarelearn.units import EV_TO_KCAL_MOL
+
+
+def changes(previous: dict[str, Any] | None, row: dict[str, Any]) -> dict[str, Any]:
+    """Ea and rupture-force change from ``previous`` (the row before) to ``row``."""
+    keys = dict.fromkeys(CHANGE_ROW_KEYS)
+    if previous is None:
+        return keys
+    pairs = (
+        ("ea", "ea_nnp_replicas_eV", "eV"),
+        ("rupture_force", "rupture_force_nnp_replicas_eV_A", "eV_A"),
+    )
+    for name, replicas, unit in pairs:
+        if not previous.get(replicas) or not row.get(replicas):
+            continue
+        difference = welch(Sample.of(row[replicas]), Sample.of(previous[replicas]))
+        keys[f"{name}_change_{unit}"] = difference.estimate
+        keys[f"{name}_change_ci95_{unit}"] = finite_or_none(difference.half_width)
+    return keys
+
+
+def _within(estimate: Any, half_width: Any, tolerance: float) -> bool:
+    if estimate is None or half_width is None:
+        return False  # rows without an interval never count as converged
+    return Difference(float(estimate), float(half_width), np.nan).within(tolerance)
+
+
+def reference_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
+    """The Ea error's interval inside the tolerance, on the reference's bonds."""
+    tolerance = stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
+    share = row.get("reference_bond_share")
+    right_bonds = share is None or share >= stop.min_reference_bond_share
+    return right_bonds and _within(
+        row.get("ea_error_signed_eV"), row.get("ea_error_ci95_eV"), tolerance
+    )
+
+
+def self_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
+    """The Ea change's interval inside the tolerance; where rupture-region labels were
+    measured, their difference from the model inside it too and no unphysical pull."""
+    tolerance = stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
+    if not _within(row.get("ea_change_eV"), row.get("ea_change_ci95_eV"), tolerance):
+        return False
+    if row.get("rupture_labels"):
+        if row.get("rupture_unphysical_pulls"):
+            return False
+        return _within(
+            row.get("rupture_energy_difference_eV"),
+            row.get("rupture_energy_difference_ci95_eV"),
+            tolerance,
+        )
+    return True
+
+
+RULES = {"reference": reference_consistent, "self": self_consistent}
+
+
+def converged_iteration(rows: Sequence[dict[str, Any]], stop: StopConfig, rule: str) -> int | None:
+    """The iteration that began the streak of ``stop.patience`` consecutive iterations that
+    pass ``rule`` ("reference" or "self") up to the last row; None while there is none."""
+    passes = RULES[rule]
+    streak = 0
+    for row in rows:
+        streak = streak + 1 if passes(row, stop) else 0
+    if streak >= stop.patience:
+        return int(rows[len(rows) - streak]["iteration"])
+    return None
+
+
+def self_consistency_line(row: dict[str, Any], stop: StopConfig) -> str:
+    """One sentence on what the last row's self-consistency shows (CLI and report)."""
+    change, half_width = row.get("ea_change_eV"), row.get("ea_change_ci95_eV")
+    if change is None:
+        return "one committee so far: no Ea change to judge"
+    text = (
+        f"Ea changed by {change * EV_TO_KCAL_MOL:+.1f}"
+        + ("" if half_width is None else f" +- {half_width * EV_TO_KCAL_MOL:.1f}")
+        + f" kcal/mol (95 %) from the previous committee (tolerance +-"
+        f"{stop.tolerance_kcal_mol:g})"
+    )
+    if row.get("rupture_labels"):
+        difference = row.get("rupture_energy_difference_eV")
+        if difference is not None:
+            text += (
+                f"; rupture-region labels differ from the model by "
+                f"{difference * EV_TO_KCAL_MOL:+.1f} kcal/mol"
+            )
+        if row.get("rupture_unphysical_pulls"):
+            text += f"; unphysical pulls {row['rupture_unphysical_pulls']}"
+    return text
