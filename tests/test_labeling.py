@@ -90,7 +90,6 @@ def test_unknown_xtb_option_is_rejected():
 
 
 def test_pyscf_forces_and_unconverged_scf_is_a_recorded_failure():
-    pytest.importorskip("pyscf", reason="PySCF is the optional extra rarelearn[pyscf]")
     from ase import Atoms
 
     spec = make_labeler("pyscf", xc="PBE", basis="sto-3g")
@@ -124,7 +123,6 @@ def test_pyscf_breaks_a_bond_into_two_radicals(tmp_path):
     methyl fragments computed as doublets in the same geometry. Measured: restricted KS 22.7
     kcal/mol above them, the broken-symmetry singlet 0.69 below (<S^2> 0.98), as in the
     field notes; at equilibrium the unrestricted SCF returns to the restricted solution."""
-    pytest.importorskip("pyscf", reason="PySCF is the optional extra rarelearn[pyscf]")
     from ase.units import kcal, mol
 
     from rarelearn.store import CampaignStore

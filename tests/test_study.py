@@ -198,3 +198,52 @@ def test_convergence_study_runs_recipes_over_seeds_on_one_reference(config) -> N
     )
     assert protocol["seeds_meeting_goal"] == 0  # a tiny campaign is far from the reference
     assert (out / "figures" / "final_error_per_seed.png").stat().st_size > 0
+
+
+def test_self_consistency_summary_tests_each_signal_against_the_error() -> None:
+    """Hand-made rows of one recipe and two seeds: where the self rule would stop and the
+    error there, how often it passes with the error inside the tolerance, and the signals."""
+    from rarelearn.config import load_config
+    from rarelearn.study.convergence import self_consistency_summary
+
+    stop = load_config(preset_name="quick").stop  # 4 kcal/mol, patience 2
+    kcal = 1 / 23.0605
+
+    def row(seed, i, error, change, members_std=None, snap=None):
+        return {
+            "recipe": "r",
+            "seed": seed,
+            "iteration": i,
+            "n_labels": 100 * (i + 1),
+            "ea_error_eV": error * kcal,
+            "ea_error_ci95_eV": 2.0 * kcal,
+            "ea_change_eV": None if change is None else change * kcal,
+            "ea_change_ci95_eV": None if change is None else 2.5 * kcal,
+            "ea_members_std_eV": None if members_std is None else members_std * kcal,
+            "snap_steps_difference_mean": snap,
+        }
+
+    rows = [
+        # seed 0 settles at a small error: the rule stops at iteration 2 (streak 1, 2)
+        row(0, 0, -30.0, None, 10.0, 300.0),
+        row(0, 1, 1.0, 1.0, 1.0, None),
+        row(0, 2, 0.5, -0.5, 1.0, None),
+        # seed 1 settles far off: the rule stops there too (a false stop), snap says too strong
+        row(1, 0, 20.0, None, 2.0, -100.0),
+        row(1, 1, 12.0, -8.0, 2.0, -50.0),
+        row(1, 2, 12.5, 0.5, 2.0, -40.0),
+        row(1, 3, 12.0, -0.5, 2.0, 30.0),
+    ]
+    summary = self_consistency_summary(rows, stop)["r"]
+    assert summary["self_stop"]["0"]["iteration"] == 2
+    assert summary["self_stop"]["0"]["ea_error_kcal_mol"] == pytest.approx(0.5, rel=1e-4)
+    assert summary["self_stop"]["1"]["iteration"] == 3
+    assert summary["self_stop"]["1"]["ea_error_kcal_mol"] == pytest.approx(12.0, rel=1e-4)
+    assert summary["self_passes"] == 4  # 0/1, 0/2, 1/2, 1/3
+    assert summary["self_passes_within_tolerance"] == 2
+    assert summary["n_changes"] == 5
+    assert summary["members_cover"] == pytest.approx(2 / 7)  # 0/0 and 0/2: |error| <= 2 std
+    # resolved errors with snap tests: 0/0 (+300, error -30: agrees), 1/0, 1/1, 1/2 (labeler
+    # earlier, error positive: agree), 1/3 (labeler later, error positive: disagrees)
+    assert summary["n_snap_rows"] == 5
+    assert summary["snap_sign_agrees"] == pytest.approx(4 / 5)

@@ -23,7 +23,7 @@ from ase import Atoms
 from rarelearn import manifest
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, load_resolved
-from rarelearn.consistency import changes, self_consistency_line
+from rarelearn.consistency import changes, self_consistency_line, with_row_keys
 from rarelearn.consistency import converged_iteration as converged_by_rule
 from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.dynamics.smd import ProgressCallback, step_budget, stopped_early
@@ -1043,15 +1043,6 @@ def campaign_summary(
 def stop_rule(config: CampaignConfig) -> str:
     """``reference`` or ``self``: the stop rule this campaign applies."""
     return config.stop.resolved_rule(config.reference.pulls)
-
-
-def with_row_keys(row: dict[str, Any], earlier: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A stored row in contract order; keys added to the contract since it was written are
-    computed where they can be (the change from the row before) and None otherwise."""
-    if all(key in row for key in ROW_KEYS):
-        return row
-    filled = {**changes(earlier[-1] if earlier else None, row), **row}
-    return {key: filled.get(key) for key in ROW_KEYS}
 
 
 def converged_iteration(rows: Sequence[dict[str, Any]], config: CampaignConfig) -> int | None:

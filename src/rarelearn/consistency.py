@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rarelearn.config import StopConfig
-from rarelearn.runfolder import CHANGE_ROW_KEYS
+from rarelearn.runfolder import CHANGE_ROW_KEYS, ROW_KEYS
 from rarelearn.statistics import Difference, Sample, finite_or_none, welch
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -42,6 +42,15 @@ def changes(previous: dict[str, Any] | None, row: dict[str, Any]) -> dict[str, A
         keys[f"{name}_change_{unit}"] = difference.estimate
         keys[f"{name}_change_ci95_{unit}"] = finite_or_none(difference.half_width)
     return keys
+
+
+def with_row_keys(row: dict[str, Any], earlier: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A stored row in contract order; keys added to the contract since it was written are
+    computed where they can be (the change from the row before) and None otherwise."""
+    if all(key in row for key in ROW_KEYS):
+        return row
+    filled = {**changes(earlier[-1] if earlier else None, row), **row}
+    return {key: filled.get(key) for key in ROW_KEYS}
 
 
 def _within(estimate: Any, half_width: Any, tolerance: float) -> bool:

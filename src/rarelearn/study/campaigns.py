@@ -15,7 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rarelearn.config import CampaignConfig, from_dict, merge_settings
+from rarelearn.consistency import with_row_keys
 from rarelearn.executors import Executor
 from rarelearn.progress import StageProgress
 from rarelearn.runfolder import read_json
@@ -139,7 +142,11 @@ def campaign_rows(name: str, labels: dict[str, Any], run_dir: Path) -> list[dict
     """``study.json`` rows of one finished campaign: one per iteration (Ea error in eV)."""
     summary = read_json(run_dir / "summary.json", ["iterations"])
     rows = []
-    for row in summary["iterations"]:
+    earlier: list[dict[str, Any]] = []
+    for stored in summary["iterations"]:
+        row = with_row_keys(stored, earlier)
+        earlier.append(row)
+        members = [v for v in row.get("ea_members_eV") or [] if v is not None]
         rows.append(
             {
                 "campaign": name,
@@ -156,6 +163,13 @@ def campaign_rows(name: str, labels: dict[str, Any], run_dir: Path) -> list[dict
                 "rupture_force_error_ci95_eV_A": row.get("rupture_force_error_ci95_eV_A"),
                 "broken_bonds_nnp": row.get("broken_bonds_nnp"),
                 "reference_bond_share": row.get("reference_bond_share"),
+                # the self-consistency signals (`rarelearn.consistency`), to test against the
+                # error over seeds
+                "ea_change_eV": row["ea_change_eV"],
+                "ea_change_ci95_eV": row["ea_change_ci95_eV"],
+                "ea_members_std_eV": float(np.std(members, ddof=1)) if len(members) > 1 else None,
+                "snap_steps_difference_mean": row.get("snap_steps_difference_mean"),
+                "rupture_energy_difference_eV": row.get("rupture_energy_difference_eV"),
                 "wall_s": row["wall_s"],
             }
         )

@@ -90,3 +90,87 @@ def convergence_summary(rows: Sequence[dict[str, Any]], stop: StopConfig) -> dic
             },
         }
     return summary
+
+
+def self_consistency_summary(
+    rows: Sequence[dict[str, Any]], stop: StopConfig
+) -> dict[str, dict[str, Any]]:
+    """Per recipe, over every seed: how the signals that need no reference track the error.
+
+    - ``self_stop``: per seed, where the self-consistency rule (`rarelearn.consistency`)
+      would have stopped the campaign and its validated error there (None: not within the
+      iterations run);
+    - ``self_passes``: iterations the rule counts, and how many of them had the whole error
+      interval inside the tolerance (the rule's true positives) or the error outside it;
+    - ``change_error_rank_correlation``: Spearman's rank correlation of |Ea change| with
+      |Ea error| (iterations >= 1);
+    - ``members_cover``: share of iterations whose |error| lies within twice the spread of
+      the members' own pulls (the committee's uncertainty of Ea);
+    - ``snap_sign_agrees``: share of iterations with a resolved error (|error| > its interval)
+      and snap tests where the labeler snapping later than the model (too weak a model) comes
+      with a negative error, or earlier with a positive one.
+    """
+    from scipy.stats import spearmanr
+
+    from rarelearn.consistency import converged_iteration, reference_consistent, self_consistent
+
+    result: dict[str, dict[str, Any]] = {}
+    by_recipe: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for row in rows:
+        by_recipe.setdefault(row["recipe"], {}).setdefault(int(row["seed"]), []).append(row)
+    for recipe, seeds in by_recipe.items():
+        stops, passes, true_passes = {}, 0, 0
+        changes, errors, covered, n_members, signs, n_signs = [], [], 0, 0, 0, 0
+        for seed, seed_rows in sorted(seeds.items()):
+            seed_rows = sorted(seed_rows, key=lambda r: r["iteration"])
+            as_rows = [_as_campaign_row(r) for r in seed_rows]
+            stopped = converged_iteration(as_rows, stop, "self")
+            at = None
+            if stopped is not None:
+                last = as_rows[[r["iteration"] for r in as_rows].index(stopped) + stop.patience - 1]
+                at = {
+                    "iteration": last["iteration"],
+                    "ea_error_kcal_mol": last["ea_error_signed_eV"] * EV_TO_KCAL_MOL,
+                    "ea_error_ci95_kcal_mol": _kcal(last["ea_error_ci95_eV"]),
+                    "n_labels": last["n_labels"],
+                }
+            stops[str(seed)] = at
+            for row in as_rows:
+                error = row["ea_error_signed_eV"]
+                if self_consistent(row, stop):
+                    passes += 1
+                    true_passes += reference_consistent(row, stop)
+                if row["ea_change_eV"] is not None:
+                    changes.append(abs(row["ea_change_eV"]))
+                    errors.append(abs(error))
+                spread = row.get("ea_members_std_eV")
+                if spread is not None:
+                    n_members += 1
+                    covered += abs(error) <= 2 * spread
+                difference = row.get("snap_steps_difference_mean")
+                half = row.get("ea_error_ci95_eV")
+                if difference is not None and half is not None and abs(error) > half:
+                    n_signs += 1
+                    signs += (difference > 0) == (error < 0)
+        correlation = spearmanr(changes, errors).statistic if len(changes) > 2 else None
+        result[recipe] = {
+            "self_stop": stops,
+            "self_passes": passes,
+            "self_passes_within_tolerance": true_passes,
+            "change_error_rank_correlation": finite_or_none(correlation),
+            "n_changes": len(changes),
+            "members_cover": covered / n_members if n_members else None,
+            "n_members_rows": n_members,
+            "snap_sign_agrees": signs / n_signs if n_signs else None,
+            "n_snap_rows": n_signs,
+        }
+    return result
+
+
+def _kcal(value: float | None) -> float | None:
+    return None if value is None else value * EV_TO_KCAL_MOL
+
+
+def _as_campaign_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A study row under the campaign row's key names the stop rules read."""
+    return {**row, "ea_error_signed_eV": row["ea_error_eV"]}

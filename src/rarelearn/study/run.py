@@ -24,7 +24,7 @@ from rarelearn.progress import StageProgress
 from rarelearn.reference import write_json
 from rarelearn.runfolder import read_json
 from rarelearn.study import CAMPAIGN_STUDIES, campaigns, pulls
-from rarelearn.study.convergence import convergence_summary
+from rarelearn.study.convergence import convergence_summary, self_consistency_summary
 from rarelearn.study.settings import StudyConfig, load_study_config
 
 __all__ = ["run_study"]
@@ -63,6 +63,7 @@ def run_study(
         }
         if name == "convergence":
             result["recipes"] = convergence_summary(rows, config.base.stop)
+            result["self_consistency"] = self_consistency_summary(rows, config.base.stop)
         write_json(out / "study.json", result)
         from rarelearn.report.study_figures import build_study_report
 
