@@ -92,6 +92,7 @@ def test_without_pulls_rows_carry_what_is_known_and_say_unvalidated(runs):
     closing = [line for line in runs["output"].splitlines() if not line[:4].isdigit()]
     assert closing[0].startswith("NOT VALIDATED"), runs["output"]
     assert "NOT VALIDATED" in (run / "report.html").read_text()
+    assert main(["check", str(run)]) == 0  # start states only, no unseen set: nothing missing
 
 
 def test_sampled_frames_are_labeled_by_the_labeler_with_provenance(runs):
@@ -138,6 +139,7 @@ def test_validate_fills_the_errors_without_recomputing_an_nnp_pull(runs, tmp_pat
     again = json.loads((run / "summary.json").read_text())
     assert again["iterations"] == summary["iterations"]
     assert "against the reference stop rule" in capsys.readouterr().out
+    assert main(["check", str(run)]) == 0
 
 
 def test_validate_refuses_what_it_cannot_do(runs, tmp_path, capsys):

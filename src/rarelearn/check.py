@@ -117,9 +117,14 @@ def check_run(run_dir: Path, report: Callable[[Item], None] = lambda item: None)
     reference = None
     if (reference_dir / "reference.json").is_file():
         reference = checker.read(reference_dir / "reference.json", read_json, _nothing)
-        for name in (START_STATES_FILE, REPLICAS_FILE, "smd.npz", "start_state.traj"):
+        # a campaign without reference pulls (not validated yet) has start states only
+        names = (START_STATES_FILE, REPLICAS_FILE, "smd.npz", "start_state.traj")
+        if isinstance(reference, dict) and reference.get("validated") is False:
+            names = (START_STATES_FILE, "start_state.traj")
+        for name in names:
             if not (reference_dir / name).is_file():
                 checker.missing(reference_dir / name)
+    unvalidated = isinstance(reference, dict) and reference.get("validated") is False
     if (reference_dir / START_STATES_FILE).is_file():
         checker.read(
             reference_dir / START_STATES_FILE, load_start_states, lambda s: f"{len(s)} states"
@@ -150,7 +155,10 @@ def check_run(run_dir: Path, report: Callable[[Item], None] = lambda item: None)
                 lambda r: f"{r.get('n_labels')} labels",
             )
             for name in ITERATION_FILES:
-                if not (folder / name).exists() and (name != "members.json" or folder in folders):
+                optional = (name == "members.json" and folder not in folders) or (
+                    name == "unseen.npz" and unvalidated  # no unseen set without a reference
+                )
+                if not (folder / name).exists() and not optional:
                     checker.missing(folder / name)
         if row is not None and folder in folders:
             rows[int(folder.name)] = row
