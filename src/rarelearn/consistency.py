@@ -5,10 +5,12 @@ Two stop rules read the finished rows (``summary.json["iterations"]``):
 - **reference**: the 95 % interval of the Ea error (NNP replica mean - reference replica mean)
   lies inside +- the tolerance and the pulls break the reference's bonds;
 - **self** (needs no reference pull, for labels too costly to pull with): the 95 % interval of
-  the Ea change from the previous iteration lies inside +- the tolerance and, where
-  rupture-region labels are measured, their mean difference from the model does too, with no
-  unphysical pull. It says the loop stopped moving, not that it is right: a campaign stopped
-  by it is reported as not validated until `rarelearn validate` runs the reference pulls.
+  the Ea change from the previous iteration lies inside +- the tolerance; where snap tests run,
+  the labeler snaps within ``stop.snap_tolerance_steps`` of the model (the signal that tracked
+  the error over seeds); where rupture-region labels are measured, their mean difference from
+  the model lies inside the tolerance, with no unphysical pull. It says the loop stopped
+  moving, not that it is right: a campaign stopped by it is reported as not validated until
+  `rarelearn validate` runs the reference pulls.
 
 Either counts an iteration only in a streak of ``stop.patience`` consecutive ones.
 """
@@ -70,11 +72,19 @@ def reference_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
 
 
 def self_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
-    """The Ea change's interval inside the tolerance; where rupture-region labels were
-    measured, their difference from the model inside it too and no unphysical pull."""
+    """The Ea change's interval inside the tolerance; where snap tests ran, the labeler's and
+    the model's steps to the snap within ``stop.snap_tolerance_steps``; where rupture-region
+    labels were measured, their difference from the model inside the tolerance and no
+    unphysical pull."""
     tolerance = stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
     if not _within(row.get("ea_change_eV"), row.get("ea_change_ci95_eV"), tolerance):
         return False
+    if row.get("snap_n_tests") and not _within(
+        row.get("snap_steps_difference_mean"),
+        row.get("snap_steps_difference_ci95"),
+        stop.snap_tolerance_steps,
+    ):
+        return False  # also when the labeler held the load in every test (no difference)
     if row.get("rupture_labels"):
         if row.get("rupture_unphysical_pulls"):
             return False
@@ -112,6 +122,16 @@ def self_consistency_line(row: dict[str, Any], stop: StopConfig) -> str:
         + f" kcal/mol (95 %) from the previous committee (tolerance +-"
         f"{stop.tolerance_kcal_mol:g})"
     )
+    if row.get("snap_n_tests"):
+        steps = row.get("snap_steps_difference_mean")
+        if steps is None:
+            text += "; in the snap tests the labeler held the load where the model snapped"
+        else:
+            text += (
+                f"; in the snap tests the labeler snapped {steps:+.0f} +- "
+                f"{row.get('snap_steps_difference_ci95') or 0:.0f} steps after the model "
+                f"(tolerance +-{stop.snap_tolerance_steps:g})"
+            )
     if row.get("rupture_labels"):
         difference = row.get("rupture_energy_difference_eV")
         if difference is not None:

@@ -393,6 +393,9 @@ def study_markdown(study: dict[str, Any]) -> str:
         if isinstance(study.get("recipes"), dict):
             text += f"\nThe last row of every campaign:\n\n{_finals_markdown(rows)}\n"
             text += f"\nPer recipe, over seeds:\n\n{_recipes_markdown(study['recipes'])}\n"
+        if isinstance(study.get("self_consistency"), dict):
+            signals = _self_consistency_markdown(study["self_consistency"])
+            text += f"\nSignals without a reference, against the error:\n\n{signals}\n"
         return text
     first = "chain" if any("chain" in r for r in rows) else "speed (A/ps)"
     header = [
@@ -420,6 +423,48 @@ def study_markdown(study: dict[str, Any]) -> str:
     ]
     note = "Ea: replica mean +- standard error; agree: the 95 % interval contains zero."
     return f"Study {name}. {note}\n\n{markdown_table(header, table)}\n"
+
+
+def _share(value: Any, n: Any) -> str:
+    return "-" if value is None else f"{value:.0%} of {n}"
+
+
+def _self_consistency_markdown(signals: dict[str, Any]) -> str:
+    """Per recipe: where the self-consistency rule would stop each seed and the error there,
+    and how each signal that needs no reference tracks the error (`self_consistency_summary`)."""
+    header = [
+        "recipe",
+        "self rule stops (seed: iteration, error +- 95 %)",
+        "its passes with the error inside the tolerance",
+        "rank corr. abs(change), abs(error)",
+        "abs(error) within 2 x members' spread",
+        "snap sign right",
+        "rank corr. snap steps, error",
+    ]
+    table = []
+    for recipe, signal in signals.items():
+        stops = []
+        for seed, at in signal["self_stop"].items():
+            if at is None:
+                stops.append(f"{seed}: never")
+                continue
+            half = at.get("ea_error_ci95_kcal_mol")
+            interval = "" if half is None else f" +- {half:.1f}"
+            stops.append(f"{seed}: {at['iteration']}, {at['ea_error_kcal_mol']:+.1f}{interval}")
+        table.append(
+            [
+                recipe,
+                "; ".join(stops),
+                f"{signal['self_passes_within_tolerance']} of {signal['self_passes']}",
+                _fixed(signal.get("change_error_rank_correlation"), 2)
+                + f" ({signal['n_changes']} iterations)",
+                _share(signal.get("members_cover"), signal.get("n_members_rows")),
+                _share(signal.get("snap_sign_agrees"), signal.get("n_snap_rows")),
+                _fixed(signal.get("snap_error_rank_correlation"), 2)
+                + f" ({signal.get('n_snap_steps', 0)} iterations)",
+            ]
+        )
+    return markdown_table(header, table)
 
 
 def folder_markdown(folder: Path | str) -> str:

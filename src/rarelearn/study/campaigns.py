@@ -168,7 +168,9 @@ def campaign_rows(name: str, labels: dict[str, Any], run_dir: Path) -> list[dict
                 "ea_change_eV": row["ea_change_eV"],
                 "ea_change_ci95_eV": row["ea_change_ci95_eV"],
                 "ea_members_std_eV": float(np.std(members, ddof=1)) if len(members) > 1 else None,
+                "snap_n_tests": row.get("snap_n_tests"),
                 "snap_steps_difference_mean": row.get("snap_steps_difference_mean"),
+                "snap_steps_difference_ci95": row.get("snap_steps_difference_ci95"),
                 "rupture_energy_difference_eV": row.get("rupture_energy_difference_eV"),
                 "wall_s": row["wall_s"],
             }

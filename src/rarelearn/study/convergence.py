@@ -108,7 +108,10 @@ def self_consistency_summary(
       the members' own pulls (the committee's uncertainty of Ea);
     - ``snap_sign_agrees``: share of iterations with a resolved error (|error| > its interval)
       and snap tests where the labeler snapping later than the model (too weak a model) comes
-      with a negative error, or earlier with a positive one.
+      with a negative error, or earlier with a positive one;
+    - ``snap_error_rank_correlation``: Spearman's rank correlation of the snap tests' mean step
+      difference (labeler - model) with the signed Ea error (negative: the later the labeler
+      snaps, the lower the model's barrier).
     """
     from scipy.stats import spearmanr
 
@@ -121,6 +124,7 @@ def self_consistency_summary(
     for recipe, seeds in by_recipe.items():
         stops, passes, true_passes = {}, 0, 0
         changes, errors, covered, n_members, signs, n_signs = [], [], 0, 0, 0, 0
+        snap_steps, snap_errors = [], []
         for seed, seed_rows in sorted(seeds.items()):
             seed_rows = sorted(seed_rows, key=lambda r: r["iteration"])
             as_rows = [_as_campaign_row(r) for r in seed_rows]
@@ -148,11 +152,17 @@ def self_consistency_summary(
                     n_members += 1
                     covered += abs(error) <= 2 * spread
                 difference = row.get("snap_steps_difference_mean")
+                if difference is not None:
+                    snap_steps.append(difference)
+                    snap_errors.append(error)
                 half = row.get("ea_error_ci95_eV")
                 if difference is not None and half is not None and abs(error) > half:
                     n_signs += 1
                     signs += (difference > 0) == (error < 0)
         correlation = spearmanr(changes, errors).statistic if len(changes) > 2 else None
+        snap_correlation = (
+            spearmanr(snap_steps, snap_errors).statistic if len(snap_steps) > 2 else None
+        )
         result[recipe] = {
             "self_stop": stops,
             "self_passes": passes,
@@ -162,6 +172,8 @@ def self_consistency_summary(
             "members_cover": covered / n_members if n_members else None,
             "n_members_rows": n_members,
             "snap_sign_agrees": signs / n_signs if n_signs else None,
+            "snap_error_rank_correlation": finite_or_none(snap_correlation),
+            "n_snap_steps": len(snap_steps),
             "n_snap_rows": n_signs,
         }
     return result
