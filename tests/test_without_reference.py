@@ -22,7 +22,7 @@ from rarelearn.labeling import LabelerSpec
 from rarelearn.runfolder import ROW_KEYS
 from rarelearn.statistics import Sample, welch
 from rarelearn.units import EV_TO_KCAL_MOL
-from test_campaign import TINY, _run_cli
+from test_campaign import TESTS, TINY, _run_cli
 
 WITHOUT = (
     TINY.replace("[reference]\n", "[reference]\npulls = false\n")
@@ -218,3 +218,40 @@ def test_self_rule_reads_the_rupture_labels_where_measured():
     assert not self_consistent(off, stop)
     unphysical = dict(agree, rupture_unphysical_pulls=[3])
     assert not self_consistent(unphysical, stop)
+
+
+def test_dft_example_samples_with_xtb_and_labels_with_pyscf(tmp_path):
+    """The shipped DFT example's settings on a tiny scale (PBE/STO-3G, 2 frames, 2 start
+    states): GFN2-xTB samples, PySCF labels every equilibrium frame, no reference pull runs."""
+    from dataclasses import replace
+
+    from rarelearn.campaign import labeler_of, sampler_of, system_of
+    from rarelearn.dynamics import SMDSettings
+    from rarelearn.labeling import label_frames
+    from rarelearn.progress import StageProgress
+    from rarelearn.reference import EquilibriumSettings, run_reference
+    from rarelearn.store import CampaignStore
+
+    config = load_config(TESTS.parent / "examples" / "dft-ethane.toml")
+    assert (config.labeler.method, config.sampling.method) == ("pyscf", "GFN2-xTB")
+    assert config.reference.pulls is False and config.stop.resolved_rule(False) == "self"
+    spec = replace(labeler_of(config), options={**config.labeler.options, "basis": "sto-3g"})
+    spec.check()
+    settings = replace(
+        config.reference,
+        equilibrium=EquilibriumSettings(n_frames=2, equilibration_steps=10, sample_every=5),
+        smd=SMDSettings(relax_steps=20),
+        replicas=2,
+    )
+    atoms, pulled = system_of(config)
+    store = CampaignStore(tmp_path / "data.db")
+    with StageProgress(quiet=True) as progress:
+        summary = run_reference(
+            atoms, pulled, spec, settings, tmp_path, store, progress, sampler=sampler_of(config)
+        )
+    assert summary["validated"] is False and summary["sampler"] == "GFN2-xTB"
+    frames = store.labeled(["equilibrium"])
+    assert len(frames) == 2 and {a.info["sampler"] for a in frames} == {"GFN2-xTB"}
+    expected = label_frames(spec, frames[:1])[0]
+    assert frames[0].get_potential_energy() == pytest.approx(expected.energy, abs=1e-6)
+    assert len(list((tmp_path / "reference").glob("**/*.npz"))) == 0  # no pull ran
