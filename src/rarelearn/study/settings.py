@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rarelearn.config import (
+    QUICK_SNAP,
     CampaignConfig,
     ConfigError,
     from_dict,
@@ -27,6 +28,7 @@ from rarelearn.study import STUDIES
 #: Campaign settings of the quick campaign studies on top of the quick preset: 6 (ensemble)
 #: or 4 (selection) campaigns side by side on 2 cores within the hour.
 QUICK_CAMPAIGNS: dict[str, Any] = {
+    "snap": {"replicas": 0},  # the paper's questions, asked of the paper's loop
     "iterations": 3,
     "baselines": False,
     "reference": {"replicas": 8, "equilibrium": {"n_frames": 500, "sample_every": 2}},
@@ -114,10 +116,12 @@ class StudySettings:
 #: Recipes of the convergence study: named campaign settings laid over the base campaign.
 #: ``protocol`` is the base itself (the paper's loop at the preset's budget).
 RECIPES: dict[str, dict[str, Any]] = {
-    "protocol": {},
+    # the paper's loop: no snap tests (the quick preset has them: switched off here)
+    "protocol": {"snap": {"replicas": 0}},
     # every iteration, 8 of the NNP pulls snap-tested by the labeler; 8 frames of each test
-    # with one noisy copy join the training set (128 labels an iteration beside the UQ ones)
-    "snap": {"snap": {"replicas": 8, "max_frames": 8, "n_copies": 1}},
+    # with one noisy copy join the training set (128 labels an iteration beside the UQ ones):
+    # the quick preset's own recipe
+    "snap": {"snap": dict(QUICK_SNAP)},
     "force-uq": {"selection": {"uq": "force"}},
     "paper-committee": {"committee": {"n_members": 7, "strategy": "inherited"}},
 }
