@@ -58,7 +58,7 @@ class StudySettings:
     #: convergence: the model seeds (``seed`` of each campaign; the reference is shared) and
     #: the recipes (names in `RECIPES`) run over each of them
     seeds: tuple[int, ...] = (0, 1, 2, 3)
-    recipes: tuple[str, ...] = ("protocol",)
+    recipes: tuple[str, ...] = ("preset",)
 
     def validate(self, study: str) -> None:
         def require(ok: bool, key: str, what: str) -> None:
@@ -113,9 +113,11 @@ class StudySettings:
             raise ConfigError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
 
 
-#: Recipes of the convergence study: named campaign settings laid over the base campaign.
-#: ``protocol`` is the base itself (the paper's loop at the preset's budget).
+#: Recipes of the convergence study: named campaign settings laid over the preset's campaign
+#: (``force-uq`` and ``paper-committee`` over the quick preset keep its snap tests).
 RECIPES: dict[str, dict[str, Any]] = {
+    # the preset as it is (the quick preset: snap tests on; the paper preset: the paper's loop)
+    "preset": {},
     # the paper's loop: no snap tests (the quick preset has them: switched off here)
     "protocol": {"snap": {"replicas": 0}},
     # every iteration, 8 of the NNP pulls snap-tested by the labeler; 8 frames of each test
