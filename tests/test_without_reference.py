@@ -95,6 +95,14 @@ def test_without_pulls_rows_carry_what_is_known_and_say_unvalidated(runs):
     assert main(["check", str(run)]) == 0  # start states only, no unseen set: nothing missing
 
 
+def test_markdown_of_a_run_without_pulls_shows_what_it_knows(runs, capsys):
+    assert main(["report", str(runs["without"]), "--markdown"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("NOT VALIDATED")
+    assert "change +- 95 % (kcal/mol)" in text and "rupture force (eV/A)" in text
+    assert "error +- 95 %" not in text
+
+
 def test_sampled_frames_are_labeled_by_the_labeler_with_provenance(runs):
     run = runs["without"]
     db = connect(run / "data.db")

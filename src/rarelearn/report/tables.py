@@ -214,6 +214,29 @@ def _slash(values: Any, digits: int) -> str:
     return " / ".join(_fixed(v, digits) for v in values)
 
 
+def _validated_cells(row: dict[str, Any], single: float | None) -> list[str]:
+    """The paired error and the single-pull error of a validated row."""
+    return [
+        _error_kcal_mol(row, "ea_error_paired_eV", "ea_error_paired_ci95_eV"),
+        "-" if single is None else f"{abs(single) * EV_TO_KCAL_MOL:.1f}",
+    ]
+
+
+def _unvalidated_cells(row: dict[str, Any]) -> list[str]:
+    """What a row without a reference has in their place: the rupture force (mean +-
+    standard error) and the rupture-region labels' difference from the model (+- 95 %)."""
+    force = _fixed(row.get("rupture_force_nnp_eV_A"), 2)
+    sem = _number(row.get("rupture_force_nnp_sem_eV_A"))
+    if force != "-" and sem is not None:
+        force += f" +- {sem:.2f}"
+    labels = _error_kcal_mol(
+        row, "rupture_energy_difference_eV", "rupture_energy_difference_ci95_eV"
+    )
+    if row.get("rupture_unphysical_pulls"):
+        labels += f" (unphysical: {row['rupture_unphysical_pulls']})"
+    return [force, labels]
+
+
 def campaign_markdown(summary: dict[str, Any]) -> str:
     """A campaign's reference line and iteration table (baselines below), as Markdown."""
     reference = summary.get("broken_bonds_ref")
@@ -223,8 +246,8 @@ def campaign_markdown(summary: dict[str, Any]) -> str:
         "labels",
         "Ea NNP (eV)",
         "error +- 95 % (kcal/mol)" if checked else "change +- 95 % (kcal/mol)",
-        "paired +- 95 %",
-        "single pull",
+        "paired +- 95 %" if checked else "rupture force (eV/A)",
+        "single pull" if checked else "rupture labels: model - labeler (kcal/mol)",
         "members' Ea (eV)",
         "pulls broke",
         "bonds broken",
@@ -250,8 +273,7 @@ def campaign_markdown(summary: dict[str, Any]) -> str:
             str(row.get("n_labels", "-")),
             _fixed(row.get("ea_nnp_eV"), 3),
             _error_kcal_mol(row) if checked else _error_kcal_mol(row, *change_keys),
-            _error_kcal_mol(row, "ea_error_paired_eV", "ea_error_paired_ci95_eV"),
-            "-" if single is None else f"{abs(single) * EV_TO_KCAL_MOL:.1f}",
+            *(_validated_cells(row, single) if checked else _unvalidated_cells(row)),
             _slash(row.get("ea_members_eV"), 2),
             _pulls_broke(row),
             bonds,
