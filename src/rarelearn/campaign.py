@@ -673,17 +673,8 @@ class Campaign:
         return self._with_copies(i, originals, details, settings.n_copies, SNAP_TASK_OFFSET, rng)
 
     def unseen_predictions(self, path: Path, committee: Committee) -> np.ndarray:
-        """Best member's energies on the unseen reference-SMD frames (saved for the parity plot;
-        none without reference pulls)."""
-        if not self.unseen:
-            return np.zeros(0)
-        if path.is_file():
-            return load_npz(path, ["e_pred_eV"])["e_pred_eV"]
-        e_pred, _ = committee.best.predict(self.unseen, forces=False)
-        temporary = path.with_name(path.name + ".tmp.npz")
-        np.savez(temporary, e_ref_eV=self.unseen_energies, e_pred_eV=e_pred)
-        manifest.replace(temporary, path)
-        return e_pred
+        """Best member's energies on the unseen reference-SMD frames (`unseen_predictions`)."""
+        return unseen_predictions(path, committee, self.unseen, self.unseen_energies)
 
     def metrics_row(
         self,
@@ -987,6 +978,22 @@ class Campaign:
         write_json(self.run_dir / "summary.json", summary)
         manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         return summary
+
+
+def unseen_predictions(
+    path: Path, committee: Committee, unseen: list[Atoms], energies: np.ndarray
+) -> np.ndarray:
+    """Best member's energies on the unseen reference-SMD frames, saved with the labels' in
+    ``path`` for the parity plot (read from it once there); none without reference pulls."""
+    if not unseen:
+        return np.zeros(0)
+    if path.is_file():
+        return load_npz(path, ["e_pred_eV"])["e_pred_eV"]
+    e_pred, _ = committee.best.predict(unseen, forces=False)
+    temporary = path.with_name(path.name + ".tmp.npz")
+    np.savez(temporary, e_ref_eV=energies, e_pred_eV=e_pred)
+    manifest.replace(temporary, path)
+    return e_pred
 
 
 def campaign_summary(

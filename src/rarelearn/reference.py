@@ -7,6 +7,7 @@ the SMD trace(s), the relaxed start state every later SMD starts from, and ``ref
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,34 @@ def _replica_job(
 def _pull_job(
     task: tuple[LabelerSpec, StartState, SMDSettings, int],
 ) -> SMDTrace:
-    """Worker side of `rarelearn validate`: one reference pull from a stored start state."""
+    """Worker side of `pull_replicas`: one reference pull from a stored start state."""
     return pull_from(*task)
+
+
+def pull_replicas(
+    spec: LabelerSpec,
+    starts: Sequence[StartState],
+    settings: ReferenceSettings,
+    reference_dir: Path,
+    executor: Executor,
+    progress: StageProgress,
+) -> None:
+    """The reference pulls from given start states that are not on disk yet, side by side on
+    the executor, each saved as it finishes (`rarelearn validate`)."""
+    files = _ReplicaFiles(reference_dir)
+    pending = [r for r in range(len(starts)) if not files.pulled(r)]
+    if not pending:
+        return
+    group = max(1, executor.workers)
+    name = f"validation: reference pulls with {spec.name} ({executor.workers} workers)"
+    with progress.stage(name, len(starts), "replicas") as update:
+        update(len(starts) - len(pending), len(starts))
+        for first in range(0, len(pending), group):
+            part = pending[first : first + group]
+            tasks = [(spec, starts[r], settings.smd, replica_seed(settings.seed, r)) for r in part]
+            for r, trace in zip(part, executor.map(_pull_job, tasks), strict=True):
+                files.save(r, None, trace)
+            update(len(starts) - len(pending) + first + len(part), len(starts))
 
 
 def replica_seed(seed: int, replica: int) -> int:

@@ -25,7 +25,7 @@ from rarelearn.lock import CampaignLock
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, load_start_states
-from rarelearn.reference import _pull_job, _ReplicaFiles, finish_reference, replica_seed, write_json
+from rarelearn.reference import finish_reference, pull_replicas, write_json
 from rarelearn.runfolder import read_json
 
 #: The fewest replicas that give an interval.
@@ -40,12 +40,14 @@ def validate_run(
 ) -> dict[str, Any]:
     """Validate the campaign in ``run_dir`` (see the module); return its new summary."""
     from rarelearn.campaign import (
-        Campaign,
         _Iteration,
         campaign_summary,
+        executor_of,
         labeler_of,
         load_committee,
         open_store,
+        system_of,
+        unseen_predictions,
     )
     from rarelearn.config import load_resolved
     from rarelearn.pulls import compare_pulls
@@ -87,13 +89,14 @@ def validate_run(
     settings = replace(config.reference, replicas=n, pulls=True)
     with CampaignLock(run_dir), StageProgress(quiet=quiet) as progress:
         manifest.require_intact(run_dir)
-        campaign = Campaign(config, progress)
+        atoms, pulled = system_of(config)
         store = open_store(config, run_dir)
+        executor = executor_of(config)
         try:
-            _pull(campaign, spec, starts[:n], settings, reference_dir, progress)
-            summary_json = finish_reference(reference_dir, store, spec, settings, campaign.pulled)
+            pull_replicas(spec, starts[:n], settings, reference_dir, executor, progress)
         finally:
-            campaign.close()
+            executor.close()
+        summary_json = finish_reference(reference_dir, store, spec, settings, pulled)
         summary_json.update(
             validated_later=True,
             sampler=before.get("sampler", spec.name),
@@ -101,8 +104,8 @@ def validate_run(
         )
         write_json(reference_json, summary_json)
         reference_pulls = ReplicaPulls.load(reference_dir / REPLICAS_FILE)
-        campaign.unseen = store.labeled(["reference_smd"])
-        campaign.unseen_energies = np.array([a.get_potential_energy() for a in campaign.unseen])
+        unseen = store.labeled(["reference_smd"])
+        energies = np.array([a.get_potential_energy() for a in unseen])
         spring = config.reference.smd.spring_constant_eV_per_A2
         rows = []
         folders = sorted(run_dir.glob("iterations/[0-9][0-9][0-9]/metrics.json"))
@@ -110,20 +113,18 @@ def validate_run(
             paths = _Iteration(path.parent)
             row = read_json(path)
             errors = compare_pulls(ReplicaPulls.load(paths.replicas), reference_pulls, spring)
-            e_pred = campaign.unseen_predictions(paths.unseen, load_committee(paths.committee))
+            committee = load_committee(paths.committee)
+            e_pred = unseen_predictions(paths.unseen, committee, unseen, energies)
             row.update(
                 errors,
                 ea_ref_eV=reference_pulls.sample.mean,
                 ea_error_kcal_mol=errors["ea_error_eV"] * EV_TO_KCAL_MOL,
-                mae_unseen_kcal_mol=relative_energy_mae(e_pred, campaign.unseen_energies)
-                * EV_TO_KCAL_MOL,
+                mae_unseen_kcal_mol=relative_energy_mae(e_pred, energies) * EV_TO_KCAL_MOL,
             )
             write_json(path, row)
             rows.append(row)
         old = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
-        summary = campaign_summary(
-            config, rows, summary_json, reference_pulls, campaign.atoms, campaign.pulled
-        )
+        summary = campaign_summary(config, rows, summary_json, reference_pulls, atoms, pulled)
         baselines = old.get("baselines") or {}
         if rows and "equilibrium_only" in baselines:
             baselines["equilibrium_only"] = {
@@ -136,29 +137,3 @@ def validate_run(
         manifest.record(run_dir / "data.db")
         build_report(run_dir)
     return summary
-
-
-def _pull(
-    campaign: Any,
-    spec: LabelerSpec,
-    starts: list,
-    settings: Any,
-    reference_dir: Path,
-    progress: StageProgress,
-) -> None:
-    """The reference pulls not on disk yet, side by side on the campaign's executor."""
-    files = _ReplicaFiles(reference_dir)
-    pending = [r for r in range(len(starts)) if not files.pulled(r)]
-    if not pending:
-        return
-    executor = campaign.executor
-    group = max(1, executor.workers)
-    name = f"validation: reference pulls with {spec.name} ({executor.workers} workers)"
-    with progress.stage(name, len(starts), "replicas") as update:
-        update(len(starts) - len(pending), len(starts))
-        for first in range(0, len(pending), group):
-            part = pending[first : first + group]
-            tasks = [(spec, starts[r], settings.smd, replica_seed(settings.seed, r)) for r in part]
-            for r, trace in zip(part, executor.map(_pull_job, tasks), strict=True):
-                files.save(r, None, trace)
-            update(len(starts) - len(pending) + first + len(part), len(starts))
