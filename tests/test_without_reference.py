@@ -9,6 +9,7 @@ what the campaign would have computed with them.
 import hashlib
 import json
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from rarelearn.labeling import LabelerSpec
 from rarelearn.runfolder import ROW_KEYS
 from rarelearn.statistics import Sample, welch
 from rarelearn.units import EV_TO_KCAL_MOL
-from test_campaign import TESTS, TINY, _run_cli
+from test_campaign import TESTS, TINY, _comparable, _labels_stored, _run_cli, _wait_for
 
 WITHOUT = (
     TINY.replace("[reference]\n", "[reference]\npulls = false\n")
@@ -148,6 +149,29 @@ def test_validate_fills_the_errors_without_recomputing_an_nnp_pull(runs, tmp_pat
     assert again["iterations"] == summary["iterations"]
     assert "against the reference stop rule" in capsys.readouterr().out
     assert main(["check", str(run)]) == 0
+
+
+def test_a_campaign_killed_while_labeling_sampled_frames_resumes_to_the_same_rows(runs, tmp_path):
+    """Killed in the middle of the labeler's pass over the sampled equilibrium frames: the
+    resume labels the rest (none twice) and ends with the uninterrupted campaign's rows."""
+    config = tmp_path / "without.toml"
+    config.write_text(WITHOUT)
+    run = tmp_path / "run"
+    process = _run_cli(["run", "--config", str(config), "--out", str(run)], delay=0.2)
+    reached = _wait_for(process, lambda: 0 < _labels_stored(run, "equilibrium") < 60)
+    assert reached, process.communicate(timeout=60)[0][-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    stored = _labels_stored(run, "equilibrium")
+    assert 0 < stored < 60
+    process = _run_cli(["run", "--out", str(run)])
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output
+    resumed = json.loads((run / "summary.json").read_text())
+    uninterrupted = json.loads((runs["without"] / "summary.json").read_text())
+    assert _comparable(resumed) == _comparable(uninterrupted)
+    uids = [row.uid for row in connect(run / "data.db").select()]
+    assert len(uids) == len(set(uids))
 
 
 def test_validate_refuses_what_it_cannot_do(runs, tmp_path, capsys):
