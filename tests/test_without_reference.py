@@ -151,6 +151,7 @@ def test_validate_fills_the_errors_without_recomputing_an_nnp_pull(runs, tmp_pat
     assert main(["check", str(run)]) == 0
 
 
+@pytest.mark.slow  # ~1 min; keeps the default suite under 10 minutes (run with -m slow)
 def test_a_campaign_killed_while_labeling_sampled_frames_resumes_to_the_same_rows(runs, tmp_path):
     """Killed in the middle of the labeler's pass over the sampled equilibrium frames: the
     resume labels the rest (none twice) and ends with the uninterrupted campaign's rows."""
