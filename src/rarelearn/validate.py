@@ -19,14 +19,33 @@ from typing import Any
 import numpy as np
 
 from rarelearn import manifest
+from rarelearn.campaign import (
+    _Iteration,
+    campaign_summary,
+    executor_of,
+    labeler_of,
+    load_committee,
+    open_store,
+    system_of,
+    unseen_predictions,
+)
+from rarelearn.config import load_resolved
 from rarelearn.errors import RarelearnError
 from rarelearn.labeling import LabelerSpec
 from rarelearn.lock import CampaignLock
 from rarelearn.metrics import relative_energy_mae
 from rarelearn.progress import StageProgress
-from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, load_start_states
+from rarelearn.pulls import (
+    REPLICAS_FILE,
+    START_STATES_FILE,
+    ReplicaPulls,
+    compare_pulls,
+    load_start_states,
+)
 from rarelearn.reference import finish_reference, pull_replicas, write_json
+from rarelearn.report import build_report
 from rarelearn.runfolder import read_json
+from rarelearn.units import EV_TO_KCAL_MOL
 
 #: The fewest replicas that give an interval.
 MIN_REPLICAS = 2
@@ -39,21 +58,6 @@ def validate_run(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Validate the campaign in ``run_dir`` (see the module); return its new summary."""
-    from rarelearn.campaign import (
-        _Iteration,
-        campaign_summary,
-        executor_of,
-        labeler_of,
-        load_committee,
-        open_store,
-        system_of,
-        unseen_predictions,
-    )
-    from rarelearn.config import load_resolved
-    from rarelearn.pulls import compare_pulls
-    from rarelearn.report import build_report
-    from rarelearn.units import EV_TO_KCAL_MOL
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise RarelearnError(f"{run_dir} is not a campaign run folder (no config.toml)")
