@@ -395,6 +395,17 @@ def test_unknown_labeler_option_is_refused_before_any_work(tmp_path, capsys):
         ("[store]\nurl = 'postgresql://me:secret@db/x'", "password"),
         ("[system]\nchain = 6\nstructure = 'x.xyz'", "system"),
         ("iterations = [", "not valid TOML"),
+        # campaigns without reference pulls (docs/dft.md)
+        ("[reference]\npulls = false\n[stop]\nrule = 'reference'", "stop.rule"),
+        ("[stop]\nrule = 'vibes'", "stop.rule"),
+        (
+            "[reference]\npulls = false\nreplicas = 3\n[selection]\nstrategy = 'reference'",
+            "selection.strategy",
+        ),
+        ("[sampling]\noptions = {accuracy = 2.0}", "sampling.options"),
+        ("[sampling]\nmethod = ''", "sampling.method"),
+        ("[reference]\npulls = 'no'", "pulls"),
+        ("[stop]\nsnap_tolerance_steps = 0", "stop.snap_tolerance_steps"),
     ],
 )
 def test_each_bad_setting_is_named(tmp_path, toml, setting):

@@ -18,7 +18,6 @@ from ase.db import connect
 from rarelearn.cli import main
 from rarelearn.config import load_config
 from rarelearn.consistency import changes, converged_iteration, self_consistent
-from rarelearn.errors import ConfigError
 from rarelearn.labeling import LabelerSpec
 from rarelearn.runfolder import ROW_KEYS
 from rarelearn.statistics import Sample, welch
@@ -182,27 +181,6 @@ def test_validate_refuses_what_it_cannot_do(runs, tmp_path, capsys):
     assert "--replicas" in capsys.readouterr().err
     assert main(["validate", str(tmp_path)]) == 2
     assert "not a campaign run folder" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("toml", "setting"),
-    [
-        ("[reference]\npulls = false\n[stop]\nrule = 'reference'", "stop.rule"),
-        ("[stop]\nrule = 'vibes'", "stop.rule"),
-        (
-            "[reference]\npulls = false\nreplicas = 3\n[selection]\nstrategy = 'reference'",
-            "selection.strategy",
-        ),
-        ("[sampling]\noptions = {accuracy = 2.0}", "sampling.options"),
-        ("[sampling]\nmethod = ''", "sampling.method"),
-        ("[reference]\npulls = 'no'", "pulls"),
-    ],
-)
-def test_bad_settings_without_reference_are_named(tmp_path, toml, setting):
-    path = tmp_path / "c.toml"
-    path.write_text(toml + "\n")
-    with pytest.raises(ConfigError, match=setting):
-        load_config(path)
 
 
 def test_unknown_sampling_method_is_refused_before_any_work(tmp_path, capsys):

@@ -50,7 +50,6 @@ from rarelearn.pulls import (
     ReplicaPulls,
     compare_pulls,
     load_start_states,
-    unvalidated_keys,
 )
 from rarelearn.reference import (
     LABELED_REPLICA,
@@ -686,10 +685,7 @@ class Campaign:
     ) -> dict[str, Any]:
         spring = self.config.reference.smd.spring_constant_eV_per_A2
         reference = self.reference_pulls
-        if reference is None:
-            errors = unvalidated_keys(pulls, spring)
-        else:
-            errors = compare_pulls(pulls, reference, spring)
+        errors = compare_pulls(pulls, reference, spring)
         sample = pulls.sample
         train_mae, val_mae = split_maes(committee, frames)
         unseen_mae = None

@@ -80,12 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument(
         "--method", default="GFN2-xTB", help="GFN2-xTB, GFN1-xTB, dftb, pyscf or module:Class"
     )
-    reference.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="labeler option, repeatable (e.g. --method pyscf --option xc=PBE)",
+    _add_option_argument(
+        reference, "labeler option, repeatable (e.g. --method pyscf --option xc=PBE)"
     )
     _add_smd_arguments(reference)
     reference.add_argument(
@@ -137,12 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     relabel.add_argument(
         "--labeler", required=True, help="GFN2-xTB, GFN1-xTB, dftb, pyscf or module:Class"
     )
-    relabel.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="labeler option, repeatable (e.g. --option xc=PBE --option density_fit=true)",
+    _add_option_argument(
+        relabel, "labeler option, repeatable (e.g. --option xc=PBE --option density_fit=true)"
     )
     relabel.add_argument("--out", type=Path, required=True, help="new run folder; resumes it")
     relabel.add_argument(
@@ -181,13 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="pull from the first N start states (default: all the campaign made)",
     )
     validate.add_argument("--labeler", help="reference method (default: the campaign's labeler)")
-    validate.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="option of --labeler, repeatable (e.g. --option xc=PBE)",
-    )
+    _add_option_argument(validate, "option of --labeler, repeatable (e.g. --option xc=PBE)")
 
     check = commands.add_parser(
         "check", help="read a run folder end to end and say which files are damaged (read-only)"
@@ -245,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     smd.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
+
+
+def _add_option_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--option KEY=VALUE``, repeatable: a labeler option (`labeling.parse_options`)."""
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )
 
 
 def _parse_group(text: str, name: str) -> tuple[int, ...]:

@@ -362,6 +362,11 @@ def _require(condition: bool, setting: str, message: str) -> None:
         raise ConfigError(f"{setting} {message}")
 
 
+def _is_positive_number(value: Any) -> bool:
+    """A number (not a bool) above zero."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -563,9 +568,7 @@ def validate(config: CampaignConfig) -> None:
         "are used",
     )
     _require(
-        isinstance(stop.tolerance_kcal_mol, int | float)
-        and not isinstance(stop.tolerance_kcal_mol, bool)
-        and stop.tolerance_kcal_mol > 0,
+        _is_positive_number(stop.tolerance_kcal_mol),
         "stop.tolerance_kcal_mol",
         f"must be a positive number, got {stop.tolerance_kcal_mol!r}",
     )
@@ -575,9 +578,7 @@ def validate(config: CampaignConfig) -> None:
         f"must be a share between 0 and 1, got {stop.min_reference_bond_share!r}",
     )
     _require(
-        isinstance(stop.snap_tolerance_steps, int | float)
-        and not isinstance(stop.snap_tolerance_steps, bool)
-        and stop.snap_tolerance_steps > 0,
+        _is_positive_number(stop.snap_tolerance_steps),
         "stop.snap_tolerance_steps",
         f"must be a positive number of steps, got {stop.snap_tolerance_steps!r}",
     )

@@ -213,81 +213,76 @@ class ReplicaPulls:
         )
 
 
+#: The Ea error keys of a row, in `compare_pulls`'s order.
+EA_ERROR_KEYS = (
+    "ea_error_eV",
+    "ea_error_signed_eV",
+    "ea_error_ci95_eV",
+    "ea_error_paired_eV",
+    "ea_error_paired_ci95_eV",
+    "ea_error_single_eV",
+)
+
+
 def compare_pulls(
-    model: ReplicaPulls, reference: ReplicaPulls, spring_constant_eV_A2: float
+    model: ReplicaPulls, reference: ReplicaPulls | None, spring_constant_eV_A2: float
 ) -> dict[str, Any]:
     """Ea and rupture-force errors of the model's pulls against the reference's, as row keys
     (eV, eV/A), and the share of the model's pulls that break a bond the reference breaks.
 
     ``model`` pull r starts from reference replica r's start state; the paired difference
-    uses the first min(R_model, R_reference) pairs.
+    uses the first min(R_model, R_reference) pairs. Without a reference (a campaign without
+    reference pulls) the same keys: the model's rupture force, every value naming the
+    reference None.
     """
+    forces = rupture_force_keys(model, reference, spring_constant_eV_A2)
+    if reference is None:
+        return {**dict.fromkeys(EA_ERROR_KEYS), **forces, "reference_bond_share": None}
     difference = welch(model.sample, reference.sample)
     n_pairs = min(model.n, reference.n)
     twin = paired(model.activation_energy_eV[:n_pairs], reference.activation_energy_eV[:n_pairs])
+    single = abs(float(model.activation_energy_eV[0] - reference.activation_energy_eV[0]))
+    errors = (
+        abs(difference.estimate),
+        difference.estimate,
+        finite_or_none(difference.half_width),
+        twin.estimate,
+        finite_or_none(twin.half_width),
+        single,
+    )
     return {
-        "ea_error_eV": abs(difference.estimate),
-        "ea_error_signed_eV": difference.estimate,
-        "ea_error_ci95_eV": finite_or_none(difference.half_width),
-        "ea_error_paired_eV": twin.estimate,
-        "ea_error_paired_ci95_eV": finite_or_none(twin.half_width),
-        "ea_error_single_eV": abs(
-            float(model.activation_energy_eV[0] - reference.activation_energy_eV[0])
-        ),
-        **rupture_force_keys(model, reference, spring_constant_eV_A2),
+        **dict(zip(EA_ERROR_KEYS, errors, strict=True)),
+        **forces,
         "reference_bond_share": model.reference_bond_share(reference),
     }
 
 
-def unvalidated_keys(model: ReplicaPulls, spring_constant_eV_A2: float) -> dict[str, Any]:
-    """The keys of `compare_pulls` for a campaign without reference pulls: the model's rupture
-    force (mean, standard error, per pull), every value naming the reference None."""
-    keys = dict.fromkeys(compare_pulls_keys())
-    forces = Sample.of(model.rupture_forces_eV_A(spring_constant_eV_A2))
-    keys.update(
-        rupture_force_nnp_eV_A=forces.mean,
-        rupture_force_nnp_sem_eV_A=finite_or_none(forces.sem),
-        rupture_force_nnp_replicas_eV_A=list(forces.values),
-    )
-    return keys
-
-
-def compare_pulls_keys() -> tuple[str, ...]:
-    """The row keys `compare_pulls` fills, in its order."""
-    return (
-        "ea_error_eV",
-        "ea_error_signed_eV",
-        "ea_error_ci95_eV",
-        "ea_error_paired_eV",
-        "ea_error_paired_ci95_eV",
-        "ea_error_single_eV",
-        "rupture_force_nnp_eV_A",
-        "rupture_force_nnp_sem_eV_A",
-        "rupture_force_nnp_replicas_eV_A",
-        "rupture_force_ref_eV_A",
-        "rupture_force_ref_sem_eV_A",
-        "rupture_force_error_eV_A",
-        "rupture_force_error_ci95_eV_A",
-        "reference_bond_share",
-    )
-
-
 def rupture_force_keys(
-    model: ReplicaPulls, reference: ReplicaPulls, spring_constant_eV_A2: float
+    model: ReplicaPulls, reference: ReplicaPulls | None, spring_constant_eV_A2: float
 ) -> dict[str, Any]:
-    """Both sides' mean rupture force and the error with its Welch 95 % interval (eV/A)."""
+    """Both sides' mean rupture force and the error with its Welch 95 % interval (eV/A); the
+    reference's and the error None without a reference."""
     nnp = Sample.of(model.rupture_forces_eV_A(spring_constant_eV_A2))
-    ref = Sample.of(reference.rupture_forces_eV_A(spring_constant_eV_A2))
-    difference = welch(nnp, ref)
-    return {
+    keys = {
         "rupture_force_nnp_eV_A": nnp.mean,
         "rupture_force_nnp_sem_eV_A": finite_or_none(nnp.sem),
         "rupture_force_nnp_replicas_eV_A": list(nnp.values),
-        "rupture_force_ref_eV_A": ref.mean,
-        "rupture_force_ref_sem_eV_A": finite_or_none(ref.sem),
-        "rupture_force_error_eV_A": difference.estimate,
-        "rupture_force_error_ci95_eV_A": finite_or_none(difference.half_width),
+        "rupture_force_ref_eV_A": None,
+        "rupture_force_ref_sem_eV_A": None,
+        "rupture_force_error_eV_A": None,
+        "rupture_force_error_ci95_eV_A": None,
     }
+    if reference is None:
+        return keys
+    ref = Sample.of(reference.rupture_forces_eV_A(spring_constant_eV_A2))
+    difference = welch(nnp, ref)
+    keys.update(
+        rupture_force_ref_eV_A=ref.mean,
+        rupture_force_ref_sem_eV_A=finite_or_none(ref.sem),
+        rupture_force_error_eV_A=difference.estimate,
+        rupture_force_error_ci95_eV_A=finite_or_none(difference.half_width),
+    )
+    return keys
 
 
 def bond_counts_text(counts: dict[str, int] | None) -> str:

@@ -122,9 +122,9 @@ def reference_replica(
     relaxer = calculator if sampler is None else sampler.build(reuse_wavefunction=True)
     if progress is None:
         start = relax_start_state(atoms, relaxer, pulled, settings, seed)
-        return start, run_smd(start, calculator, settings, seed) if pull else None
-    with progress.stage(f"relax 10 K{label}", settings.relax_steps) as update:
-        start = relax_start_state(atoms, relaxer, pulled, settings, seed, progress=update)
+    else:
+        with progress.stage(f"relax 10 K{label}", settings.relax_steps) as update:
+            start = relax_start_state(atoms, relaxer, pulled, settings, seed, progress=update)
     if not pull:
         return start, None
     return start, pull_from(spec, start, settings, seed, progress, label, calculator)
