@@ -26,13 +26,14 @@ from rarelearn.dynamics import (
 from rarelearn.molecules import build_alkane, default_pulled_atoms
 from rarelearn.potentials import ANIModel, ANISettings, ModelError
 from rarelearn.potentials.ani.aev import (
+    LARGE_MOLECULE_CHUNK,
     MAX_STATIC_ATOMS,
     NeighborListAEV,
     StaticAEV,
     molecule_aev,
 )
 from rarelearn.potentials.ani.features import TrainingFeatures
-from rarelearn.potentials.ani.training import LARGE_MOLECULE_CHUNK, backward_batch, batch_loss
+from rarelearn.potentials.ani.training import backward_batch, batch_loss
 
 SMALL = ANISettings(layers={"H": (24, 16), "C": (24, 16)})
 
@@ -228,3 +229,18 @@ def test_large_molecule_batches_in_chunks_give_the_whole_batch_gradient() -> Non
     assert loss == pytest.approx(whole.item(), rel=1e-12)
     for parameter, gradient in zip(model.networks.parameters(), expected, strict=True):
         torch.testing.assert_close(parameter.grad, gradient, rtol=1e-10, atol=1e-12)
+
+
+def test_large_molecule_validation_aevs_in_chunks_equal_one_pass() -> None:
+    """Beyond 64 atoms the features' AEVs are computed `LARGE_MOLECULE_CHUNK` frames a pass
+    (memory); they must be the AEVs of one pass over all frames."""
+    frames = [_shaken(21, seed) for seed in range(2 * LARGE_MOLECULE_CHUNK + 1)]
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((len(atoms), 3)))
+    model = ANIModel(["H", "C"], SMALL)
+    group = model.training_features(frames).groups[0]
+    assert group["n_atoms"] > MAX_STATIC_ATOMS
+    species = group["elem"].expand(len(frames), -1).contiguous()
+    with torch.no_grad():
+        one_pass = model.aev_computer(species, group["coords"])
+    torch.testing.assert_close(group["aev"], one_pass, rtol=1e-6, atol=1e-6)

@@ -42,6 +42,12 @@ from torchani.nn import AtomicNetwork, parse_activation
 #: same at 60 to 64 atoms (benchmarks/size.py); beyond, `NeighborListAEV` is the cheaper.
 MAX_STATIC_ATOMS = 64
 
+#: Frames per pass through `NeighborListAEV` when training on or evaluating a batch of a
+#: molecule beyond `MAX_STATIC_ATOMS`: one pass holds every pair of its frames and, in
+#: training, their double-backward graph (~25 MB per C40 frame), so the passes stay small; 4
+#: frames train C40 as fast as 8 (benchmarks/training_memory.py, docs/architecture.md).
+LARGE_MOLECULE_CHUNK = 4
+
 #: How `molecule_aev` computes the AEVs of a molecule: ``auto`` (static tables up to
 #: `MAX_STATIC_ATOMS` atoms, else TorchANI's neighbour list), ``static`` or ``neighbor_list``
 #: (either one by name: the tests compare them on a molecule both can do).

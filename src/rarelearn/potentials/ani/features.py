@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials.ani.aev import MAX_STATIC_ATOMS
+from rarelearn.potentials.ani.aev import LARGE_MOLECULE_CHUNK, MAX_STATIC_ATOMS
 from rarelearn.potentials.base import frame_labels
 
 if TYPE_CHECKING:
@@ -178,11 +178,13 @@ class TrainingFeatures:
                 g["aev"] = torch.stack(aevs)
                 g["jac"] = jacs
             else:
+                # beyond the static tables a few frames per pass, as in training
+                per_pass = 256 if g["n_atoms"] <= MAX_STATIC_ATOMS else LARGE_MOLECULE_CHUNK
                 with torch.no_grad():
                     g["aev"] = torch.cat(
                         [
                             model.aev_computer(g["elem"].expand(len(c), -1).contiguous(), c)
-                            for c in g["coords"].split(256)
+                            for c in g["coords"].split(per_pass)
                         ]
                     )
         if cache is not None and with_jacobian:

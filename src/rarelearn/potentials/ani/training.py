@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from rarelearn.errors import ModelError
-from rarelearn.potentials.ani.aev import MAX_STATIC_ATOMS
+from rarelearn.potentials.ani.aev import LARGE_MOLECULE_CHUNK, MAX_STATIC_ATOMS
 from rarelearn.potentials.ani.features import TrainingFeatures, jacobian_forces
 
 if TYPE_CHECKING:
@@ -95,12 +95,6 @@ def batch_loss(model: ANIModel, grp: dict[str, Any], rows: Tensor, fast: bool) -
     e_loss = ((e - e_ref) ** 2 / n_atoms).mean()
     f_loss = ((f - f_ref) ** 2).mean()
     return e_loss + model.settings.force_weight * f_loss
-
-
-#: Frames per backward pass on the baseline path for molecules beyond the static tables
-#: (more than 64 atoms): a whole batch's autograd graph through the AEV grows with atoms
-#: squared, so it is built a few frames at a time (measured in docs/architecture.md).
-LARGE_MOLECULE_CHUNK = 8
 
 
 def backward_batch(model: ANIModel, grp: dict[str, Any], rows: Tensor, fast: bool) -> float:
