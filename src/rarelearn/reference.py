@@ -83,6 +83,10 @@ class ReferenceSettings:
         self.smd.validate()
         if not isinstance(self.replicas, int) or self.replicas < 1:
             raise ConfigError(f"replicas must be an integer >= 1, got {self.replicas!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(
+                f"seed must be an integer >= 0 (numpy seeds are non-negative), got {self.seed!r}"
+            )
         if not isinstance(self.pulls, bool):
             raise ConfigError(f"pulls must be true or false, got {self.pulls!r}")
 

@@ -143,6 +143,11 @@ class SelectionSettings:
             _check_int("max_selected", self.max_selected, 1)
         _check_int("n_copies", self.n_copies, 0)
         _check_float("noise_amplitude_A", self.noise_amplitude_A, 0.0)
+        if self.n_copies > 0 and self.noise_amplitude_A == 0:
+            raise ConfigError(
+                "selection.noise_amplitude_A must be > 0 when n_copies > 0: a copy without "
+                "noise is the same frame labeled again (set n_copies = 0 for no copies)"
+            )
         if self.strategy not in STRATEGIES:
             raise ConfigError(
                 f"selection.strategy must be one of {STRATEGIES}, got {self.strategy!r}"

@@ -78,6 +78,21 @@ class SMDSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0 or (name == "n_steps" and value == 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.break_factor <= 1.0:
+            raise ConfigError(
+                f"break_factor must be > 1 (a bond at its start length would count as broken), "
+                f"got {self.break_factor}"
+            )
+        if self.min_distance_A >= self.isolated_atom_A:
+            raise ConfigError(
+                f"min_distance_A ({self.min_distance_A}) must be below isolated_atom_A "
+                f"({self.isolated_atom_A}): every pull would stop at its first step"
+            )
+        if self.until_broken and self.max_steps < self.n_steps:
+            raise ConfigError(
+                f"max_steps ({self.max_steps}) must be >= n_steps ({self.n_steps}) with "
+                "until_broken: the pull runs at least n_steps and never beyond max_steps"
+            )
         self.thermostat.validate()
 
     def to_dict(self) -> dict[str, Any]:
