@@ -289,6 +289,19 @@ def _labels_stored(run_dir: Path, batch: str) -> int:
         return 0
 
 
+def _differing_row_keys(a: dict, b: dict) -> list[tuple]:
+    """(iteration, key) of every row value two summaries disagree on, and top-level keys."""
+    rows = [
+        (i, key)
+        for i, (row_a, row_b) in enumerate(zip(a["iterations"], b["iterations"], strict=False))
+        for key in sorted(set(row_a) | set(row_b))
+        if row_a.get(key) != row_b.get(key)
+    ]
+    keys = sorted((set(a) | set(b)) - {"iterations"})
+    top = [key for key in keys if a.get(key) != b.get(key)]
+    return rows + [("summary", key) for key in top]
+
+
 def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, tmp_path):
     config = _write_config(tmp_path)
     run_dir = tmp_path / "run"
@@ -321,7 +334,10 @@ def test_resume_after_kill_at_every_stage_gives_the_same_summary(finished_run, t
     assert "resuming" in output
     resumed = json.loads((run_dir / "summary.json").read_text())
     reference = json.loads((finished_run / "summary.json").read_text())
-    assert _comparable(resumed) == _comparable(reference), f"after kills {killed}: {output}"
+    differing = _differing_row_keys(_comparable(resumed), _comparable(reference))
+    assert _comparable(resumed) == _comparable(reference), (
+        f"after kills {killed}: rows differ at {differing}: {output[-2000:]}"
+    )
     # Labels finished before a kill were kept and none was stored twice.
     db = connect(run_dir / "data.db")
     uids = [row.uid for row in db.select()]
