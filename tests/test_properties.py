@@ -234,7 +234,6 @@ def _load_twice(path: Path) -> CampaignConfig | RarelearnError:
 @example(document={"committee": {"ani": {"activation": "relu"}}})
 @example(document={"reference": {"smd": {"break_factor": 1.0}}})
 @example(document={"reference": {"smd": {"min_distance_A": 4.0}}})
-@example(document={"reference": {"smd": {"until_broken": True, "max_steps": 100}}})
 @example(document={"reference": {"seed": 3}})
 @example(document={"selection": {"noise_amplitude_A": 0.0}})
 def test_config_document_is_accepted_or_names_the_setting(
@@ -264,7 +263,6 @@ def _assert_meaningful(config: CampaignConfig) -> None:
     assert 0 < ani.plateau_factor < 1
     smd = config.reference.smd
     assert smd.break_factor > 1 and 0 < smd.min_distance_A < smd.isolated_atom_A
-    assert not smd.until_broken or smd.max_steps >= smd.n_steps
     assert config.reference.seed == config.seed >= 0
     selection = config.selection
     assert selection.n_copies == 0 or selection.noise_amplitude_A > 0

@@ -52,7 +52,7 @@ class SMDSettings:
     #: (C-C: 1.6 x 1.53 A = 2.45 A, well past the force maximum near 1.9-2.0 A).
     break_factor: float = 1.6
     #: Run past ``n_steps`` until the bond breaks, then ``post_break_steps`` more (longer chains
-    #: need a longer pull), never beyond ``max_steps``.
+    #: need a longer pull), never beyond ``max_steps`` (which cannot shorten ``n_steps``).
     until_broken: bool = False
     post_break_steps: int = 1000
     max_steps: int = 40000
@@ -87,11 +87,6 @@ class SMDSettings:
             raise ConfigError(
                 f"min_distance_A ({self.min_distance_A}) must be below isolated_atom_A "
                 f"({self.isolated_atom_A}): every pull would stop at its first step"
-            )
-        if self.until_broken and self.max_steps < self.n_steps:
-            raise ConfigError(
-                f"max_steps ({self.max_steps}) must be >= n_steps ({self.n_steps}) with "
-                "until_broken: the pull runs at least n_steps and never beyond max_steps"
             )
         self.thermostat.validate()
 
