@@ -394,12 +394,8 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         {"equilibrium", "smd", "replicas", "seed", "relax_geometry", "pulls"},
     )
     _check_types("reference", ReferenceSettings, reference)
-    # the reference pulls' seed is the campaign's; config.toml records it in both places
-    if "seed" in reference and reference["seed"] != values.get("seed", 0):
-        raise ConfigError(
-            f"reference.seed ({reference['seed']!r}) is the campaign's seed "
-            f"(seed = {values.get('seed', 0)!r}): set the top-level seed instead"
-        )
+    # reference.seed is a record in config.toml: the reference pulls take the campaign's seed
+    # (a study or `--seed` may change it over a resolved file that records another)
     smd = dict(reference.get("smd", {}))
     if "thermostat" in smd:
         smd["thermostat"] = _build("reference.smd.thermostat", Thermostat, smd["thermostat"])
