@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 python -c "while True: pass" &
 hog=$!
 trap 'kill $hog' EXIT
-PYTHONPATH="$root/scripts${PYTHONPATH:+:$PYTHONPATH}" python -m pytest -p repeat_plugin \
+PYTHONPATH="$root/scripts${PYTHONPATH:+:$PYTHONPATH}" python -m pytest -n 0 -p repeat_plugin \
     --repeat "$count" -q -rA \
     "$root/tests/test_campaign.py::test_resume_after_kill_at_every_stage_gives_the_same_summary" \
     2>&1 | tee stress_resume.log
