@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rarelearn.cli import main
 from test_campaign import TINY as CAMPAIGN_TINY
 from test_campaign import _env
 
@@ -173,6 +174,9 @@ def test_convergence_study_runs_recipes_over_seeds_on_one_reference(config) -> N
     first row as the protocol for the same seed, and the summary sets the spread between seeds
     beside the interval of one campaign."""
     toml = config.read_text().replace("iterations = 2", "iterations = 1")
+    # a Langevin thermostat, so that a pull depends on its seed
+    langevin = '[reference.smd]\nthermostat = { kind = "langevin", temperature_K = 10.0 }\n'
+    toml = toml.replace("[reference.smd]\n", langevin)
     toml += 'seeds = [0, 1]\nrecipes = ["protocol", "force-uq"]\n'
     path = config.parent / "convergence.toml"
     path.write_text(toml)
@@ -198,6 +202,19 @@ def test_convergence_study_runs_recipes_over_seeds_on_one_reference(config) -> N
     )
     assert protocol["seeds_meeting_goal"] == 0  # a tiny campaign is far from the reference
     assert (out / "figures" / "final_error_per_seed.png").stat().st_size > 0
+    # the shared reference was pulled under the study's seed, the campaign under its own:
+    # `smd --start` pulls with the campaign's seed and reproduces its row; another seed, other
+    # thermostat noise
+    campaign = out / "campaigns" / "protocol-seed1"
+    model = campaign / "iterations" / "000"
+    argv = ["--quiet", "smd", "--model", str(model), "--start", str(campaign), "--out"]
+    assert main([*argv, str(config.parent / "again")]) == 0
+    again = json.loads((config.parent / "again" / "smd.json").read_text())
+    assert again["seed"] == 1
+    assert again["ea_error_signed_eV"] == rows["protocol", 1]["ea_error_eV"]
+    assert main([*argv, str(config.parent / "other"), "--seed", "7"]) == 0
+    other = json.loads((config.parent / "other" / "smd.json").read_text())
+    assert other["seed"] == 7 and other["ea_error_signed_eV"] != again["ea_error_signed_eV"]
 
 
 def test_self_consistency_summary_tests_each_signal_against_the_error() -> None:

@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--start",
         type=Path,
         help="a run folder (or its reference/): pull from every reference replica's start "
-        "state with the reference's SMD settings, as the campaign does (reproduces its Ea rows); "
+        "state with the reference's SMD settings and the run's thermostat seed (--seed: another), "
+        "as the campaign does (reproduces its Ea rows); "
         "without it the model relaxes its own start states",
     )
     smd.add_argument(
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(as the campaign's committee.driver)",
     )
     smd.add_argument("--out", type=Path, required=True, help="output folder")
+    smd.set_defaults(seed=None)  # with --start: the run's own seed; without: 0
     return parser
 
 
@@ -598,7 +600,6 @@ _SET_BY_START = (
     "temperature",
     "steps",
     "until_broken",
-    "seed",
     "replicas",
     "relax_steps",
 )
@@ -619,7 +620,7 @@ def command_smd(args: argparse.Namespace) -> int:
                 "SMD settings come from the reference run"
             )
         result = run_model_smd_from_reference(
-            args.model, args.start, args.out, args.quiet, args.driver
+            args.model, args.start, args.out, args.quiet, args.driver, args.seed
         )
         _print_model_pulls(result, args.out)
         return 0
@@ -636,7 +637,7 @@ def command_smd(args: argparse.Namespace) -> int:
         steps=args.steps,
         relax_steps=args.relax_steps,
         until_broken=args.until_broken,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         replicas=args.replicas,
         out=args.out,
         quiet=args.quiet,

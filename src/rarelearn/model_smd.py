@@ -212,14 +212,31 @@ def reference_folder(start: Path) -> Path:
     )
 
 
+def pull_seed(start: Path, reference: dict[str, Any]) -> int:
+    """The thermostat seed the campaign of `start` pulled its replicas with: the campaign's
+    ``seed`` when `start` is a run folder (a study's campaigns share a reference pulled
+    under the study's seed), else the reference's own."""
+    if (start / "config.toml").is_file():
+        from rarelearn.config import load_resolved
+
+        return load_resolved(start).seed
+    return int(reference["seed"])
+
+
 def run_model_smd_from_reference(
-    model: Path, start: Path, out: Path, quiet: bool = False, driver: str = "best"
+    model: Path,
+    start: Path,
+    out: Path,
+    quiet: bool = False,
+    driver: str = "best",
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Pull the model from every start state of a reference run, as the campaign does.
 
-    Same start states (positions and momenta), same SMD settings, same batch: the result
-    reproduces an iteration row of the campaign whose reference this is. With the
-    reference's replicas at hand, the Ea error and its 95 % interval are added.
+    Same start states (positions and momenta), same SMD settings, same batch, and the
+    campaign's thermostat seed unless `seed` is given (`pull_seed`): the result reproduces an
+    iteration row of the run folder `start`. With the reference's replicas at hand, the Ea
+    error and its 95 % interval are added.
     """
     folder = reference_folder(start)
     reference = read_json(folder / "reference.json")
@@ -234,11 +251,12 @@ def run_model_smd_from_reference(
     committee.best.check_elements([starts[0].atoms])
     with CampaignLock(out), StageProgress(quiet=quiet) as progress:
         name = f"NNP steered MD ({len(starts)} replicas from {folder})"
-        jobs = replica_pull_jobs(committee, starts, settings, reference["seed"], driver)
+        seed = pull_seed(start, reference) if seed is None else seed
+        jobs = replica_pull_jobs(committee, starts, settings, seed, driver)
         with progress.stage(name, sum(job.steps for job in jobs)) as update:
             traces = [trace for part in run_pull_jobs(jobs, update) for trace in part]
         return _write_from_reference(
-            traces, out, model, folder, driver, starts, settings, reference
+            traces, out, model, folder, driver, seed, starts, settings, reference
         )
 
 
@@ -248,6 +266,7 @@ def _write_from_reference(
     model: Path,
     folder: Path,
     driver: str,
+    seed: int,
     starts: list[StartState],
     settings: SMDSettings,
     reference: dict[str, Any],
@@ -257,6 +276,7 @@ def _write_from_reference(
         "model": str(model),
         "start": str(folder),
         "driver": driver,
+        "seed": seed,
         "pulled_atoms": starts[0].pulled.to_list(),
         "smd_settings": settings.to_dict(),
     }
