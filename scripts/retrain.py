@@ -29,6 +29,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--lr-schedule", choices=("plateau", "cosine"))
     parser.add_argument("--warm-start", choices=("yes", "no"), help="default: the campaign's")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="the members' training seed (default: the campaign's for this iteration; another "
+        "gives a fresh draw of the same training, the control for a setting's effect)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -58,7 +64,7 @@ def main() -> None:
         settings=settings,
         strategy=config.committee.strategy,
         previous=previous,
-        seed=config.seed * 1000 + args.iteration,
+        seed=config.seed * 1000 + args.iteration if args.seed is None else args.seed,
         warm_start=warm,
     )
     elapsed = time.perf_counter() - started

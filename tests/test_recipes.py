@@ -195,3 +195,26 @@ def test_rupture_region_is_the_last_window_before_the_snap():
     trace.broken_frame = None  # no snap: the peak spring force stands for it
     trace.spring_force_eV_per_A = -((np.arange(201) - 100.0) ** 2)
     assert rupture_region(trace, 2, 0.1) == [0, 90, 100]
+
+
+def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_path):
+    """Each named recipe of the convergence study, laid over the quick preset for one seed,
+    gives a campaign configuration that holds the recipe's settings (a typo in a recipe's
+    table would otherwise surface hours into a study)."""
+    from rarelearn.study.campaigns import campaign_config, plan_campaigns
+    from rarelearn.study.settings import RECIPES, load_study_config
+
+    config = load_study_config("convergence")
+    config = replace(config, study=replace(config.study, recipes=tuple(RECIPES), seeds=(3,)))
+    plans = plan_campaigns(config)
+    assert sorted(plans) == sorted(f"{name}-seed3" for name in RECIPES)
+    built = {
+        name: campaign_config(config, plans[f"{name}-seed3"], tmp_path / name) for name in RECIPES
+    }
+    assert all(campaign.seed == 3 for campaign in built.values())
+    assert built["preset"].snap.replicas == 8 and built["protocol"].snap.replicas == 0
+    assert built["snap-long"].committee.ani.epochs == 150
+    assert built["snap-long"].snap == built["snap"].snap
+    assert built["preset"].committee.ani.epochs == 60
+    assert built["force-uq"].selection.uq == "force"
+    assert built["paper-committee"].committee.n_members == 7
