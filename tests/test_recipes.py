@@ -216,5 +216,8 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["snap-long"].committee.ani.epochs == 150
     assert built["snap-long"].snap == built["snap"].snap
     assert built["preset"].committee.ani.epochs == 60
+    assert built["snap-mean"].committee.driver == "mean"
+    assert built["snap"].committee.driver == "best"
+    assert built["snap-mean"].snap == built["snap"].snap
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7
