@@ -11,6 +11,7 @@ from typing import Any
 from ase import Atoms
 
 from rarelearn.committee import Committee
+from rarelearn.config import load_resolved
 from rarelearn.dynamics import (
     SMDSettings,
     SMDTrace,
@@ -217,8 +218,6 @@ def pull_seed(start: Path, reference: dict[str, Any]) -> int:
     ``seed`` when `start` is a run folder (a study's campaigns share a reference pulled
     under the study's seed), else the reference's own."""
     if (start / "config.toml").is_file():
-        from rarelearn.config import load_resolved
-
         return load_resolved(start).seed
     return int(reference["seed"])
 
