@@ -16,7 +16,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from rarelearn.campaign import TRAINING_SOURCES, open_store, training_frames
+from rarelearn.campaign import TRAINING_SOURCES, open_store, training_frames, training_seed
 from rarelearn.committee import Committee
 from rarelearn.config import load_resolved
 
@@ -30,10 +30,12 @@ def main() -> None:
     parser.add_argument("--lr-schedule", choices=("plateau", "cosine"))
     parser.add_argument("--warm-start", choices=("yes", "no"), help="default: the campaign's")
     parser.add_argument(
-        "--seed",
+        "--redraw",
         type=int,
-        help="the members' training seed (default: the campaign's for this iteration; another "
-        "gives a fresh draw of the same training, the control for a setting's effect)",
+        default=0,
+        help="added to the campaign's training seed of this iteration (default 0: its own "
+        "draw; another gives a fresh draw of the same training, the control for a setting's "
+        "effect)",
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -64,7 +66,7 @@ def main() -> None:
         settings=settings,
         strategy=config.committee.strategy,
         previous=previous,
-        seed=config.seed * 1000 + args.iteration if args.seed is None else args.seed,
+        seed=training_seed(config.seed, args.iteration) + args.redraw,
         warm_start=warm,
     )
     elapsed = time.perf_counter() - started

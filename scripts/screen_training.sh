@@ -15,11 +15,10 @@ for run in "$@"; do
   name=$(basename "$run")
   last=$(ls -d "$run"/iterations/[0-9][0-9][0-9] | tail -1)
   iteration=$((10#$(basename "$last")))
-  seed=$(python -c "from pathlib import Path; from rarelearn.config import load_resolved; print(load_resolved(Path('$run')).seed)")
   for tag in r60 e150; do
     model=$out/$name/$tag
     [ -f "$model/committee/committee.json" ] && continue
-    if [ $tag = r60 ]; then lever=(--epochs 60 --seed $((seed * 1000 + iteration + 500))); else lever=(--epochs 150); fi
+    if [ $tag = r60 ]; then lever=(--epochs 60 --redraw 500); else lever=(--epochs 150); fi
     python "$here/retrain.py" "$run" --iteration "$iteration" "${lever[@]}" --out "$model"
   done
   for tag in c60 r60 e150; do

@@ -8,7 +8,10 @@ on the session's finished tiny campaign.
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +97,33 @@ def test_force_uq_is_the_largest_per_atom_force_spread(finished_run, tmp_path):
     np.testing.assert_allclose(stored[picked], by_hand, rtol=1e-5)
     assert not np.allclose(stored, trace.uq_eV)  # not the energy spread
     np.testing.assert_array_equal(campaign.selection_uq(_Iteration(folder), trace), stored)
+
+
+def test_retrain_script_reproduces_a_campaigns_fit_and_redraw_changes_it(finished_run, tmp_path):
+    """``scripts/retrain.py`` trains iteration N's committee with the campaign's own seed
+    (`training_seed`): the same weights, so a screen's controls differ from the campaign only
+    by the setting changed; ``--redraw`` gives another draw of the same training."""
+    script = Path(__file__).parents[1] / "scripts" / "retrain.py"
+    frames = SMDTrace.load(finished_run / "iterations" / "001" / "smd.npz")
+    frames = [frames.frame(t) for t in (0, frames.n_frames - 1)]
+
+    def energies(committee: Path) -> np.ndarray:
+        return np.array([m.predict(frames)[0] for m in Committee.load(committee).members])
+
+    own = energies(finished_run / "iterations" / "001" / "committee")
+    for redraw in (0, 500):
+        out = tmp_path / f"redraw{redraw}"
+        arguments = ["--iteration", "1", "--redraw", str(redraw), "--out", str(out)]
+        subprocess.run(
+            [sys.executable, str(script), str(finished_run), *arguments],
+            check=True,
+            capture_output=True,
+        )
+        retrained = energies(out / "committee")
+        if redraw == 0:
+            np.testing.assert_array_equal(retrained, own)
+        else:
+            assert np.abs(retrained - own).max() > 1e-4
 
 
 def test_candidates_from_every_pull_are_pooled_and_labeled(recipes_run):

@@ -161,6 +161,16 @@ def training_frames(
     return sorted(frames, key=lambda a: a.info["id"])
 
 
+#: Training seed offset of the smd_only baseline's committee (iterations use their number).
+BASELINE_SEED_OFFSET = 999
+
+
+def training_seed(campaign_seed: int, offset: int) -> int:
+    """The members' training seed of a campaign's committee: iteration ``offset``'s (or the
+    baseline's); the one formula `retrain.py` and `relabel` reproduce a campaign's fits by."""
+    return campaign_seed * 1000 + offset
+
+
 def save_committee(committee: Committee, folder: Path) -> None:
     """Save through a temporary folder and rename: a kill never leaves half a committee."""
     temporary = folder.with_name(folder.name + ".partial")
@@ -428,7 +438,7 @@ class Campaign:
                 family=settings.backend,
                 strategy=settings.strategy,
                 previous=previous,
-                seed=self.config.seed * 1000 + seed_offset,
+                seed=training_seed(self.config.seed, seed_offset),
                 executor=self.executor if settings.parallel else None,
                 warm_start=settings.warm_start,
                 progress=update,
@@ -955,7 +965,9 @@ class Campaign:
         timing = read_json(folder / "timing.json") if (folder / "timing.json").is_file() else {}
         frames = self.unseen[:: self.config.baseline_smd_every]
         paths = _Iteration(folder)
-        committee = self.committee(paths.committee, frames, None, 999, timing, "baseline smd_only")
+        committee = self.committee(
+            paths.committee, frames, None, BASELINE_SEED_OFFSET, timing, "baseline smd_only"
+        )
         _, pulls, _ = self.pulls(paths, committee, timing, "baseline smd_only", members=False)
         e_pred = self.unseen_predictions(paths.unseen, committee)
         row = self.metrics_row(-1, committee, frames, pulls, e_pred)

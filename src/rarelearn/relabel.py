@@ -65,6 +65,7 @@ from rarelearn.campaign import (
     save_committee,
     split_maes,
     training_frames,
+    training_seed,
 )
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, LabelerConfig, StoreConfig, load_resolved
@@ -438,7 +439,7 @@ class Relabel:
                 family=settings.backend,
                 strategy=settings.strategy,
                 previous=None,
-                seed=self.config.seed * 1000,
+                seed=training_seed(self.config.seed, 0),
                 executor=self.executor if settings.parallel else None,
                 warm_start=settings.warm_start,
                 progress=update,
