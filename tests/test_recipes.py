@@ -249,5 +249,12 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["snap-mean"].committee.driver == "mean"
     assert built["snap"].committee.driver == "best"
     assert built["snap-mean"].snap == built["snap"].snap
+    assert built["snap-mean-long"].committee.driver == "mean"
+    assert built["snap-mean-long"].committee.ani.epochs == 150
+    assert built["snap-all-pulls"].selection.candidates == "all"
+    assert built["snap-rupture"].selection.rupture_frames == 3
+    assert built["snap"].selection.candidates == "replica0"
+    assert built["snap"].selection.rupture_frames == 0
+    assert all(built[name].snap == built["snap"].snap for name in RECIPES if "snap" in name)
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7

@@ -132,6 +132,18 @@ RECIPES: dict[str, dict[str, Any]] = {
     # training draw moved the mean-driven Ea 0.2-1.9 kcal/mol against 0.7-4.6 for the best
     # member (docs/convergence.md); the pulls cost about twice as much
     "snap-mean": {"snap": dict(QUICK_SNAP), "committee": {"driver": "mean"}},
+    # both: on fixed frames the narrowest cell of the screen (std 1.9 kcal/mol between seeds),
+    # all four below the reference; not measured as a campaign
+    "snap-mean-long": {
+        "snap": dict(QUICK_SNAP),
+        "committee": {"driver": "mean", "ani": {"epochs": 150}},
+    },
+    # the snap recipe with the UQ candidates screened from all 16 pulls, not replica 0's
+    # alone (the same max_selected cap, so no more labels); not measured as a campaign
+    "snap-all-pulls": {"snap": dict(QUICK_SNAP), "selection": {"candidates": "all"}},
+    # the snap recipe plus rupture-region labels: each pull's start and 3 frames of its last
+    # 0.3 A before the snap (64 labels an iteration more); not measured as a campaign
+    "snap-rupture": {"snap": dict(QUICK_SNAP), "selection": {"rupture_frames": 3}},
     "force-uq": {"selection": {"uq": "force"}},
     "paper-committee": {"committee": {"n_members": 7, "strategy": "inherited"}},
 }
