@@ -255,6 +255,9 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["snap-rupture"].selection.rupture_frames == 3
     assert built["snap"].selection.candidates == "replica0"
     assert built["snap"].selection.rupture_frames == 0
-    assert all(built[name].snap == built["snap"].snap for name in RECIPES if "snap" in name)
+    assert built["snap-tail"].snap.after_steps == 200 and built["snap"].snap.after_steps == 40
+    same_snap = [name for name in RECIPES if "snap" in name and name != "snap-tail"]
+    assert all(built[name].snap == built["snap"].snap for name in same_snap)
+    assert replace(built["snap-tail"].snap, after_steps=40) == built["snap"].snap
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7

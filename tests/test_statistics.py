@@ -89,6 +89,43 @@ def test_pulls_that_did_not_break_are_marked_and_errors_keep_their_sign():
     assert errors["ea_error_paired_eV"] == pytest.approx(np.mean([0.2, 0.8, -5.6]))
 
 
+def test_ea_splits_at_the_snap_into_the_barrier_and_the_work_done_after_it():
+    """Hand-made pulls: W at the first broken frame (the frame whose distance is the breaking
+    distance) and the rise of W after it, per side; a pull that broke nothing is left out."""
+    distance = np.array([[6.0, 7.0, 8.5, 9.0, 9.5], [6.0, 7.0, 8.0, 9.2, 9.8], [6.0] * 5])
+    work = np.array([[0.0, 3.0, 7.0, 7.1, 7.4], [0.0, 3.0, 6.0, 6.2, 6.1], [0.0, 1, 2, 3, 4]])
+    model = ReplicaPulls(
+        activation_energy_eV=work.max(axis=1),
+        breaking_distance_A=np.array([8.5, 9.2, np.nan]),
+        stopped_reason=["completed"] * 3,
+        distance_A=distance,
+        work_eV=work,
+        rest_length_A=distance + 0.1,
+        broken_bonds=["C0-C1", "C0-C1", None],
+    )
+    assert model.snap_frames() == [2, 3, None]
+    np.testing.assert_allclose(model.work_at_snap_eV(), [7.0, 6.2, np.nan])
+    np.testing.assert_allclose(model.work_after_snap_eV(), [0.4, 0.0, np.nan])
+    flat = np.array([[0.0, 3.0, 7.5, 7.5], [0.0, 3.0, 7.7, 7.6]])
+    reference = ReplicaPulls(
+        activation_energy_eV=flat.max(axis=1),
+        breaking_distance_A=np.array([8.6, 8.6]),
+        stopped_reason=["completed"] * 2,
+        distance_A=np.array([[6.0, 7.0, 8.6, 9.6], [6.0, 7.0, 8.6, 9.6]]),
+        work_eV=flat,
+        rest_length_A=np.full((2, 4), 10.0),
+        broken_bonds=["C0-C1", "C4-C5"],
+    )
+    keys = compare_pulls(model, reference, 10.0)
+    assert keys["work_after_snap_nnp_eV"] == pytest.approx(0.2)
+    assert keys["work_after_snap_ref_eV"] == pytest.approx(0.0)
+    assert keys["ea_at_snap_error_eV"] == pytest.approx(6.6 - 7.6)
+    assert keys["ea_at_snap_error_ci95_eV"] > 0
+    alone = compare_pulls(model, None, 10.0)
+    assert alone["work_after_snap_nnp_eV"] == pytest.approx(0.2)
+    assert alone["ea_at_snap_error_eV"] is None and alone["work_after_snap_ref_eV"] is None
+
+
 def test_rupture_force_is_the_peak_spring_force_and_bonds_are_checked_against_the_reference():
     """Hand-made pulls: k (R0 - d) peaks at a known frame; NaN padding is ignored."""
     rest = np.array([[6.0, 6.5, 7.0], [6.0, 6.2, np.nan]])

@@ -197,7 +197,9 @@ def test_report_markdown_of_a_convergence_study_gives_each_recipe_over_seeds(tmp
          "n_labels": 1000, "ea_error_eV": e / KCAL, "ea_error_ci95_eV": 2.5 / KCAL,
          "mae_unseen_kcal_mol": 2.0, "reference_bond_share": share,
          "broken_bonds_nnp": bonds, "rupture_force_error_eV_A": 0.194,
-         "rupture_force_error_ci95_eV_A": 0.027}
+         "rupture_force_error_ci95_eV_A": 0.027, "ea_at_snap_error_eV": (e - 4) / KCAL,
+         "ea_at_snap_error_ci95_eV": 2.6 / KCAL, "work_after_snap_nnp_eV": 0.31,
+         "work_after_snap_ref_eV": 0.08}
         for s, e, share, bonds in (
             (0, -8.3, 1.0, {"C4-C5": 9, "C0-C1": 7}),
             (1, 9.1, 0.0, {"C2-C3": 16}),
@@ -219,5 +221,8 @@ def test_report_markdown_of_a_convergence_study_gives_each_recipe_over_seeds(tmp
     out = capsys.readouterr().out
     assert "| protocol-seed1 | +9.1 +- 2.5 | 1000 | 2.00 |" in out
     assert "| protocol | 0, 1 | -8.3 / 9.1 | +0.4 | 12.3 | 0/2 | no |" in out
-    assert "| protocol | 1 | 0 | 1000 | +9.1 +- 2.5 | 0% | C2-C3 16/16 | +0.194 +- 0.027 |" in out
+    assert (
+        "| protocol | 1 | 0 | 1000 | +9.1 +- 2.5 | 0% | C2-C3 16/16 | +0.194 +- 0.027 "
+        "| +5.1 +- 2.6 | 0.31 / 0.08 |" in out
+    )
     assert "| protocol | 0 | 0 | 1000 | -8.3 +- 2.5 | 100% | C4-C5 9/16 |" in out

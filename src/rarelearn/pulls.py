@@ -143,6 +143,39 @@ class ReplicaPulls:
         """
         return np.nanmax(spring_constant_eV_A2 * (self.rest_length_A - self.distance_A), axis=1)
 
+    def snap_frames(self) -> list[int | None]:
+        """Each pull's first broken frame (None: nothing broke), found as the frame whose
+        stored spring distance is the stored breaking distance (both are the same number)."""
+        frames: list[int | None] = []
+        for distance, breaking in zip(self.distance_A, self.breaking_distance_A, strict=True):
+            matches = np.flatnonzero(distance == breaking) if np.isfinite(breaking) else []
+            frames.append(int(matches[0]) if len(matches) else None)
+        return frames
+
+    def work_at_snap_eV(self) -> np.ndarray:
+        """W at each pull's first broken frame (NaN where nothing broke): the barrier without
+        what the spring does to the fragments afterwards."""
+        return np.array(
+            [
+                np.nan if frame is None else self.work_eV[r, frame]
+                for r, frame in enumerate(self.snap_frames())
+            ]
+        )
+
+    def work_after_snap_eV(self) -> np.ndarray:
+        """Per pull, the largest rise of W after its first broken frame (NaN where nothing
+        broke). Separated fragments that no longer attract each other give almost none; a model
+        whose broken bond still pulls the fragments back (a spurious tail of its bond energy)
+        keeps raising W, and max W, Ea, with it (docs/convergence.md)."""
+        rises = []
+        for r, frame in enumerate(self.snap_frames()):
+            if frame is None:
+                rises.append(np.nan)
+                continue
+            after = self.work_eV[r, frame:]
+            rises.append(float(np.nanmax(after) - after[0]))
+        return np.array(rises)
+
     def reference_bond_share(self, reference: ReplicaPulls) -> float | None:
         """Share of these pulls whose first broken bond is one the reference pulls break
         (a pull that broke no bond does not count); None when either side lacks bond records."""
@@ -236,8 +269,14 @@ def compare_pulls(
     reference None.
     """
     forces = rupture_force_keys(model, reference, spring_constant_eV_A2)
+    snaps = snap_work_keys(model, reference)
     if reference is None:
-        return {**dict.fromkeys(EA_ERROR_KEYS), **forces, "reference_bond_share": None}
+        return {
+            **dict.fromkeys(EA_ERROR_KEYS),
+            **forces,
+            **snaps,
+            "reference_bond_share": None,
+        }
     difference = welch(model.sample, reference.sample)
     n_pairs = min(model.n, reference.n)
     twin = paired(model.activation_energy_eV[:n_pairs], reference.activation_energy_eV[:n_pairs])
@@ -253,8 +292,39 @@ def compare_pulls(
     return {
         **dict(zip(EA_ERROR_KEYS, errors, strict=True)),
         **forces,
+        **snaps,
         "reference_bond_share": model.reference_bond_share(reference),
     }
+
+
+def _finite_sample(values: np.ndarray) -> Sample | None:
+    finite = values[np.isfinite(values)]
+    return Sample.of(finite) if len(finite) else None
+
+
+def snap_work_keys(model: ReplicaPulls, reference: ReplicaPulls | None) -> dict[str, Any]:
+    """Ea split at the snap (eV): each side's mean work after its pulls' first broken frame,
+    and the error of W at that frame with its Welch 95 % interval, over the pulls that broke.
+    None where a side has no broken pull (the error and the reference's value also without a
+    reference)."""
+    after = _finite_sample(model.work_after_snap_eV())
+    keys: dict[str, Any] = {
+        "work_after_snap_nnp_eV": None if after is None else after.mean,
+        "work_after_snap_ref_eV": None,
+        "ea_at_snap_error_eV": None,
+        "ea_at_snap_error_ci95_eV": None,
+    }
+    if reference is None:
+        return keys
+    reference_after = _finite_sample(reference.work_after_snap_eV())
+    keys["work_after_snap_ref_eV"] = None if reference_after is None else reference_after.mean
+    at_snap = _finite_sample(model.work_at_snap_eV())
+    reference_at_snap = _finite_sample(reference.work_at_snap_eV())
+    if at_snap is not None and reference_at_snap is not None:
+        difference = welch(at_snap, reference_at_snap)
+        keys["ea_at_snap_error_eV"] = difference.estimate
+        keys["ea_at_snap_error_ci95_eV"] = finite_or_none(difference.half_width)
+    return keys
 
 
 def rupture_force_keys(

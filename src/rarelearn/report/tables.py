@@ -354,9 +354,12 @@ def _finals_markdown(rows: Sequence[dict[str, Any]]) -> str:
         "on the reference's bonds",
         "bond most broken",
         "rupture force error +- 95 % (eV/A)",
+        "Ea at the snap error +- 95 % (kcal/mol)",
+        "work after the snap, NNP / reference (eV)",
     ]
     table = []
     for row in last.values():
+        after = [_fixed(row.get(f"work_after_snap_{side}_eV"), 2) for side in ("nnp", "ref")]
         share = _number(row.get("reference_bond_share"))
         force = _number(row.get("rupture_force_error_eV_A"))
         force_half = _number(row.get("rupture_force_error_ci95_eV_A"))
@@ -372,6 +375,8 @@ def _finals_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 "-"
                 if force is None
                 else f"{force:+.3f}" + ("" if force_half is None else f" +- {force_half:.3f}"),
+                _error_kcal_mol(row, "ea_at_snap_error_eV", "ea_at_snap_error_ci95_eV"),
+                " / ".join(after),
             ]
         )
     return markdown_table(header, table)

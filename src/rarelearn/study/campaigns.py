@@ -161,6 +161,10 @@ def campaign_rows(name: str, labels: dict[str, Any], run_dir: Path) -> list[dict
                 "n_selected": row["n_selected"],
                 "rupture_force_error_eV_A": row.get("rupture_force_error_eV_A"),
                 "rupture_force_error_ci95_eV_A": row.get("rupture_force_error_ci95_eV_A"),
+                "ea_at_snap_error_eV": row.get("ea_at_snap_error_eV"),
+                "ea_at_snap_error_ci95_eV": row.get("ea_at_snap_error_ci95_eV"),
+                "work_after_snap_nnp_eV": row.get("work_after_snap_nnp_eV"),
+                "work_after_snap_ref_eV": row.get("work_after_snap_ref_eV"),
                 "broken_bonds_nnp": row.get("broken_bonds_nnp"),
                 "reference_bond_share": row.get("reference_bond_share"),
                 # the self-consistency signals (`rarelearn.consistency`), to test against the

@@ -138,6 +138,11 @@ RECIPES: dict[str, dict[str, Any]] = {
         "snap": dict(QUICK_SNAP),
         "committee": {"driver": "mean", "ani": {"epochs": 150}},
     },
+    # the snap recipe with each snap test run 200 steps past the labeler's snap instead of 40,
+    # so its labels reach the separated fragments: the final committees of the snap recipe
+    # kept pulling the broken-off fragment back (GFN2-xTB: no force), which added 0.12-0.28 eV
+    # of work after the snap to their Ea (docs/convergence.md)
+    "snap-tail": {"snap": {**QUICK_SNAP, "after_steps": 200}},
     # the snap recipe with the UQ candidates screened from all 16 pulls, not replica 0's
     # alone (the same max_selected cap, so no more labels); not measured as a campaign
     "snap-all-pulls": {"snap": dict(QUICK_SNAP), "selection": {"candidates": "all"}},
