@@ -245,7 +245,18 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["preset"].snap.replicas == 8 and built["protocol"].snap.replicas == 0
     assert built["snap-long"].committee.ani.epochs == 150
     assert built["snap-long"].snap == built["snap"].snap
-    assert built["preset"].committee.ani.epochs == 60
+    assert built["preset"].committee.ani.epochs == 150
+    assert built["preset"].snap == built["snap-long"].snap
+    measured_at_60 = (
+        "protocol",
+        "snap",
+        "snap-mean",
+        "snap-tail",
+        "snap-all-pulls",
+        "snap-rupture",
+    )
+    assert all(built[name].committee.ani.epochs == 60 for name in measured_at_60)
+    assert built["snap-mean-long"].committee.ani.epochs == 150
     assert built["snap-mean"].committee.driver == "mean"
     assert built["snap"].committee.driver == "best"
     assert built["snap-mean"].snap == built["snap"].snap
