@@ -104,8 +104,9 @@ def test_ea_splits_at_the_snap_into_the_barrier_and_the_work_done_after_it():
         broken_bonds=["C0-C1", "C0-C1", None],
     )
     assert model.snap_frames() == [2, 3, None]
-    np.testing.assert_allclose(model.work_at_snap_eV(), [7.0, 6.2, np.nan])
-    np.testing.assert_allclose(model.work_after_snap_eV(), [0.4, 0.0, np.nan])
+    at_snap, after_snap = model.work_split_at_snap_eV()
+    np.testing.assert_allclose(at_snap, [7.0, 6.2, np.nan])
+    np.testing.assert_allclose(after_snap, [0.4, 0.0, np.nan])
     flat = np.array([[0.0, 3.0, 7.5, 7.5], [0.0, 3.0, 7.7, 7.6]])
     reference = ReplicaPulls(
         activation_energy_eV=flat.max(axis=1),

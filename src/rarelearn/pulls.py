@@ -152,29 +152,19 @@ class ReplicaPulls:
             frames.append(int(matches[0]) if len(matches) else None)
         return frames
 
-    def work_at_snap_eV(self) -> np.ndarray:
-        """W at each pull's first broken frame (NaN where nothing broke): the barrier without
-        what the spring does to the fragments afterwards."""
-        return np.array(
-            [
-                np.nan if frame is None else self.work_eV[r, frame]
-                for r, frame in enumerate(self.snap_frames())
-            ]
-        )
-
-    def work_after_snap_eV(self) -> np.ndarray:
-        """Per pull, the largest rise of W after its first broken frame (NaN where nothing
-        broke). Separated fragments that no longer attract each other give almost none; a model
+    def work_split_at_snap_eV(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per pull, W at its first broken frame and the largest rise of W after it (both NaN
+        where nothing broke): the barrier, and what the spring does to the fragments afterwards.
+        Separated fragments that no longer attract each other give almost no rise; a model
         whose broken bond still pulls the fragments back (a spurious tail of its bond energy)
         keeps raising W, and max W, Ea, with it (docs/convergence.md)."""
-        rises = []
+        at_snap = np.full(self.n, np.nan)
+        after_snap = np.full(self.n, np.nan)
         for r, frame in enumerate(self.snap_frames()):
-            if frame is None:
-                rises.append(np.nan)
-                continue
-            after = self.work_eV[r, frame:]
-            rises.append(float(np.nanmax(after) - after[0]))
-        return np.array(rises)
+            if frame is not None:
+                at_snap[r] = self.work_eV[r, frame]
+                after_snap[r] = np.nanmax(self.work_eV[r, frame:]) - at_snap[r]
+        return at_snap, after_snap
 
     def reference_bond_share(self, reference: ReplicaPulls) -> float | None:
         """Share of these pulls whose first broken bond is one the reference pulls break
@@ -307,7 +297,8 @@ def snap_work_keys(model: ReplicaPulls, reference: ReplicaPulls | None) -> dict[
     and the error of W at that frame with its Welch 95 % interval, over the pulls that broke.
     None where a side has no broken pull (the error and the reference's value also without a
     reference)."""
-    after = _finite_sample(model.work_after_snap_eV())
+    at_snap, after_snap = model.work_split_at_snap_eV()
+    after = _finite_sample(after_snap)
     keys: dict[str, Any] = {
         "work_after_snap_nnp_eV": None if after is None else after.mean,
         "work_after_snap_ref_eV": None,
@@ -316,12 +307,12 @@ def snap_work_keys(model: ReplicaPulls, reference: ReplicaPulls | None) -> dict[
     }
     if reference is None:
         return keys
-    reference_after = _finite_sample(reference.work_after_snap_eV())
+    reference_at, reference_after_snap = reference.work_split_at_snap_eV()
+    reference_after = _finite_sample(reference_after_snap)
     keys["work_after_snap_ref_eV"] = None if reference_after is None else reference_after.mean
-    at_snap = _finite_sample(model.work_at_snap_eV())
-    reference_at_snap = _finite_sample(reference.work_at_snap_eV())
-    if at_snap is not None and reference_at_snap is not None:
-        difference = welch(at_snap, reference_at_snap)
+    model_at, reference_at_snap = _finite_sample(at_snap), _finite_sample(reference_at)
+    if model_at is not None and reference_at_snap is not None:
+        difference = welch(model_at, reference_at_snap)
         keys["ea_at_snap_error_eV"] = difference.estimate
         keys["ea_at_snap_error_ci95_eV"] = finite_or_none(difference.half_width)
     return keys
