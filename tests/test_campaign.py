@@ -439,7 +439,22 @@ def test_presets_differ_and_paper_matches_the_protocol():
     assert paper.committee.n_members == 3 and paper.committee.ani.epochs == 300
     assert paper.selection.post_break_cap == 50 and paper.selection.n_copies == 2
     quick = load_config()
-    assert quick.name == "quick" and quick.committee.ani.epochs < 300
+    assert quick.name == "quick" and quick.committee.ani.epochs == 60
+    assert quick.snap.replicas == 8 and paper.snap.replicas == 0
+
+
+def test_long_preset_is_the_quick_one_with_longer_fits():
+    """`--preset long` changes the epochs of a fit and the name (its folder), nothing else;
+    the command line offers exactly the presets the configuration knows."""
+    from rarelearn import cli, config
+
+    quick, long = load_config().to_dict(), load_config(preset_name="long").to_dict()
+    assert long["committee"]["ani"]["epochs"] == 150 and long["name"] == "long"
+    long["committee"]["ani"]["epochs"], long["name"] = 60, "quick"
+    assert long == quick
+    assert cli.PRESETS == config.PRESETS
+    with pytest.raises(ConfigError, match="unknown preset 'fast'"):
+        load_config(preset_name="fast")
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):

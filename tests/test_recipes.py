@@ -227,6 +227,13 @@ def test_rupture_region_is_the_last_window_before_the_snap():
     assert rupture_region(trace, 2, 0.1) == [0, 90, 100]
 
 
+def _settings(campaign) -> dict:
+    """A campaign's settings without its name and folder."""
+    values = campaign.to_dict()
+    del values["name"], values["out"]
+    return values
+
+
 def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_path):
     """Each named recipe of the convergence study, laid over the quick preset for one seed,
     gives a campaign configuration that holds the recipe's settings (a typo in a recipe's
@@ -245,11 +252,15 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["preset"].snap.replicas == 8 and built["protocol"].snap.replicas == 0
     assert built["snap-long"].committee.ani.epochs == 150
     assert built["snap-long"].snap == built["snap"].snap
-    assert built["preset"].committee.ani.epochs == 150
-    assert built["preset"].snap == built["snap-long"].snap
+    # the quick preset is the snap recipe (at 60 epochs); the long preset is snap-long
+    assert built["preset"].committee.ani.epochs == 60
+    assert _settings(built["preset"]) == _settings(built["snap"])
+    long_config = replace(load_study_config("convergence", "long"), study=config.study)
+    long_preset = campaign_config(long_config, plans["preset-seed3"], tmp_path / "long")
+    assert _settings(long_preset) == _settings(built["snap-long"])
     # epochs are snap-long's lever alone: the other recipes keep the base campaign's
     keep_epochs = ("protocol", "snap", "snap-mean", "snap-tail", "snap-all-pulls", "snap-rupture")
-    assert all(built[name].committee.ani.epochs == 150 for name in keep_epochs)
+    assert all(built[name].committee.ani.epochs == 60 for name in keep_epochs)
     assert built["snap-mean-long"].committee.ani.epochs == 150
     assert built["snap-mean"].committee.driver == "mean"
     assert built["snap"].committee.driver == "best"

@@ -12,7 +12,8 @@ from rarelearn.errors import RarelearnError
 from rarelearn.study import STUDIES
 
 EXIT_USER_ERROR = 2
-PRESETS = ("quick", "paper")
+#: `rarelearn.config.PRESETS`, repeated so that `--help` does not import torch (tested equal)
+PRESETS = ("quick", "long", "paper")
 
 
 def _positive(kind: type) -> Callable[[str], float | int]:
@@ -96,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the active-learning campaign (default: quick preset, hexane, GFN2-xTB)",
     )
     run.add_argument("--config", type=Path, help="TOML configuration (see examples/)")
-    run.add_argument("--preset", choices=PRESETS, help="start from a preset (default: quick)")
+    run.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="start from a preset: quick (default, ~20 min), long (quick with 150-epoch fits, "
+        "~30 min) or paper",
+    )
     run.add_argument("--out", type=Path, help="run folder (default: runs/<name>); resumes it")
     run.add_argument("--iterations", type=_positive(int), help="override the iteration count")
     run.add_argument("--seed", type=int, help="override the seed")
@@ -194,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("name", choices=STUDIES)
     study.add_argument(
-        "--preset", choices=PRESETS, default="quick", help="quick (default, <= 1 h) or paper"
+        "--preset", choices=PRESETS, default="quick", help="quick (default, <= 1 h), long or paper"
     )
     study.add_argument(
         "--config",

@@ -21,7 +21,7 @@ The new run folder (RUN2), a run folder of its own:
 - ``config.toml``: RUN's configuration with the labeler replaced, the store set to RUN2's own
   ``data.db`` (also when RUN shares a PostgreSQL store) and ``committee.<backend>.epochs`` set when
   asked. A committee trained once from scratch sees fewer epochs than the last committee of a
-  warm-started campaign (the quick preset: 150 per iteration), hence ``epochs``.
+  warm-started campaign (the quick preset: 60 per iteration), hence ``epochs``.
 - ``data.db``: each relabeled frame under batch ``relabel``, task = its place in the plan,
   with RUN's provenance (source, iteration, parent, uq, spring distance, uid), the new
   ``labeler``, and ``original_energy`` / ``original_labeler`` / ``original_id`` (RUN's label
