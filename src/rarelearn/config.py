@@ -279,9 +279,9 @@ QUICK: dict[str, Any] = {
 #: between seeds 2.4 kcal/mol against the quick preset's 4.8 and 5.6, docs/convergence.md),
 #: at 2.5x the training. Its own preset because the quick one must stay a 20-minute job.
 LONG_EPOCHS = 150
-LONG: dict[str, Any] = merge_settings(
-    QUICK, {"name": "long", "committee": {"ani": {"epochs": LONG_EPOCHS}}}
-)
+#: What the long preset changes in `[committee]` (also the study recipe `snap-long`'s)
+LONG_FITS: dict[str, Any] = {"ani": {"epochs": LONG_EPOCHS}}
+LONG: dict[str, Any] = merge_settings(QUICK, {"name": "long", "committee": LONG_FITS})
 
 
 def _check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:

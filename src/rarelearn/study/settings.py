@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rarelearn.config import (
-    LONG_EPOCHS,
+    LONG_FITS,
     QUICK_SNAP,
     CampaignConfig,
     ConfigError,
@@ -114,13 +114,11 @@ class StudySettings:
             raise ConfigError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
 
 
-#: The fits of `snap-long` (the long preset's): a recipe names epochs only where epochs are
-#: its lever; the others keep the base campaign's (docs/convergence.md measured them at 60, the
-#: quick preset's, as examples/convergence.toml also sets).
-LONG = {"ani": {"epochs": LONG_EPOCHS}}
-
 #: Recipes of the convergence study: named campaign settings laid over the preset's campaign
-#: (``force-uq`` and ``paper-committee`` keep the preset's snap tests and epochs).
+#: (``force-uq`` and ``paper-committee`` keep the preset's snap tests and epochs). A recipe
+#: names epochs only where epochs are its lever (the long preset's `LONG_FITS`); the others keep
+#: the base campaign's (docs/convergence.md measured them at 60, the quick preset's, as
+#: examples/convergence.toml also sets).
 RECIPES: dict[str, dict[str, Any]] = {
     # the preset as it is (the quick preset: snap tests, i.e. "snap"; the long preset:
     # "snap-long"; the paper preset: the paper's loop)
@@ -133,14 +131,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the snap recipe with every fit 150 warm epochs: over four seeds mean |error| 2.3 and
     # spread 2.4 kcal/mol against the snap recipe's 4.8 and 5.6 (docs/convergence.md); about
     # 2.5x the training. The long preset's recipe
-    "snap-long": {"snap": dict(QUICK_SNAP), "committee": LONG},
+    "snap-long": {"snap": dict(QUICK_SNAP), "committee": LONG_FITS},
     # the snap recipe with the committee mean driving the pulls: on fixed frames, a fresh
     # training draw moved the mean-driven Ea 0.2-1.9 kcal/mol against 0.7-4.6 for the best
     # member (docs/convergence.md); the pulls cost about twice as much
     "snap-mean": {"snap": dict(QUICK_SNAP), "committee": {"driver": "mean"}},
     # both: on fixed frames the narrowest cell of the screen (std 1.9 kcal/mol between seeds),
     # all four below the reference; not measured as a campaign
-    "snap-mean-long": {"snap": dict(QUICK_SNAP), "committee": {"driver": "mean", **LONG}},
+    "snap-mean-long": {"snap": dict(QUICK_SNAP), "committee": {"driver": "mean", **LONG_FITS}},
     # the snap recipe with each snap test run 200 steps past the labeler's snap instead of 40,
     # so its labels reach the separated fragments (the snap recipe's committees keep pulling
     # the broken-off fragment back, GFN2-xTB does not): over four seeds spread 1.8 but mean
