@@ -7,9 +7,14 @@ and each side's rise of W after that frame (`rarelearn.pulls.snap_work_keys`, fr
 rises differ against the labeler itself: on frames of replica 0's NNP pull after its snap, the
 net force along the line between the two fragments' centres on the fragment that broke off
 (topology of the start state minus the broken bond), from the labeler (GFN2-xTB) and from the
-committee (best member, mean). Negative: the fragments attract each other.
+committee (best member, mean). Negative: the fragments attract each other. With ``--timing``,
+a table of when the pulls snap: the spring's rest length at each pull's first broken frame (its
+travel), NNP minus reference, beside the error of W at a fixed rest length before any pull
+snaps; then, over every iteration from 1 on of the campaigns given, the straight-line fit of the
+W-at-snap error against that travel error (slope in eV/A: a rupture force, if the error is all
+timing).
 
-    python scripts/snap_split.py STUDY/campaigns/snap-seed* --fragment-forces
+    python scripts/snap_split.py STUDY/campaigns/snap-seed* --fragment-forces --timing
 
 Used for docs/convergence.md ("Work after the snap").
 """
@@ -29,12 +34,16 @@ from rarelearn.committee import Committee
 from rarelearn.config import load_resolved
 from rarelearn.dynamics import SMDTrace
 from rarelearn.pulls import ReplicaPulls, snap_work_keys
+from rarelearn.statistics import Sample, welch
 from rarelearn.threads import torch_threads
 from rarelearn.units import EV_TO_KCAL_MOL
 
 #: Frames after replica 0's snap at which the fragment's force is compared (steps).
 OFFSETS = (50, 150, 300, 600, 1000, 1500)
 WALK = 10
+#: W is compared at the reference's mean travel at its snap minus this much (A): before the
+#: earliest snaps measured (0.14 A early), where every pull of both sides is intact.
+BEFORE_SNAP_A = 0.25
 
 
 def last_iteration(run: Path) -> int:
@@ -58,6 +67,78 @@ def split_row(run: Path, iteration: int) -> list[str]:
         f"{keys['work_after_snap_nnp_eV']:.3f}",
         f"{keys['work_after_snap_ref_eV']:.3f}",
     ]
+
+
+def travel_at_snap(pulls: ReplicaPulls) -> np.ndarray:
+    """Per pull, the spring's rest length at its first broken frame (NaN where nothing broke)."""
+    travel = np.full(pulls.n, np.nan)
+    for r, frame in enumerate(pulls.snap_frames()):
+        if frame is not None:
+            travel[r] = pulls.rest_length_A[r, frame]
+    return travel
+
+
+def work_at_travel(pulls: ReplicaPulls, travel_A: float) -> np.ndarray:
+    """Per pull, W at the first frame whose rest length reaches ``travel_A`` (NaN for a pull
+    that stopped before it)."""
+    work = np.full(pulls.n, np.nan)
+    for r in range(pulls.n):
+        reached = np.flatnonzero(pulls.rest_length_A[r] >= travel_A)
+        if reached.size:
+            work[r] = pulls.work_eV[r, reached[0]]
+    return work
+
+
+def finite(values: np.ndarray) -> Sample:
+    return Sample.of(values[np.isfinite(values)])
+
+
+def timing(run: Path, iteration: int) -> tuple[float, float, float, float, float]:
+    """Travel at the snap error (A) and its 95 % half-width, W at the snap error (eV), W error
+    at the fixed travel before the snaps (eV) and its half-width."""
+    model = ReplicaPulls.load(run / "iterations" / f"{iteration:03d}" / "replicas.npz")
+    reference = ReplicaPulls.load(run / "reference" / "replicas.npz")
+    reference_travel = finite(travel_at_snap(reference))
+    travel = welch(finite(travel_at_snap(model)), reference_travel)
+    at_snap = snap_work_keys(model, reference)["ea_at_snap_error_eV"]
+    fixed = reference_travel.mean - BEFORE_SNAP_A
+    before = welch(finite(work_at_travel(model, fixed)), finite(work_at_travel(reference, fixed)))
+    return travel.estimate, travel.half_width, at_snap, before.estimate, before.half_width
+
+
+def timing_tables(chosen: dict[Path, int]) -> str:
+    rows, points = [], []
+    for run, last in chosen.items():
+        for iteration in range(1, last + 1):
+            travel, travel_half, at_snap, before, before_half = timing(run, iteration)
+            points.append((travel, at_snap))
+            if iteration == last:
+                rows.append(
+                    [
+                        run.name,
+                        str(iteration),
+                        f"{travel:+.3f} +- {travel_half:.3f}",
+                        f"{at_snap * EV_TO_KCAL_MOL:+.1f}",
+                        f"{before * EV_TO_KCAL_MOL:+.2f} +- {before_half * EV_TO_KCAL_MOL:.2f}",
+                    ]
+                )
+    header = [
+        "campaign",
+        "iteration",
+        "travel at the snap error +- 95 % (A)",
+        "W at the snap error (kcal/mol)",
+        f"W error {BEFORE_SNAP_A} A of travel before the reference's snap +- 95 % (kcal/mol)",
+    ]
+    travel, at_snap = np.array(points).T
+    slope, intercept = np.polyfit(travel, at_snap, 1)
+    residual = (at_snap - (slope * travel + intercept)) * EV_TO_KCAL_MOL
+    correlation = np.corrcoef(travel, at_snap)[0, 1]
+    fit = (
+        f"Over {len(points)} iterations: W at the snap error = {slope:.2f} eV/A x travel error "
+        f"{intercept * EV_TO_KCAL_MOL:+.1f} kcal/mol, r = {correlation:.3f}, "
+        f"residual standard deviation {residual.std(ddof=2):.1f} kcal/mol."
+    )
+    return table(header, rows) + "\n\n" + fit
 
 
 def fragment(start: Atoms, bond: tuple[int, int]) -> list[int]:
@@ -141,6 +222,7 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+", help="campaign run folders")
     parser.add_argument("--iteration", type=int, help="default: each campaign's last")
     parser.add_argument("--fragment-forces", action="store_true")
+    parser.add_argument("--timing", action="store_true")
     args = parser.parse_args()
     chosen = {run: args.iteration or last_iteration(run) for run in args.runs}
     header = [
@@ -166,6 +248,9 @@ def main() -> None:
             rows = [row for run, i in chosen.items() for row in fragment_rows(run, i)]
         print()
         print(table(header, rows))
+    if args.timing:
+        print()
+        print(timing_tables(chosen))
 
 
 if __name__ == "__main__":
