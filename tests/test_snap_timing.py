@@ -1,0 +1,62 @@
+"""scripts/snap_split.py --timing on pulls built by hand: a known force plateau and snap times."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rarelearn.dynamics.smd import COMPLETED
+from rarelearn.pulls import ReplicaPulls
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "snap_split.py"
+FORCE_EV_A = 4.6  # the plateau force: W grows by this per A of spring travel
+SPEED_A_PER_STEP = 0.001
+
+
+@pytest.fixture(scope="module")
+def snap_split():
+    spec = importlib.util.spec_from_file_location("snap_split", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pulls(snap_steps: list[int], n_steps: int = 1000) -> ReplicaPulls:
+    """Pulls whose W rises as FORCE_EV_A x travel until each snaps, then stays flat."""
+    travel = np.arange(n_steps) * SPEED_A_PER_STEP + 8.0
+    rows = len(snap_steps)
+    work = np.tile(FORCE_EV_A * (travel - 8.0), (rows, 1))
+    distance = np.tile(travel - 0.4, (rows, 1))
+    for r, snap in enumerate(snap_steps):
+        work[r, snap:] = work[r, snap]
+    return ReplicaPulls(
+        activation_energy_eV=work.max(axis=1),
+        breaking_distance_A=np.array([distance[r, s] for r, s in enumerate(snap_steps)]),
+        stopped_reason=[COMPLETED] * rows,
+        distance_A=distance,
+        work_eV=work,
+        rest_length_A=np.tile(travel, (rows, 1)),
+    )
+
+
+def test_travel_at_snap_and_work_before_it(snap_split):
+    early = pulls([650, 660, 670, 680])
+    expected = 8.0 + np.array([650, 660, 670, 680]) * SPEED_A_PER_STEP
+    assert np.allclose(snap_split.travel_at_snap(early), expected)
+    assert np.allclose(snap_split.work_at_travel(early, 8.3), FORCE_EV_A * 0.3)
+    # a travel the pulls never reach gives no work, not the first frame's
+    assert np.isnan(snap_split.work_at_travel(early, 9.5)).all()
+
+
+def test_timing_of_a_run_folder_splits_the_error_into_snap_time(snap_split, tmp_path):
+    run = tmp_path / "campaign"
+    (run / "iterations" / "001").mkdir(parents=True)
+    (run / "reference").mkdir()
+    pulls([700, 710, 720, 730]).save(run / "reference" / "replicas.npz")
+    # the model snaps 0.05 A of travel early on the same W curve
+    pulls([650, 660, 670, 680]).save(run / "iterations" / "001" / "replicas.npz")
+    travel, _, at_snap, before, _ = snap_split.timing(run, 1)
+    assert travel == pytest.approx(-0.05)
+    assert at_snap == pytest.approx(FORCE_EV_A * -0.05)
+    assert before == pytest.approx(0.0, abs=1e-12)
