@@ -16,7 +16,7 @@ timing).
 
     python scripts/snap_split.py STUDY/campaigns/snap-seed* --fragment-forces --timing
 
-Used for docs/convergence.md ("Work after the snap").
+Used for docs/convergence.md ("Work after the snap", "Where the barrier error sits").
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from rarelearn.campaign import labeler_of, load_committee
 from rarelearn.committee import Committee
 from rarelearn.config import load_resolved
 from rarelearn.dynamics import SMDTrace
-from rarelearn.pulls import ReplicaPulls, snap_work_keys
+from rarelearn.pulls import ReplicaPulls, finite_sample, snap_work_keys
 from rarelearn.statistics import Sample, welch
 from rarelearn.threads import torch_threads
 from rarelearn.units import EV_TO_KCAL_MOL
@@ -90,14 +90,18 @@ def work_at_travel(pulls: ReplicaPulls, travel_A: float) -> np.ndarray:
 
 
 def finite(values: np.ndarray) -> Sample:
-    return Sample.of(values[np.isfinite(values)])
+    """`finite_sample`, refusing a side on which no pull has the quantity."""
+    sample = finite_sample(values)
+    if sample is None:
+        raise SystemExit("--timing needs pulls that broke on both sides")
+    return sample
 
 
-def timing(run: Path, iteration: int) -> tuple[float, float, float, float, float]:
+def timing(
+    model: ReplicaPulls, reference: ReplicaPulls
+) -> tuple[float, float, float, float, float]:
     """Travel at the snap error (A) and its 95 % half-width, W at the snap error (eV), W error
     at the fixed travel before the snaps (eV) and its half-width."""
-    model = ReplicaPulls.load(run / "iterations" / f"{iteration:03d}" / "replicas.npz")
-    reference = ReplicaPulls.load(run / "reference" / "replicas.npz")
     reference_travel = finite(travel_at_snap(reference))
     travel = welch(finite(travel_at_snap(model)), reference_travel)
     at_snap = snap_work_keys(model, reference)["ea_at_snap_error_eV"]
@@ -109,8 +113,10 @@ def timing(run: Path, iteration: int) -> tuple[float, float, float, float, float
 def timing_tables(chosen: dict[Path, int]) -> str:
     rows, points = [], []
     for run, last in chosen.items():
+        reference = ReplicaPulls.load(run / "reference" / "replicas.npz")
         for iteration in range(1, last + 1):
-            travel, travel_half, at_snap, before, before_half = timing(run, iteration)
+            model = ReplicaPulls.load(run / "iterations" / f"{iteration:03d}" / "replicas.npz")
+            travel, travel_half, at_snap, before, before_half = timing(model, reference)
             points.append((travel, at_snap))
             if iteration == last:
                 rows.append(

@@ -49,14 +49,11 @@ def test_travel_at_snap_and_work_before_it(snap_split):
     assert np.isnan(snap_split.work_at_travel(early, 9.5)).all()
 
 
-def test_timing_of_a_run_folder_splits_the_error_into_snap_time(snap_split, tmp_path):
-    run = tmp_path / "campaign"
-    (run / "iterations" / "001").mkdir(parents=True)
-    (run / "reference").mkdir()
-    pulls([700, 710, 720, 730]).save(run / "reference" / "replicas.npz")
+def test_timing_splits_the_error_into_snap_time(snap_split):
+    reference = pulls([700, 710, 720, 730])
     # the model snaps 0.05 A of travel early on the same W curve
-    pulls([650, 660, 670, 680]).save(run / "iterations" / "001" / "replicas.npz")
-    travel, _, at_snap, before, _ = snap_split.timing(run, 1)
+    model = pulls([650, 660, 670, 680])
+    travel, _, at_snap, before, _ = snap_split.timing(model, reference)
     assert travel == pytest.approx(-0.05)
     assert at_snap == pytest.approx(FORCE_EV_A * -0.05)
     assert before == pytest.approx(0.0, abs=1e-12)

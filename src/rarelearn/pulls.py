@@ -287,7 +287,8 @@ def compare_pulls(
     }
 
 
-def _finite_sample(values: np.ndarray) -> Sample | None:
+def finite_sample(values: np.ndarray) -> Sample | None:
+    """The finite values as a Sample (NaN marks a pull without the quantity); None if none."""
     finite = values[np.isfinite(values)]
     return Sample.of(finite) if len(finite) else None
 
@@ -298,7 +299,7 @@ def snap_work_keys(model: ReplicaPulls, reference: ReplicaPulls | None) -> dict[
     None where a side has no broken pull (the error and the reference's value also without a
     reference)."""
     at_snap, after_snap = model.work_split_at_snap_eV()
-    after = _finite_sample(after_snap)
+    after = finite_sample(after_snap)
     keys: dict[str, Any] = {
         "work_after_snap_nnp_eV": None if after is None else after.mean,
         "work_after_snap_ref_eV": None,
@@ -308,9 +309,9 @@ def snap_work_keys(model: ReplicaPulls, reference: ReplicaPulls | None) -> dict[
     if reference is None:
         return keys
     reference_at, reference_after_snap = reference.work_split_at_snap_eV()
-    reference_after = _finite_sample(reference_after_snap)
+    reference_after = finite_sample(reference_after_snap)
     keys["work_after_snap_ref_eV"] = None if reference_after is None else reference_after.mean
-    model_at, reference_at_snap = _finite_sample(at_snap), _finite_sample(reference_at)
+    model_at, reference_at_snap = finite_sample(at_snap), finite_sample(reference_at)
     if model_at is not None and reference_at_snap is not None:
         difference = welch(model_at, reference_at_snap)
         keys["ea_at_snap_error_eV"] = difference.estimate
