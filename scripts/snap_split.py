@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import CalculationFailed, Calculator
-from ase.neighborlist import NeighborList, natural_cutoffs
 
 from rarelearn.campaign import labeler_of, load_committee
 from rarelearn.committee import Committee
 from rarelearn.config import load_resolved
 from rarelearn.dynamics import SMDTrace
+from rarelearn.molecules import fragment_of
 from rarelearn.pulls import ReplicaPulls, finite_sample, snap_work_keys
 from rarelearn.statistics import Sample, welch
 from rarelearn.threads import torch_threads
@@ -147,22 +147,6 @@ def timing_tables(chosen: dict[Path, int]) -> str:
     return table(header, rows) + "\n\n" + fit
 
 
-def fragment(start: Atoms, bond: tuple[int, int]) -> list[int]:
-    """Atoms on the second atom's side of ``bond`` in the start state's topology."""
-    neighbours = NeighborList(natural_cutoffs(start), self_interaction=False, bothways=True)
-    neighbours.update(start)
-    side, todo = {bond[1]}, [bond[1]]
-    while todo:
-        atom = todo.pop()
-        for other in neighbours.get_neighbors(atom)[0]:
-            if {atom, int(other)} != set(bond) and int(other) not in side:
-                side.add(int(other))
-                todo.append(int(other))
-    if bond[0] in side:
-        raise ValueError(f"bond {bond} lies in a ring: breaking it frees no fragment")
-    return sorted(side)
-
-
 def labeled_force(
     labeler: Calculator, atoms: Atoms, side: list[int], axis: np.ndarray | None
 ) -> float | None:
@@ -185,7 +169,7 @@ def fragment_rows(run: Path, iteration: int) -> list[list[str]]:
     # before the snap, every WALK-th frame, each SCF started from the previous one's (as the
     # labeler's own dynamics do)
     labeler = labeler_of(load_resolved(run)).build(reuse_wavefunction=True)
-    side = fragment(trace.frame(0), trace.broken_bond)
+    side = fragment_of(trace.frame(0), trace.broken_bond)
     rows = []
     walked = trace.broken_frame - WALK * 5
     for offset in OFFSETS:

@@ -13,6 +13,7 @@ from rarelearn.molecules import (
     bonded_pairs,
     build_alkane,
     default_pulled_atoms,
+    fragment_of,
     read_structure,
 )
 
@@ -83,3 +84,14 @@ def test_pulled_atoms_validation():
     with pytest.raises(RarelearnError, match="share"):
         PulledAtoms((0, 1), (1, 2)).validate(20)
     PulledAtoms((0, 1), (4, 5)).validate(20)
+
+
+def test_fragment_of_a_terminal_bond_is_the_methyl_and_a_ring_bond_is_refused():
+    hexane = build_alkane(6)
+    carbons = [i for i, z in enumerate(hexane.numbers) if z == 6]
+    methyl = fragment_of(hexane, (carbons[1], carbons[0]))
+    assert hexane[methyl].get_chemical_formula() == "CH3"
+    rest = fragment_of(hexane, (carbons[0], carbons[1]))
+    assert sorted(methyl + rest) == list(range(len(hexane)))
+    with pytest.raises(ValueError, match="ring"):
+        fragment_of(molecule("C6H6"), (0, 1))

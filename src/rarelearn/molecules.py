@@ -180,6 +180,23 @@ def bonded_pairs(atoms: Atoms) -> list[tuple[int, int]]:
     return sorted(set(pairs))
 
 
+def fragment_of(atoms: Atoms, bond: tuple[int, int]) -> list[int]:
+    """The atoms on ``bond[1]``'s side of ``bond``: what breaks off with it, in the bonding graph
+    of ``atoms`` (natural covalent radii) without that bond. Refused for a bond in a ring."""
+    neighbours = NeighborList(natural_cutoffs(atoms), self_interaction=False, bothways=True)
+    neighbours.update(atoms)
+    side, todo = {bond[1]}, [bond[1]]
+    while todo:
+        atom = todo.pop()
+        for other in neighbours.get_neighbors(atom)[0]:
+            if {atom, int(other)} != set(bond) and int(other) not in side:
+                side.add(int(other))
+                todo.append(int(other))
+    if bond[0] in side:
+        raise ValueError(f"bond {bond} lies in a ring: breaking it frees no fragment")
+    return sorted(side)
+
+
 def default_pulled_atoms(atoms: Atoms) -> PulledAtoms:
     """The two ends of the heavy-atom skeleton: the non-hydrogen pair most bonds apart (ties:
     farthest in space). For an n-alkane the terminal carbons; for CH3-S-S-CH3 or a PEG chain
