@@ -151,6 +151,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # 0.3 A before the snap (64 labels an iteration more): over four seeds spread 0.7 but mean
     # -4.2 kcal/mol, 2,194-2,275 labels (docs/convergence.md)
     "snap-rupture": {"snap": dict(QUICK_SNAP), "selection": {"rupture_frames": 3}},
+    # the UQ rule on the committee's largest per-atom force spread (DP-GEN's), with the preset's
+    # snap tests: over four seeds mean -3.0, spread 3.3 kcal/mol, but W at the snap 4.5-12.3
+    # low, hidden by the largest post-snap tail measured (docs/convergence.md)
     "force-uq": {"selection": {"uq": "force"}},
     "paper-committee": {"committee": {"n_members": 7, "strategy": "inherited"}},
 }
