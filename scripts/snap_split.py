@@ -69,15 +69,6 @@ def split_row(run: Path, iteration: int) -> list[str]:
     ]
 
 
-def travel_at_snap(pulls: ReplicaPulls) -> np.ndarray:
-    """Per pull, the spring's rest length at its first broken frame (NaN where nothing broke)."""
-    travel = np.full(pulls.n, np.nan)
-    for r, frame in enumerate(pulls.snap_frames()):
-        if frame is not None:
-            travel[r] = pulls.rest_length_A[r, frame]
-    return travel
-
-
 def work_at_travel(pulls: ReplicaPulls, travel_A: float) -> np.ndarray:
     """Per pull, W at the first frame whose rest length reaches ``travel_A`` (NaN for a pull
     that stopped before it)."""
@@ -102,8 +93,8 @@ def timing(
 ) -> tuple[float, float, float, float, float]:
     """Travel at the snap error (A) and its 95 % half-width, W at the snap error (eV), W error
     at the fixed travel before the snaps (eV) and its half-width."""
-    reference_travel = finite(travel_at_snap(reference))
-    travel = welch(finite(travel_at_snap(model)), reference_travel)
+    reference_travel = finite(reference.at_snap(reference.rest_length_A))
+    travel = welch(finite(model.at_snap(model.rest_length_A)), reference_travel)
     at_snap = snap_work_keys(model, reference)["ea_at_snap_error_eV"]
     fixed = reference_travel.mean - BEFORE_SNAP_A
     before = welch(finite(work_at_travel(model, fixed)), finite(work_at_travel(reference, fixed)))

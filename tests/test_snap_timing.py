@@ -43,7 +43,7 @@ def pulls(snap_steps: list[int], n_steps: int = 1000) -> ReplicaPulls:
 def test_travel_at_snap_and_work_before_it(snap_split):
     early = pulls([650, 660, 670, 680])
     expected = 8.0 + np.array([650, 660, 670, 680]) * SPEED_A_PER_STEP
-    assert np.allclose(snap_split.travel_at_snap(early), expected)
+    assert np.allclose(early.at_snap(early.rest_length_A), expected)
     assert np.allclose(snap_split.work_at_travel(early, 8.3), FORCE_EV_A * 0.3)
     # a travel the pulls never reach gives no work, not the first frame's
     assert np.isnan(snap_split.work_at_travel(early, 9.5)).all()

@@ -152,17 +152,25 @@ class ReplicaPulls:
             frames.append(int(matches[0]) if len(matches) else None)
         return frames
 
+    def at_snap(self, series: np.ndarray) -> np.ndarray:
+        """Per pull, ``series`` (pulls x frames, e.g. `rest_length_A`) at its first broken frame
+        (NaN where nothing broke)."""
+        values = np.full(self.n, np.nan)
+        for r, frame in enumerate(self.snap_frames()):
+            if frame is not None:
+                values[r] = series[r, frame]
+        return values
+
     def work_split_at_snap_eV(self) -> tuple[np.ndarray, np.ndarray]:
         """Per pull, W at its first broken frame and the largest rise of W after it (both NaN
         where nothing broke): the barrier, and what the spring does to the fragments afterwards.
         Separated fragments that no longer attract each other give almost no rise; a model
         whose broken bond still pulls the fragments back (a spurious tail of its bond energy)
         keeps raising W, and max W, Ea, with it (docs/convergence.md)."""
-        at_snap = np.full(self.n, np.nan)
+        at_snap = self.at_snap(self.work_eV)
         after_snap = np.full(self.n, np.nan)
         for r, frame in enumerate(self.snap_frames()):
             if frame is not None:
-                at_snap[r] = self.work_eV[r, frame]
                 after_snap[r] = np.nanmax(self.work_eV[r, frame:]) - at_snap[r]
         return at_snap, after_snap
 
