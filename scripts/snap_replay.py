@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import CalculationFailed
 
 from rarelearn.campaign import labeler_of, load_committee
 from rarelearn.committee import Committee
@@ -143,17 +144,24 @@ def replay(run: Path, iteration: int | None, apart_A: float, every: int, from_st
             )
         )
         end = model.broken_frame if model.broken_frame is not None else model.n_frames - 1
-        steps = list(range(from_step, end + 1, every))
-        frames = [model.frame(k) for k in steps]
-        labeler_forces = np.array([labeler.get_forces(atoms) for atoms in frames])
-        model_forces = predicted_frames(committee, mode, frames)
+        steps, labeler_forces = [], []
+        for step in range(from_step, end + 1, every):
+            try:
+                labeler_forces.append(labeler.get_forces(model.frame(step)))
+            except CalculationFailed:  # an unconverged SCF: that frame is left out
+                labeler.reset()
+                continue
+            steps.append(step)
+        if not steps:
+            continue
+        model_forces = predicted_frames(committee, mode, [model.frame(k) for k in steps])
         positions = model.positions_A[steps]
         on_model.append(
             np.stack(
                 [
                     r_model[steps],
                     holding_force(positions, model_forces, bond, side)
-                    - holding_force(positions, labeler_forces, bond, side),
+                    - holding_force(positions, np.array(labeler_forces), bond, side),
                 ],
                 axis=1,
             )
