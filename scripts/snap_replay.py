@@ -34,6 +34,7 @@ from rarelearn.committee import Committee
 from rarelearn.config import load_resolved
 from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.molecules import fragment_of
+from rarelearn.report.tables import markdown_table
 from rarelearn.snap import load_snap_starts, segment_settings
 
 #: bond-length bins (A) of the force table
@@ -77,11 +78,6 @@ def binned(lengths: np.ndarray, values: np.ndarray) -> list[list[str]]:
                 ]
             )
     return rows
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def replay(run: Path, iteration: int | None, apart_A: float, every: int, from_step: int) -> str:
@@ -144,17 +140,19 @@ def replay(run: Path, iteration: int | None, apart_A: float, every: int, from_st
             )
         )
         end = model.broken_frame if model.broken_frame is not None else model.n_frames - 1
-        steps, labeler_forces = [], []
+        steps, frames, labeler_forces = [], [], []
         for step in range(from_step, end + 1, every):
+            frame = model.frame(step)
             try:
-                labeler_forces.append(labeler.get_forces(model.frame(step)))
+                labeler_forces.append(labeler.get_forces(frame))
             except CalculationFailed:  # an unconverged SCF: that frame is left out
                 labeler.reset()
                 continue
             steps.append(step)
+            frames.append(frame)
         if not steps:
             continue
-        model_forces = predicted_frames(committee, mode, [model.frame(k) for k in steps])
+        model_forces = predicted_frames(committee, mode, frames)
         positions = model.positions_A[steps]
         on_model.append(
             np.stack(
@@ -169,7 +167,7 @@ def replay(run: Path, iteration: int | None, apart_A: float, every: int, from_st
     out = [
         f"{run.name}, iteration {int(folder.name)} ({mode} drives)",
         "",
-        table(
+        markdown_table(
             [
                 "replica",
                 "steps to the snap, labeler / model (bond)",
@@ -185,7 +183,7 @@ def replay(run: Path, iteration: int | None, apart_A: float, every: int, from_st
             data = np.concatenate(rows)
             out += [
                 "",
-                table(
+                markdown_table(
                     ["bond length (A)", "frames", f"holding force, model - labeler, {name} (eV/A)"],
                     binned(data[:, 0], data[:, 1]),
                 ),
@@ -195,7 +193,6 @@ def replay(run: Path, iteration: int | None, apart_A: float, every: int, from_st
 
 def predicted(committee: Committee, mode: str, trace: SMDTrace) -> np.ndarray:
     """The committee driver's forces on every frame of a stored trace."""
-    assert trace.forces_eV_per_A is not None
     return predicted_frames(committee, mode, [trace.frame(k) for k in range(trace.n_frames)])
 
 

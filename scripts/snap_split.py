@@ -34,6 +34,7 @@ from rarelearn.config import load_resolved
 from rarelearn.dynamics import SMDTrace
 from rarelearn.molecules import fragment_of
 from rarelearn.pulls import ReplicaPulls, finite_sample, snap_work_keys
+from rarelearn.report.tables import markdown_table
 from rarelearn.statistics import Sample, welch
 from rarelearn.threads import torch_threads
 from rarelearn.units import EV_TO_KCAL_MOL
@@ -135,7 +136,7 @@ def timing_tables(chosen: dict[Path, int]) -> str:
         f"{intercept * EV_TO_KCAL_MOL:+.1f} kcal/mol, r = {correlation:.3f}, "
         f"residual standard deviation {residual.std(ddof=2):.1f} kcal/mol."
     )
-    return table(header, rows) + "\n\n" + fit
+    return markdown_table(header, rows) + "\n\n" + fit
 
 
 def labeled_force(
@@ -193,11 +194,6 @@ def fragment_rows(run: Path, iteration: int) -> list[list[str]]:
     return rows
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="campaign run folders")
@@ -214,7 +210,7 @@ def main() -> None:
         "work after the snap, NNP (eV)",
         "work after the snap, reference (eV)",
     ]
-    print(table(header, [split_row(run, i) for run, i in chosen.items()]))
+    print(markdown_table(header, [split_row(run, i) for run, i in chosen.items()]))
     if args.fragment_forces:
         header = [
             "campaign",
@@ -228,7 +224,7 @@ def main() -> None:
         with torch_threads(1):
             rows = [row for run, i in chosen.items() for row in fragment_rows(run, i)]
         print()
-        print(table(header, rows))
+        print(markdown_table(header, rows))
     if args.timing:
         print()
         print(timing_tables(chosen))

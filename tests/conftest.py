@@ -8,10 +8,13 @@ Set before torch initialises CUDA, so the test processes and their children see 
 
 `finished_run` is one uninterrupted tiny campaign shared by the modules that read it or damage
 copies of it (test_campaign, test_damaged): run once per session, it is the suite's most
-expensive fixture.
+expensive fixture. `load_script` imports a file of scripts/ by name, for the tests of those
+measurement scripts.
 """
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +34,17 @@ def finished_run(tmp_path_factory):
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
     return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("snap_split")``: scripts/snap_split.py as a module (scripts/ is no package)."""
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

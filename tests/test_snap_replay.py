@@ -1,23 +1,15 @@
 """scripts/snap_replay.py's measures: the force a bond holds a fragment with, and where two
 bond-length histories part."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from ase import Atoms
 from ase.calculators.morse import MorsePotential
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "snap_replay.py"
-
 
 @pytest.fixture(scope="module")
-def snap_replay():
-    spec = importlib.util.spec_from_file_location("snap_replay", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def snap_replay(load_script):
+    return load_script("snap_replay")
 
 
 def test_holding_force_of_a_stretched_morse_dimer_is_dE_dr(snap_replay):

@@ -1,25 +1,18 @@
 """scripts/snap_split.py --timing on pulls built by hand: a known force plateau and snap times."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from rarelearn.dynamics.smd import COMPLETED
 from rarelearn.pulls import ReplicaPulls
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "snap_split.py"
 FORCE_EV_A = 4.6  # the plateau force: W grows by this per A of spring travel
 SPEED_A_PER_STEP = 0.001
 
 
 @pytest.fixture(scope="module")
-def snap_split():
-    spec = importlib.util.spec_from_file_location("snap_split", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def snap_split(load_script):
+    return load_script("snap_split")
 
 
 def pulls(snap_steps: list[int], n_steps: int = 1000) -> ReplicaPulls:
