@@ -1,0 +1,145 @@
+"""A campaign's committees against its labeler on the 0 K pull (COGEF), beside its 10 K rows.
+
+For every iteration of each run folder given, the committee's driver (best member or mean, as
+the campaign drove its pulls) and the labeler each relax the campaign's molecule and stretch
+the pulled pair by COGEF (`rarelearn.cogef`). Printed per iteration, model minus labeler:
+the peak resisting force, where it lies, and the barrier a quasi-static pull with the
+campaign's spring measures; beside them the row's own Ea error (replica mean, 95 % interval)
+and rupture-force error from its 10 K steered pulls. Then, over every iteration printed, how
+the 0 K barrier error tracks the 10 K one (Pearson r, slope). The labeler's own 0 K numbers
+are printed against its reference pulls.
+
+    python scripts/cogef_compare.py STUDY/campaigns/snap-seed0 STUDY/campaigns/snap-seed1
+
+``--save DIR`` keeps each curve as ``DIR/<run>-<iteration or labeler>.npz``.
+Used for docs/convergence.md ("The 0 K pull: where the barrier error lies").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from ase.calculators.calculator import Calculator
+
+from rarelearn.campaign import labeler_of, load_committee, system_of
+from rarelearn.cogef import CogefCurve, cogef_scan
+from rarelearn.config import load_resolved
+from rarelearn.molecules import relax
+from rarelearn.report.tables import markdown_table
+from rarelearn.threads import torch_threads
+from rarelearn.units import EV_TO_KCAL_MOL
+
+
+def scan(run: Path, calculator: Calculator, step_A: float) -> CogefCurve:
+    """The COGEF curve of ``run``'s molecule with ``calculator`` (each side relaxes its own
+    start from the same built geometry, then is stretched)."""
+    atoms, pulled = system_of(load_resolved(run))
+    if len(pulled.group_a) != 1 or len(pulled.group_b) != 1:
+        raise SystemExit(f"{run}: COGEF here pulls two atoms, not groups")
+    start = relax(atoms, calculator, fmax=1e-3, steps=3000)
+    return cogef_scan(start, calculator, (pulled.group_a[0], pulled.group_b[0]), step_A=step_A)
+
+
+def save(curve: CogefCurve, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        distance_A=curve.distance_A,
+        energy_eV=curve.energy_eV,
+        force_eV_per_A=curve.force_eV_per_A,
+        positions_A=curve.positions_A,
+        numbers=curve.numbers,
+    )
+
+
+def compare(runs: list[Path], step_A: float, save_dir: Path | None) -> str:
+    rows, pairs, out = [], [], []
+    for run in runs:
+        config = load_resolved(run)
+        k = config.reference.smd.spring_constant_eV_per_A2
+        labeler = scan(run, labeler_of(config).build(reuse_wavefunction=True), step_A)
+        if save_dir is not None:
+            save(labeler, save_dir / f"{run.name}-labeler.npz")
+        f_ref, d_ref = labeler.peak()
+        ea_ref, _ = labeler.ea_quasi_static(k)
+        reference = json.loads((run / "reference" / "reference.json").read_text())
+        out.append(
+            f"{run.name}: labeler at 0 K: peak force {f_ref:.3f} eV/A at d = {d_ref:.3f} A, "
+            f"quasi-static Ea {ea_ref:.3f} eV; its 10 K pulls: rupture force "
+            f"{reference['rupture_force_mean_eV_A']:.3f} +- "
+            f"{reference['rupture_force_sem_eV_A']:.3f} eV/A, Ea "
+            f"{reference['activation_energy_mean_eV']:.3f} +- "
+            f"{reference['activation_energy_sem_eV']:.3f} eV (standard errors)"
+        )
+        summary = json.loads((run / "summary.json").read_text())
+        for row in summary["iterations"]:
+            iteration = row["iteration"]
+            committee = load_committee(run / "iterations" / f"{iteration:03d}" / "committee")
+            mode = "mean" if config.committee.driver == "mean" else "best"
+            with torch_threads(1):
+                model = scan(run, committee.calculator(mode=mode, force_uq=False), step_A)
+            if save_dir is not None:
+                save(model, save_dir / f"{run.name}-{iteration:03d}.npz")
+            f_model, d_model = model.peak()
+            ea_model, _ = model.ea_quasi_static(k)
+            cold = (ea_model - ea_ref) * EV_TO_KCAL_MOL
+            warm = row["ea_error_signed_eV"] * EV_TO_KCAL_MOL
+            pairs.append((cold, warm))
+            bond = model.broken_bond()
+            rows.append(
+                [
+                    run.name,
+                    str(iteration),
+                    str(row["n_labels"]),
+                    f"{f_model - f_ref:+.3f}",
+                    f"{d_model - d_ref:+.3f}",
+                    f"{cold:+.1f}",
+                    f"{warm:+.1f} +- {row['ea_error_ci95_eV'] * EV_TO_KCAL_MOL:.1f}",
+                    f"{row['rupture_force_error_eV_A']:+.3f}",
+                    "-" if bond is None else f"{bond[0]}-{bond[1]}",
+                ]
+            )
+    out += [
+        "",
+        markdown_table(
+            [
+                "campaign",
+                "iteration",
+                "labels",
+                "0 K peak force, model - labeler (eV/A)",
+                "where, model - labeler (A)",
+                "0 K quasi-static Ea error (kcal/mol)",
+                "10 K Ea error, 95 % (kcal/mol)",
+                "10 K rupture force error (eV/A)",
+                "0 K bond broken",
+            ],
+            rows,
+        ),
+    ]
+    if len(pairs) >= 3:
+        cold, warm = np.array(pairs).T
+        r = float(np.corrcoef(cold, warm)[0, 1])
+        slope, intercept = np.polyfit(cold, warm, 1)
+        out += [
+            "",
+            f"{len(pairs)} committees: 10 K Ea error = {slope:.2f} x 0 K error "
+            f"{intercept:+.1f} kcal/mol, Pearson r = {r:.2f}; mean |10 K - 0 K| "
+            f"{np.abs(warm - cold).mean():.1f} kcal/mol",
+        ]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--step", type=float, default=0.02, help="COGEF step (A), default 0.02")
+    parser.add_argument("--save", type=Path, help="folder for each curve's npz")
+    args = parser.parse_args()
+    print(compare(args.runs, args.step, args.save))
+
+
+if __name__ == "__main__":
+    main()

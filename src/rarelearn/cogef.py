@@ -1,0 +1,213 @@
+"""COGEF: a molecule's force-extension curve at 0 K, and the spring barrier it implies.
+
+Beyer's COGEF (Constrained Geometries simulate External Force, J. Chem. Phys. 112, 7307
+(2000)) holds the distance ``d`` between the two pulled atoms fixed, relaxes everything else,
+and steps ``d``. The relaxed energy ``E(d)`` is the molecule's energy along a pull at 0 K; its
+slope ``F(d) = dE/dd`` is the force with which the molecule resists, read here from the
+forces on the two pulled atoms at each relaxed geometry (not a finite difference). Its peak is
+the largest load the molecule carries: the rupture force of a pull in the stiff, slow limit.
+
+A spring of constant ``k`` whose rest length ``R0`` grows slowly holds the molecule where
+``F(d) = k (R0 - d)``, so ``R0 = d + F(d)/k``; the work it has done is the molecule's energy
+change plus the spring's energy, ``W(d) = E(d) - E(d0) + F(d)^2 / 2k``. ``dW/dd = F dR0/dd``
+vanishes where ``dR0/dd = 1 + F'/k = 0``: the molecule snaps there, and ``W`` has its largest
+value on the stable branch. That maximum is the barrier a 0 K quasi-static steered pull
+measures (`ea_quasi_static`), a deterministic counterpart of the noisy 10 K ``Ea``: the same
+number for a model and for its labeler, free of thermal noise, tells whether a model's barrier
+error lies in its energy landscape at all.
+
+No library on this machine's index does this (the ``cogef`` package of M. Walter is not on
+PyPI), so the scan is written here on ASE's ``FixBondLength`` constraint and ``BFGS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+from ase.constraints import FixBondLength
+from ase.optimize import BFGS
+
+from rarelearn.errors import RarelearnError
+from rarelearn.molecules import bonded_pairs
+
+#: A bond this many times its start length counts as broken (as in the steered MD).
+BREAK_FACTOR = 1.6
+
+
+@dataclass(frozen=True)
+class CogefCurve:
+    """Relaxed energies and resisting forces at each distance of the pulled pair."""
+
+    pair: tuple[int, int]
+    distance_A: np.ndarray
+    energy_eV: np.ndarray
+    force_eV_per_A: np.ndarray
+    positions_A: np.ndarray
+    numbers: np.ndarray
+    #: why the scan ended before the molecule broke ("" if it did not)
+    stopped_reason: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.distance_A) < 3:
+            raise RarelearnError("a COGEF curve needs at least three relaxed points")
+
+    def peak(self) -> tuple[float, float]:
+        """The largest resisting force (eV/A) and the distance (A) where it lies, from the
+        parabola through the grid's largest force and its two neighbours."""
+        k = int(np.argmax(self.force_eV_per_A))
+        k = min(max(k, 1), len(self.distance_A) - 2)
+        distance, force = _parabola_top(
+            self.distance_A[k - 1 : k + 2], self.force_eV_per_A[k - 1 : k + 2]
+        )
+        return force, distance
+
+    def spring_work_eV(self, k_spring: float) -> np.ndarray:
+        """``W(d) = E(d) - E(d0) + (F(d)^2 - F(d0)^2) / 2k``: the work a slow spring of constant
+        ``k_spring`` (eV/A^2) has done from the first distance until the pair is at d."""
+        if k_spring <= 0:
+            raise RarelearnError(f"the spring constant must be positive, got {k_spring}")
+        spring = self.force_eV_per_A**2 / (2.0 * k_spring)
+        return self.energy_eV - self.energy_eV[0] + spring - spring[0]
+
+    def ea_quasi_static(self, k_spring: float) -> tuple[float, float]:
+        """The barrier a 0 K quasi-static pull with a spring of ``k_spring`` measures (eV), and
+        the distance (A) at which the molecule snaps: the largest ``W`` on the stable branch,
+        refined by a parabola (``W`` is stationary there, so the grid costs second order)."""
+        work = self.spring_work_eV(k_spring)
+        travel = self.distance_A + self.force_eV_per_A / k_spring
+        unstable = np.nonzero(np.diff(travel) <= 0)[0]
+        end = int(unstable[0]) + 1 if len(unstable) else len(work) - 1
+        if end >= len(work) - 1 and not len(unstable):
+            raise RarelearnError(
+                "the scan ended before the molecule snapped under this spring; scan farther"
+            )
+        top = int(np.argmax(work[: end + 1]))
+        top = min(max(top, 1), len(work) - 2)
+        snap_A, work_eV = _parabola_top(self.distance_A[top - 1 : top + 2], work[top - 1 : top + 2])
+        return work_eV, snap_A
+
+    def broken_bond(self) -> tuple[int, int] | None:
+        """The bond of the first image longest (relative to its start) in the last image, if it
+        is over ``BREAK_FACTOR`` times its start length."""
+        first = Atoms(numbers=self.numbers, positions=self.positions_A[0])
+        bonds = bonded_pairs(first)
+        if not bonds:
+            return None
+        start = np.array([first.get_distance(i, j) for i, j in bonds])
+        last = self.positions_A[-1]
+        end = np.array([np.linalg.norm(last[j] - last[i]) for i, j in bonds])
+        ratio = end / start
+        worst = int(np.argmax(ratio))
+        return bonds[worst] if ratio[worst] > BREAK_FACTOR else None
+
+    def image(self, index: int) -> Atoms:
+        return Atoms(numbers=self.numbers, positions=self.positions_A[index])
+
+
+def _parabola_top(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Where the parabola through three points peaks and its value there; the middle point
+    when the three do not bend down (a peak at the scan's edge, or a kink)."""
+    a, b, c = np.polyfit(x - x[1], y, 2)
+    if a >= 0:
+        return float(x[1]), float(y[1])
+    shift = float(np.clip(-b / (2 * a), x[0] - x[1], x[2] - x[1]))
+    return float(x[1] + shift), float(c + b * shift + a * shift**2)
+
+
+def _is_broken(atoms: Atoms, bonds: list[tuple[int, int]], start_lengths: np.ndarray) -> bool:
+    lengths = np.array([atoms.get_distance(a, b) for a, b in bonds])
+    return bool(len(bonds)) and bool(np.any(lengths > BREAK_FACTOR * start_lengths))
+
+
+def resisting_force(forces: np.ndarray, positions: np.ndarray, pair: tuple[int, int]) -> float:
+    """The force (eV/A) with which the molecule pulls the pair together along its axis: the
+    mean of the two atoms' force components towards each other."""
+    i, j = pair
+    axis = positions[j] - positions[i]
+    axis /= np.linalg.norm(axis)
+    return float((forces[i] - forces[j]) @ axis / 2.0)
+
+
+def cogef_scan(
+    atoms: Atoms,
+    calculator: Calculator,
+    pair: tuple[int, int],
+    *,
+    step_A: float = 0.02,
+    fmax: float = 1e-3,
+    max_distance_A: float | None = None,
+    stop_force_fraction: float = 0.5,
+    max_relax_steps: int = 2000,
+    symmetry_noise_A: float = 1e-3,
+    seed: int = 0,
+    on_point: Callable[[int, float, float], None] | None = None,
+) -> CogefCurve:
+    """Relax ``atoms`` with the pair's distance fixed, step it by ``step_A`` and relax again,
+    until a bond has broken (``BREAK_FACTOR``) and the resisting force has fallen below
+    ``stop_force_fraction`` of its peak, or the distance reaches ``max_distance_A``.
+
+    Each step moves the two atoms apart by half a step each along their axis and shakes every
+    atom by ``symmetry_noise_A`` (seeded): a symmetric chain would otherwise stretch both of
+    its equivalent bonds past the peak together, a saddle that BFGS never leaves. A relaxation
+    that does not converge in ``max_relax_steps`` or a calculator that fails ends the scan
+    with the points so far (``stopped_reason`` says which).
+    """
+    i, j = pair
+    if i == j or not (0 <= i < len(atoms) and 0 <= j < len(atoms)):
+        raise RarelearnError(f"COGEF pulls two distinct atoms of the structure, got {pair}")
+    if step_A <= 0:
+        raise RarelearnError(f"the COGEF step must be positive, got {step_A} A")
+    rng = np.random.default_rng(seed)
+    work = atoms.copy()
+    work.set_constraint()
+    work.calc = calculator
+    bonds = bonded_pairs(work)
+    start_lengths = np.array([work.get_distance(a, b) for a, b in bonds])
+    distances, energies, forces, positions = [], [], [], []
+    reason = ""
+    while True:
+        work.set_constraint(FixBondLength(i, j))
+        try:
+            converged = BFGS(work, logfile=None).run(fmax=fmax, steps=max_relax_steps)
+            raw_forces = work.get_forces(apply_constraint=False)
+            energy = work.get_potential_energy()
+        except Exception as exc:  # a failed SCF or an NNP error ends the scan, points kept
+            reason = f"the calculator failed at d = {work.get_distance(i, j):.3f} A: {exc}"
+            break
+        if not converged:
+            reason = f"relaxation did not converge at d = {work.get_distance(i, j):.3f} A"
+            break
+        distance = work.get_distance(i, j)
+        force = resisting_force(raw_forces, work.positions, pair)
+        distances.append(distance)
+        energies.append(energy)
+        forces.append(force)
+        positions.append(work.positions.copy())
+        if on_point is not None:
+            on_point(len(distances) - 1, distance, force)
+        if force < stop_force_fraction * max(forces) and _is_broken(work, bonds, start_lengths):
+            break
+        if max_distance_A is not None and distance + step_A > max_distance_A:
+            break
+        work.set_constraint()
+        axis = work.positions[j] - work.positions[i]
+        axis /= np.linalg.norm(axis)
+        moved = work.positions + rng.normal(scale=symmetry_noise_A, size=work.positions.shape)
+        moved[i] -= axis * step_A / 2
+        moved[j] += axis * step_A / 2
+        work.positions = moved
+    if len(distances) < 3:
+        raise RarelearnError(f"COGEF scan ended after {len(distances)} point(s): {reason}")
+    return CogefCurve(
+        pair=(i, j),
+        distance_A=np.array(distances),
+        energy_eV=np.array(energies),
+        force_eV_per_A=np.array(forces),
+        positions_A=np.array(positions),
+        numbers=atoms.numbers.copy(),
+        stopped_reason=reason,
+    )
