@@ -33,14 +33,26 @@ from rarelearn.threads import torch_threads
 from rarelearn.units import EV_TO_KCAL_MOL
 
 
-def scan(run: Path, calculator: Calculator, step_A: float) -> CogefCurve:
+#: Below this share of the labeler's peak force a model's scan steps 0.1 A, not ``--step``
+COARSE_BELOW = 0.7
+
+
+def scan(run: Path, calculator: Calculator, step_A: float, fine_above: float = 0.0) -> CogefCurve:
     """The COGEF curve of ``run``'s molecule with ``calculator`` (each side relaxes its own
-    start from the same built geometry, then is stretched)."""
+    start from the same built geometry, then is stretched), in steps of 0.1 A up to
+    ``fine_above`` eV/A of resisting force."""
     atoms, pulled = system_of(load_resolved(run))
     if len(pulled.group_a) != 1 or len(pulled.group_b) != 1:
         raise SystemExit(f"{run}: COGEF here pulls two atoms, not groups")
     start = relax(atoms, calculator, fmax=1e-3, steps=3000)
-    return cogef_scan(start, calculator, (pulled.group_a[0], pulled.group_b[0]), step_A=step_A)
+    return cogef_scan(
+        start,
+        calculator,
+        (pulled.group_a[0], pulled.group_b[0]),
+        step_A=step_A,
+        coarse_step_A=0.1,
+        fine_above_eV_per_A=fine_above,
+    )
 
 
 def save(curve: CogefCurve, path: Path) -> None:
@@ -80,7 +92,12 @@ def compare(runs: list[Path], step_A: float, save_dir: Path | None) -> str:
             committee = load_committee(run / "iterations" / f"{iteration:03d}" / "committee")
             mode = "mean" if config.committee.driver == "mean" else "best"
             with torch_threads(1):
-                model = scan(run, committee.calculator(mode=mode, force_uq=False), step_A)
+                model = scan(
+                    run,
+                    committee.calculator(mode=mode, force_uq=False),
+                    step_A,
+                    COARSE_BELOW * f_ref,
+                )
             if save_dir is not None:
                 save(model, save_dir / f"{run.name}-{iteration:03d}.npz")
             f_model, d_model = model.peak()

@@ -104,3 +104,13 @@ def test_same_seed_same_curve():
 def test_bad_scan_settings_are_refused(pair, step, message):
     with pytest.raises(RarelearnError, match=message):
         cogef_scan(dimer(), morse(), pair, step_A=step)
+
+
+def test_coarse_steps_below_the_peak_keep_the_peak_and_the_barrier():
+    """Coarse steps at low force, fine ones near the peak: the same peak and barrier (the
+    relaxed energy depends on d alone), with fewer points."""
+    fine = cogef_scan(dimer(), morse(), (0, 1))
+    mixed = cogef_scan(dimer(), morse(), (0, 1), coarse_step_A=0.1, fine_above_eV_per_A=4.0)
+    assert len(mixed.distance_A) < len(fine.distance_A) - 5
+    assert mixed.peak()[0] == pytest.approx(fine.peak()[0], rel=1e-4)
+    assert mixed.ea_quasi_static(2.0)[0] == pytest.approx(fine.ea_quasi_static(2.0)[0], abs=1e-3)

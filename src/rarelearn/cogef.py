@@ -138,6 +138,8 @@ def cogef_scan(
     pair: tuple[int, int],
     *,
     step_A: float = 0.02,
+    coarse_step_A: float | None = None,
+    fine_above_eV_per_A: float = 0.0,
     fmax: float = 1e-3,
     max_distance_A: float | None = None,
     stop_force_fraction: float = 0.5,
@@ -150,6 +152,10 @@ def cogef_scan(
     until a bond has broken (``BREAK_FACTOR``) and the resisting force has fallen below
     ``stop_force_fraction`` of its peak, or the distance reaches ``max_distance_A``.
 
+    Below ``fine_above_eV_per_A`` of resisting force the steps are ``coarse_step_A`` (if
+    given): the barrier needs the energy at the start and fine points near the peak only, and
+    the relaxed energy is a function of ``d`` alone, so the path between is not needed finely.
+
     Each step moves the two atoms apart by half a step each along their axis and shakes every
     atom by ``symmetry_noise_A`` (seeded): a symmetric chain would otherwise stretch both of
     its equivalent bonds past the peak together, a saddle that BFGS never leaves. A relaxation
@@ -159,8 +165,8 @@ def cogef_scan(
     i, j = pair
     if i == j or not (0 <= i < len(atoms) and 0 <= j < len(atoms)):
         raise RarelearnError(f"COGEF pulls two distinct atoms of the structure, got {pair}")
-    if step_A <= 0:
-        raise RarelearnError(f"the COGEF step must be positive, got {step_A} A")
+    if step_A <= 0 or (coarse_step_A is not None and coarse_step_A <= 0):
+        raise RarelearnError(f"COGEF steps must be positive, got {step_A}, {coarse_step_A} A")
     rng = np.random.default_rng(seed)
     work = atoms.copy()
     work.set_constraint()
@@ -191,14 +197,17 @@ def cogef_scan(
             on_point(len(distances) - 1, distance, force)
         if force < stop_force_fraction * max(forces) and _is_broken(work, bonds, start_lengths):
             break
-        if max_distance_A is not None and distance + step_A > max_distance_A:
+        step = step_A
+        if coarse_step_A is not None and force < fine_above_eV_per_A and force >= max(forces):
+            step = coarse_step_A
+        if max_distance_A is not None and distance + step > max_distance_A:
             break
         work.set_constraint()
         axis = work.positions[j] - work.positions[i]
         axis /= np.linalg.norm(axis)
         moved = work.positions + rng.normal(scale=symmetry_noise_A, size=work.positions.shape)
-        moved[i] -= axis * step_A / 2
-        moved[j] += axis * step_A / 2
+        moved[i] -= axis * step / 2
+        moved[j] += axis * step / 2
         work.positions = moved
     if len(distances) < 3:
         raise RarelearnError(f"COGEF scan ended after {len(distances)} point(s): {reason}")
