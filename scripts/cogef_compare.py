@@ -32,7 +32,6 @@ from rarelearn.report.tables import markdown_table
 from rarelearn.threads import torch_threads
 from rarelearn.units import EV_TO_KCAL_MOL
 
-
 #: Below this share of the labeler's peak force a model's scan steps 0.1 A, not ``--step``
 COARSE_BELOW = 0.7
 
