@@ -29,6 +29,7 @@ from rarelearn.cogef import CogefCurve, cogef_scan
 from rarelearn.config import load_resolved
 from rarelearn.molecules import relax
 from rarelearn.report.tables import markdown_table
+from rarelearn.runfolder import read_traj
 from rarelearn.threads import torch_threads
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -37,13 +38,14 @@ COARSE_BELOW = 0.7
 
 
 def scan(run: Path, calculator: Calculator, step_A: float, fine_above: float = 0.0) -> CogefCurve:
-    """The COGEF curve of ``run``'s molecule with ``calculator`` (each side relaxes its own
-    start from the same built geometry, then is stretched), in steps of 0.1 A up to
-    ``fine_above`` eV/A of resisting force."""
-    atoms, pulled = system_of(load_resolved(run))
+    """The COGEF curve of ``run``'s molecule with ``calculator``: each side relaxes the first
+    reference replica's 10 K start state (a built chain can sit on a symmetric saddle, whose
+    energy the scan would release on the way: 0.2 eV for hexane) and stretches it, in steps
+    of 0.1 A up to ``fine_above`` eV/A of resisting force."""
+    _, pulled = system_of(load_resolved(run))
     if len(pulled.group_a) != 1 or len(pulled.group_b) != 1:
         raise SystemExit(f"{run}: COGEF here pulls two atoms, not groups")
-    start = relax(atoms, calculator, fmax=1e-3, steps=3000)
+    start = relax(read_traj(run / "reference" / "start_states.traj")[0], calculator, 1e-3, 3000)
     return cogef_scan(
         start,
         calculator,

@@ -64,6 +64,15 @@ def test_a_chain_of_two_bonds_breaks_one_and_carries_the_bond_peak_force():
     assert broken in {(0, 1), (1, 2)}
     kept = (1, 2) if broken == (0, 1) else (0, 1)
     assert curve.image(-1).get_distance(*kept) == pytest.approx(R0, abs=0.05)
+    # past the peak the symmetric stretch is a saddle: no image may stay on it (the plateau a
+    # symmetric scan shows would lengthen the pull and raise its barrier)
+    past = np.arange(len(curve.distance_A)) > int(np.argmax(curve.force_eV_per_A))
+    falling = past & (curve.force_eV_per_A < 0.99 * force)
+    parted = [
+        abs(curve.image(k).get_distance(0, 1) - curve.image(k).get_distance(1, 2)) > 0.05
+        for k in np.nonzero(falling)[0]
+    ]
+    assert parted and all(parted)
 
 
 def test_force_is_the_slope_of_the_relaxed_energy_for_xtb_ethane():
@@ -114,3 +123,22 @@ def test_coarse_steps_below_the_peak_keep_the_peak_and_the_barrier():
     assert len(mixed.distance_A) < len(fine.distance_A) - 5
     assert mixed.peak()[0] == pytest.approx(fine.peak()[0], rel=1e-4)
     assert mixed.ea_quasi_static(2.0)[0] == pytest.approx(fine.ea_quasi_static(2.0)[0], abs=1e-3)
+
+
+def test_a_peak_next_to_a_break_is_the_last_point_before_it():
+    """A force that drops to a fraction from one point to the next (the bond broke at fixed d)
+    is no parabola: the peak is the grid's last intact point, not an extrapolation."""
+    from rarelearn.cogef import CogefCurve
+
+    distance = np.array([8.0, 8.1, 8.2, 8.3, 8.4])
+    force = np.array([4.0, 4.4, 4.55, 4.56, 0.7])
+    energy = np.concatenate([[0.0], np.cumsum(np.diff(distance) * (force[1:] + force[:-1]) / 2)])
+    curve = CogefCurve(
+        pair=(0, 1),
+        distance_A=distance,
+        energy_eV=energy,
+        force_eV_per_A=force,
+        positions_A=np.zeros((5, 2, 3)),
+        numbers=np.array([6, 6]),
+    )
+    assert curve.peak() == (4.56, 8.3)

@@ -110,9 +110,11 @@ class CogefCurve:
 
 def _parabola_top(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Where the parabola through three points peaks and its value there; the middle point
-    when the three do not bend down (a peak at the scan's edge, or a kink)."""
+    when the three do not bend down (a peak at the scan's edge) or a neighbour lies more than
+    10 % below it (the bond broke between: the top is the last point before the break, known
+    to the grid's step)."""
     a, b, c = np.polyfit(x - x[1], y, 2)
-    if a >= 0:
+    if a >= 0 or min(y[0], y[2]) < y[1] - 0.1 * abs(y[1]):
         return float(x[1]), float(y[1])
     shift = float(np.clip(-b / (2 * a), x[0] - x[1], x[2] - x[1]))
     return float(x[1] + shift), float(c + b * shift + a * shift**2)
@@ -121,6 +123,32 @@ def _parabola_top(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def _is_broken(atoms: Atoms, bonds: list[tuple[int, int]], start_lengths: np.ndarray) -> bool:
     lengths = np.array([atoms.get_distance(a, b) for a, b in bonds])
     return bool(len(bonds)) and bool(np.any(lengths > BREAK_FACTOR * start_lengths))
+
+
+def _stretch_leading_bond(
+    positions: np.ndarray,
+    bonds: list[tuple[int, int]],
+    start_lengths: np.ndarray,
+    pair: tuple[int, int],
+    delta_A: float,
+) -> None:
+    """Lengthen the bond most stretched (relative to its start) by ``delta_A`` in place,
+    moving its atoms that are not pulled: before the peak the relaxation takes it back; past
+    the peak it starts the relaxation on the branch where that bond alone gives way."""
+    lengths = np.linalg.norm(
+        positions[[b for _, b in bonds]] - positions[[a for a, _ in bonds]], axis=1
+    )
+    a, b = bonds[int(np.argmax(lengths / start_lengths))]
+    axis = (positions[b] - positions[a]) / np.linalg.norm(positions[b] - positions[a])
+    if a in pair and b in pair:
+        return
+    if a in pair:
+        positions[b] += axis * delta_A
+    elif b in pair:
+        positions[a] -= axis * delta_A
+    else:
+        positions[a] -= axis * delta_A / 2
+        positions[b] += axis * delta_A / 2
 
 
 def resisting_force(forces: np.ndarray, positions: np.ndarray, pair: tuple[int, int]) -> float:
@@ -144,7 +172,7 @@ def cogef_scan(
     max_distance_A: float | None = None,
     stop_force_fraction: float = 0.5,
     max_relax_steps: int = 2000,
-    symmetry_noise_A: float = 1e-3,
+    symmetry_noise_A: float = 3e-3,
     seed: int = 0,
     on_point: Callable[[int, float, float], None] | None = None,
 ) -> CogefCurve:
@@ -156,9 +184,12 @@ def cogef_scan(
     given): the barrier needs the energy at the start and fine points near the peak only, and
     the relaxed energy is a function of ``d`` alone, so the path between is not needed finely.
 
-    Each step moves the two atoms apart by half a step each along their axis and shakes every
-    atom by ``symmetry_noise_A`` (seeded): a symmetric chain would otherwise stretch both of
-    its equivalent bonds past the peak together, a saddle that BFGS never leaves. A relaxation
+    Each step moves the two atoms apart by half a step each along their axis, shakes every
+    other atom by ``symmetry_noise_A`` (seeded) and, in fine steps, lengthens the most
+    stretched bond by one more step. A symmetric chain would otherwise stretch its equivalent
+    bonds past the peak together, a saddle that BFGS does not leave from a small shake:
+    measured on hexane with GFN2-xTB, with a 0.001 A shake alone both terminal bonds stretched
+    alike 0.2 A past the peak, a plateau that raised the barrier by 0.56 eV. A relaxation
     that does not converge in ``max_relax_steps`` or a calculator that fails ends the scan
     with the points so far (``stopped_reason`` says which).
     """
@@ -206,8 +237,10 @@ def cogef_scan(
         axis = work.positions[j] - work.positions[i]
         axis /= np.linalg.norm(axis)
         moved = work.positions + rng.normal(scale=symmetry_noise_A, size=work.positions.shape)
-        moved[i] -= axis * step / 2
-        moved[j] += axis * step / 2
+        moved[i] = work.positions[i] - axis * step / 2
+        moved[j] = work.positions[j] + axis * step / 2
+        if step == step_A and bonds:
+            _stretch_leading_bond(moved, bonds, start_lengths, pair, step_A)
         work.positions = moved
     if len(distances) < 3:
         raise RarelearnError(f"COGEF scan ended after {len(distances)} point(s): {reason}")
