@@ -11,7 +11,8 @@ are printed against its reference pulls.
 
     python scripts/cogef_compare.py STUDY/campaigns/snap-seed0 STUDY/campaigns/snap-seed1
 
-``--save DIR`` keeps each curve as ``DIR/<run>-<iteration or labeler>.npz``.
+``--symmetry`` prints instead the labeler's curve under three ways of breaking a symmetric
+chain's symmetry. ``--save DIR`` keeps each curve as ``DIR/<run>-<iteration or labeler>.npz``.
 Used for docs/convergence.md ("The 0 K pull: where the barrier error lies").
 """
 
@@ -27,7 +28,7 @@ from ase.calculators.calculator import Calculator
 from rarelearn.campaign import labeler_of, load_committee, system_of
 from rarelearn.cogef import CogefCurve, cogef_scan
 from rarelearn.config import load_resolved
-from rarelearn.molecules import relax
+from rarelearn.molecules import bonded_pairs, relax
 from rarelearn.report.tables import markdown_table
 from rarelearn.runfolder import read_traj
 from rarelearn.threads import torch_threads
@@ -54,6 +55,58 @@ def scan(run: Path, calculator: Calculator, step_A: float, fine_above: float = 0
         coarse_step_A=0.1,
         fine_above_eV_per_A=fine_above,
     )
+
+
+def symmetry(run: Path, step_A: float) -> str:
+    """The labeler's curve under three ways of breaking the chain's symmetry: how far past the
+    peak its equivalent bonds stretch together, and what that does to the barrier."""
+    config = load_resolved(run)
+    k = config.reference.smd.spring_constant_eV_per_A2
+    _, pulled = system_of(config)
+    calculator = labeler_of(config).build(reuse_wavefunction=True)
+    start = relax(read_traj(run / "reference" / "start_states.traj")[0], calculator, 1e-3, 3000)
+    rows = []
+    for noise, lead in ((1e-3, False), (1e-2, False), (3e-3, True)):
+        curve = cogef_scan(
+            start,
+            calculator,
+            (pulled.group_a[0], pulled.group_b[0]),
+            step_A=step_A,
+            symmetry_noise_A=noise,
+            lead_bond=lead,
+        )
+        intact = int(np.nonzero(curve.force_eV_per_A > 0.5 * curve.peak()[0])[0][-1])
+        longest, second = two_longest(curve, intact)
+        barrier, _ = curve.ea_quasi_static(k)
+        rows.append(
+            [
+                f"shake {noise} A" + (", most stretched bond led" if lead else ""),
+                f"{curve.peak()[0]:.3f}",
+                f"{curve.distance_A[intact]:.3f}",
+                f"{barrier:.3f}",
+                f"{longest:.3f} / {second:.3f}",
+            ]
+        )
+    return markdown_table(
+        [
+            "symmetry broken by",
+            "peak force (eV/A)",
+            "last intact d (A)",
+            "quasi-static Ea (eV)",
+            "there: the two most stretched bonds (A)",
+        ],
+        rows,
+    )
+
+
+def two_longest(curve: CogefCurve, index: int) -> tuple[float, float]:
+    """The lengths of the two bonds most stretched (relative to the first image) in image
+    ``index``: in a symmetric chain, the bond that breaks and its mirror."""
+    first, image = curve.image(0), curve.image(index)
+    bonds = bonded_pairs(first)
+    ratio = [image.get_distance(a, b) / first.get_distance(a, b) for a, b in bonds]
+    top = np.argsort(ratio)[-2:][::-1]
+    return tuple(image.get_distance(*bonds[t]) for t in top)
 
 
 def save(curve: CogefCurve, path: Path) -> None:
@@ -155,8 +208,14 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--step", type=float, default=0.02, help="COGEF step (A), default 0.02")
     parser.add_argument("--save", type=Path, help="folder for each curve's npz")
+    parser.add_argument(
+        "--symmetry", action="store_true", help="only the labeler, three symmetry breakings"
+    )
     args = parser.parse_args()
-    print(compare(args.runs, args.step, args.save))
+    if args.symmetry:
+        print(symmetry(args.runs[0], args.step))
+    else:
+        print(compare(args.runs, args.step, args.save))
 
 
 if __name__ == "__main__":

@@ -173,6 +173,7 @@ def cogef_scan(
     stop_force_fraction: float = 0.5,
     max_relax_steps: int = 2000,
     symmetry_noise_A: float = 3e-3,
+    lead_bond: bool = True,
     seed: int = 0,
     on_point: Callable[[int, float, float], None] | None = None,
 ) -> CogefCurve:
@@ -185,13 +186,13 @@ def cogef_scan(
     the relaxed energy is a function of ``d`` alone, so the path between is not needed finely.
 
     Each step moves the two atoms apart by half a step each along their axis, shakes every
-    other atom by ``symmetry_noise_A`` (seeded) and, in fine steps, lengthens the most
-    stretched bond by one more step. A symmetric chain would otherwise stretch its equivalent
-    bonds past the peak together, a saddle that BFGS does not leave from a small shake:
-    measured on hexane with GFN2-xTB, with a 0.001 A shake alone both terminal bonds stretched
-    alike 0.2 A past the peak, a plateau that raised the barrier by 0.56 eV. A relaxation
-    that does not converge in ``max_relax_steps`` or a calculator that fails ends the scan
-    with the points so far (``stopped_reason`` says which).
+    other atom by ``symmetry_noise_A`` (seeded) and, in fine steps (with ``lead_bond``),
+    lengthens the most stretched bond by one more step. A symmetric chain would otherwise
+    stretch its equivalent bonds past the peak together, a saddle that BFGS does not leave
+    from a small shake (``scripts/cogef_compare.py --symmetry`` measures what that does to
+    hexane's barrier). A relaxation that does not converge in ``max_relax_steps`` or a
+    calculator that fails ends the scan with the points so far (``stopped_reason`` says
+    which).
     """
     i, j = pair
     if i == j or not (0 <= i < len(atoms) and 0 <= j < len(atoms)):
@@ -239,7 +240,7 @@ def cogef_scan(
         moved = work.positions + rng.normal(scale=symmetry_noise_A, size=work.positions.shape)
         moved[i] = work.positions[i] - axis * step / 2
         moved[j] = work.positions[j] + axis * step / 2
-        if step == step_A and bonds:
+        if lead_bond and step == step_A and bonds:
             _stretch_leading_bond(moved, bonds, start_lengths, pair, step_A)
         work.positions = moved
     if len(distances) < 3:
