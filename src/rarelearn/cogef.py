@@ -125,6 +125,14 @@ def _is_broken(atoms: Atoms, bonds: list[tuple[int, int]], start_lengths: np.nda
     return bool(len(bonds)) and bool(np.any(lengths > BREAK_FACTOR * start_lengths))
 
 
+#: One relaxed point of a scan: distance (A), energy (eV), resisting force (eV/A), positions
+Point = tuple[float, float, float, np.ndarray]
+
+
+class _ScanEndedError(Exception):
+    """A relaxation that failed or did not converge: the scan ends with the points so far."""
+
+
 def _stretch_leading_bond(
     positions: np.ndarray,
     bonds: list[tuple[int, int]],
@@ -174,6 +182,7 @@ def cogef_scan(
     max_relax_steps: int = 2000,
     symmetry_noise_A: float = 3e-3,
     lead_bond: bool = True,
+    refine_break: int = 3,
     seed: int = 0,
     on_point: Callable[[int, float, float], None] | None = None,
 ) -> CogefCurve:
@@ -190,7 +199,10 @@ def cogef_scan(
     lengthens the most stretched bond by one more step. A symmetric chain would otherwise
     stretch its equivalent bonds past the peak together, a saddle that BFGS does not leave
     from a small shake (``scripts/cogef_compare.py --symmetry`` measures what that does to
-    hexane's barrier). A relaxation that does not converge in ``max_relax_steps`` or a
+    hexane's barrier). Where the bond gives way (at fixed d the stretched state ends with a
+    jump), ``refine_break`` bisections place the last intact point to ``step_A / 2**n``: the
+    barrier is the work there, so the grid would cost up to ``F_max * step_A`` (0.09 eV for a
+    C-C bond at 0.02 A). A relaxation that does not converge in ``max_relax_steps`` or a
     calculator that fails ends the scan with the points so far (``stopped_reason`` says
     which).
     """
@@ -201,56 +213,99 @@ def cogef_scan(
         raise RarelearnError(f"COGEF steps must be positive, got {step_A}, {coarse_step_A} A")
     rng = np.random.default_rng(seed)
     work = atoms.copy()
-    work.set_constraint()
     work.calc = calculator
     bonds = bonded_pairs(work)
     start_lengths = np.array([work.get_distance(a, b) for a, b in bonds])
-    distances, energies, forces, positions = [], [], [], []
+    points: list[Point] = []
     reason = ""
-    while True:
+
+    def stepped(from_positions: np.ndarray, step: float, lead: bool) -> np.ndarray:
+        """``from_positions`` with the pair ``step`` further apart, the other atoms shaken and,
+        with ``lead``, the most stretched bond ``step`` longer."""
+        axis = from_positions[j] - from_positions[i]
+        axis /= np.linalg.norm(axis)
+        moved = from_positions + rng.normal(scale=symmetry_noise_A, size=from_positions.shape)
+        moved[i] = from_positions[i] - axis * step / 2
+        moved[j] = from_positions[j] + axis * step / 2
+        if lead and bonds:
+            _stretch_leading_bond(moved, bonds, start_lengths, pair, step)
+        return moved
+
+    def relaxed(at: np.ndarray) -> Point:
+        """(d, E, resisting force, positions) relaxed at fixed d from ``at``; raises
+        _ScanEndedError when the calculator fails or the relaxation does not converge."""
+        work.set_constraint()
+        work.positions = at
         work.set_constraint(FixBondLength(i, j))
         try:
             converged = BFGS(work, logfile=None).run(fmax=fmax, steps=max_relax_steps)
             raw_forces = work.get_forces(apply_constraint=False)
             energy = work.get_potential_energy()
         except Exception as exc:  # a failed SCF or an NNP error ends the scan, points kept
-            reason = f"the calculator failed at d = {work.get_distance(i, j):.3f} A: {exc}"
-            break
+            raise _ScanEndedError(
+                f"the calculator failed at d = {work.get_distance(i, j):.3f} A: {exc}"
+            ) from exc
         if not converged:
-            reason = f"relaxation did not converge at d = {work.get_distance(i, j):.3f} A"
-            break
+            raise _ScanEndedError(
+                f"relaxation did not converge at d = {work.get_distance(i, j):.3f} A"
+            )
         distance = work.get_distance(i, j)
         force = resisting_force(raw_forces, work.positions, pair)
-        distances.append(distance)
-        energies.append(energy)
-        forces.append(force)
-        positions.append(work.positions.copy())
-        if on_point is not None:
-            on_point(len(distances) - 1, distance, force)
-        if force < stop_force_fraction * max(forces) and _is_broken(work, bonds, start_lengths):
-            break
-        step = step_A
-        if coarse_step_A is not None and force < fine_above_eV_per_A and force >= max(forces):
-            step = coarse_step_A
-        if max_distance_A is not None and distance + step > max_distance_A:
-            break
+        return distance, energy, force, work.positions.copy()
+
+    def broke(point: Point) -> bool:
+        """Whether a bond broke at ``point``: over ``BREAK_FACTOR`` and the force fallen."""
+        peak = max([p[2] for p in points] + [point[2]])
         work.set_constraint()
-        axis = work.positions[j] - work.positions[i]
-        axis /= np.linalg.norm(axis)
-        moved = work.positions + rng.normal(scale=symmetry_noise_A, size=work.positions.shape)
-        moved[i] = work.positions[i] - axis * step / 2
-        moved[j] = work.positions[j] + axis * step / 2
-        if lead_bond and step == step_A and bonds:
-            _stretch_leading_bond(moved, bonds, start_lengths, pair, step_A)
-        work.positions = moved
-    if len(distances) < 3:
-        raise RarelearnError(f"COGEF scan ended after {len(distances)} point(s): {reason}")
+        work.positions = point[3]
+        return point[2] < stop_force_fraction * peak and _is_broken(work, bonds, start_lengths)
+
+    def refined_break(intact: Point, broken: Point) -> list[Point]:
+        """Intact points between the last intact and the first broken one, by bisection of
+        the distance (``refine_break`` halvings): where the bond gives way at fixed d, known
+        to ``step / 2**refine_break`` instead of one step."""
+        found, low = [], intact
+        high_d = broken[0]
+        for _ in range(refine_break):
+            increment = (high_d - low[0]) / 2
+            trial = relaxed(stepped(low[3], increment, lead_bond))
+            if broke(trial):
+                high_d = trial[0]
+            else:
+                found.append(trial)
+                low = trial
+        return found
+
+    at = atoms.positions.copy()
+    try:
+        while True:
+            point = relaxed(at)
+            points.append(point)
+            if on_point is not None:
+                on_point(len(points) - 1, point[0], point[2])
+            if broke(point):
+                if len(points) >= 2:
+                    points[-1:-1] = refined_break(points[-2], point)
+                break
+            step = step_A
+            force = point[2]
+            rising = force >= max(p[2] for p in points)
+            if coarse_step_A is not None and force < fine_above_eV_per_A and rising:
+                step = coarse_step_A
+            if max_distance_A is not None and point[0] + step > max_distance_A:
+                break
+            at = stepped(point[3], step, lead_bond and step == step_A)
+    except _ScanEndedError as end:
+        reason = str(end)
+
+    if len(points) < 3:
+        raise RarelearnError(f"COGEF scan ended after {len(points)} point(s): {reason}")
     return CogefCurve(
         pair=(i, j),
-        distance_A=np.array(distances),
-        energy_eV=np.array(energies),
-        force_eV_per_A=np.array(forces),
-        positions_A=np.array(positions),
+        distance_A=np.array([p[0] for p in points]),
+        energy_eV=np.array([p[1] for p in points]),
+        force_eV_per_A=np.array([p[2] for p in points]),
+        positions_A=np.array([p[3] for p in points]),
         numbers=atoms.numbers.copy(),
         stopped_reason=reason,
     )
