@@ -16,8 +16,8 @@ measures (`ea_quasi_static`), a deterministic counterpart of the noisy 10 K ``Ea
 number for a model and for its labeler, free of thermal noise, tells whether a model's barrier
 error lies in its energy landscape at all.
 
-No library on this machine's index does this (the ``cogef`` package of M. Walter is not on
-PyPI), so the scan is written here on ASE's ``FixBondLength`` constraint and ``BFGS``.
+The ``cogef`` package of M. Walter does this, but the package index reachable here does not
+carry it, so the scan is written here on ASE's ``FixBondLength`` constraint and ``BFGS``.
 """
 
 from __future__ import annotations
@@ -76,15 +76,17 @@ class CogefCurve:
     def ea_quasi_static(self, k_spring: float) -> tuple[float, float]:
         """The barrier a 0 K quasi-static pull with a spring of ``k_spring`` measures (eV), and
         the distance (A) at which the molecule snaps: the largest ``W`` on the stable branch,
-        refined by a parabola (``W`` is stationary there, so the grid costs second order)."""
+        refined by a parabola where ``W`` is stationary there (the grid then costs second
+        order); where the chain gives way at fixed d before that (a jump), the last intact
+        point, which the scan bisects."""
         work = self.spring_work_eV(k_spring)
         travel = self.distance_A + self.force_eV_per_A / k_spring
         unstable = np.nonzero(np.diff(travel) <= 0)[0]
-        end = int(unstable[0]) + 1 if len(unstable) else len(work) - 1
-        if end >= len(work) - 1 and not len(unstable):
+        if not len(unstable):
             raise RarelearnError(
                 "the scan ended before the molecule snapped under this spring; scan farther"
             )
+        end = int(unstable[0]) + 1
         top = int(np.argmax(work[: end + 1]))
         top = min(max(top, 1), len(work) - 2)
         snap_A, work_eV = _parabola_top(self.distance_A[top - 1 : top + 2], work[top - 1 : top + 2])
