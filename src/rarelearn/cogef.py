@@ -31,11 +31,12 @@ from ase.calculators.calculator import Calculator
 from ase.constraints import FixBondLength
 from ase.optimize import BFGS
 
+from rarelearn.dynamics import SMDSettings
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import bonded_pairs
 
-#: A bond this many times its start length counts as broken (as in the steered MD).
-BREAK_FACTOR = 1.6
+#: A bond this many times its start length counts as broken (the steered MD's default).
+BREAK_FACTOR = SMDSettings.break_factor
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,10 @@ class CogefCurve:
     def broken_bond(self) -> tuple[int, int] | None:
         """The bond of the first image longest (relative to its start) in the last image, if it
         is over ``BREAK_FACTOR`` times its start length."""
-        first = Atoms(numbers=self.numbers, positions=self.positions_A[0])
-        bonds = bonded_pairs(first)
+        bonds = bonded_pairs(self.image(0))
         if not bonds:
             return None
-        start = np.array([first.get_distance(i, j) for i, j in bonds])
-        last = self.positions_A[-1]
-        end = np.array([np.linalg.norm(last[j] - last[i]) for i, j in bonds])
-        ratio = end / start
+        ratio = _stretch(self.positions_A[-1], bonds, _lengths(self.positions_A[0], bonds))
         worst = int(np.argmax(ratio))
         return bonds[worst] if ratio[worst] > BREAK_FACTOR else None
 
@@ -122,9 +119,17 @@ def _parabola_top(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(x[1] + shift), float(c + b * shift + a * shift**2)
 
 
-def _is_broken(atoms: Atoms, bonds: list[tuple[int, int]], start_lengths: np.ndarray) -> bool:
-    lengths = np.array([atoms.get_distance(a, b) for a, b in bonds])
-    return bool(len(bonds)) and bool(np.any(lengths > BREAK_FACTOR * start_lengths))
+def _lengths(positions: np.ndarray, bonds: list[tuple[int, int]]) -> np.ndarray:
+    """Each bond's length in ``positions``."""
+    first, second = np.array(bonds).T
+    return np.linalg.norm(positions[second] - positions[first], axis=1)
+
+
+def _stretch(
+    positions: np.ndarray, bonds: list[tuple[int, int]], start_lengths: np.ndarray
+) -> np.ndarray:
+    """Each bond's length in ``positions`` over its start length."""
+    return _lengths(positions, bonds) / start_lengths
 
 
 #: One relaxed point of a scan: distance (A), energy (eV), resisting force (eV/A), positions
@@ -145,10 +150,7 @@ def _stretch_leading_bond(
     """Lengthen the bond most stretched (relative to its start) by ``delta_A`` in place,
     moving its atoms that are not pulled: before the peak the relaxation takes it back; past
     the peak it starts the relaxation on the branch where that bond alone gives way."""
-    lengths = np.linalg.norm(
-        positions[[b for _, b in bonds]] - positions[[a for a, _ in bonds]], axis=1
-    )
-    a, b = bonds[int(np.argmax(lengths / start_lengths))]
+    a, b = bonds[int(np.argmax(_stretch(positions, bonds, start_lengths)))]
     axis = (positions[b] - positions[a]) / np.linalg.norm(positions[b] - positions[a])
     if a in pair and b in pair:
         return
@@ -217,7 +219,7 @@ def cogef_scan(
     work = atoms.copy()
     work.calc = calculator
     bonds = bonded_pairs(work)
-    start_lengths = np.array([work.get_distance(a, b) for a, b in bonds])
+    start_lengths = _lengths(work.positions, bonds) if bonds else np.empty(0)
     points: list[Point] = []
     reason = ""
 
@@ -258,9 +260,9 @@ def cogef_scan(
     def broke(point: Point) -> bool:
         """Whether a bond broke at ``point``: over ``BREAK_FACTOR`` and the force fallen."""
         peak = max([p[2] for p in points] + [point[2]])
-        work.set_constraint()
-        work.positions = point[3]
-        return point[2] < stop_force_fraction * peak and _is_broken(work, bonds, start_lengths)
+        if point[2] >= stop_force_fraction * peak or not bonds:
+            return False
+        return bool(np.any(_stretch(point[3], bonds, start_lengths) > BREAK_FACTOR))
 
     def refined_break(intact: Point, broken: Point) -> list[Point]:
         """Intact points between the last intact and the first broken one, by bisection of
