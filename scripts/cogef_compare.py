@@ -23,12 +23,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from rarelearn.campaign import labeler_of, load_committee, system_of
 from rarelearn.cogef import CogefCurve, cogef_scan
 from rarelearn.config import load_resolved
-from rarelearn.molecules import bonded_pairs, relax
+from rarelearn.molecules import relax
 from rarelearn.report.tables import markdown_table
 from rarelearn.runfolder import read_traj
 from rarelearn.threads import torch_threads
@@ -38,19 +39,30 @@ from rarelearn.units import EV_TO_KCAL_MOL
 COARSE_BELOW = 0.7
 
 
-def scan(run: Path, calculator: Calculator, step_A: float, fine_above: float = 0.0) -> CogefCurve:
-    """The COGEF curve of ``run``'s molecule with ``calculator``: each side relaxes the first
-    reference replica's 10 K start state (a built chain can sit on a symmetric saddle, whose
-    energy the scan would release on the way: 0.2 eV for hexane) and stretches it, in steps
-    of 0.1 A up to ``fine_above`` eV/A of resisting force."""
+def pulled_start(run: Path) -> tuple[Atoms, tuple[int, int]]:
+    """``run``'s first reference start state (10 K) and its pulled pair. Each side relaxes
+    it with its own potential: a built chain can sit on a symmetric saddle, whose energy the
+    scan would release on the way (0.2 eV for hexane)."""
     _, pulled = system_of(load_resolved(run))
     if len(pulled.group_a) != 1 or len(pulled.group_b) != 1:
         raise SystemExit(f"{run}: COGEF here pulls two atoms, not groups")
-    start = relax(read_traj(run / "reference" / "start_states.traj")[0], calculator, 1e-3, 3000)
+    start = read_traj(run / "reference" / "start_states.traj")[0]
+    return start, (pulled.group_a[0], pulled.group_b[0])
+
+
+def scan(
+    start: Atoms,
+    pair: tuple[int, int],
+    calculator: Calculator,
+    step_A: float,
+    fine_above: float = 0.0,
+) -> CogefCurve:
+    """The COGEF curve of ``start`` relaxed with ``calculator``, in steps of 0.1 A up to
+    ``fine_above`` eV/A of resisting force."""
     return cogef_scan(
-        start,
+        relax(start, calculator, 1e-3, 3000),
         calculator,
-        (pulled.group_a[0], pulled.group_b[0]),
+        pair,
         step_A=step_A,
         coarse_step_A=0.1,
         fine_above_eV_per_A=fine_above,
@@ -62,21 +74,18 @@ def symmetry(run: Path, step_A: float) -> str:
     peak its equivalent bonds stretch together, and what that does to the barrier."""
     config = load_resolved(run)
     k = config.reference.smd.spring_constant_eV_per_A2
-    _, pulled = system_of(config)
+    start, pair = pulled_start(run)
     calculator = labeler_of(config).build(reuse_wavefunction=True)
-    start = relax(read_traj(run / "reference" / "start_states.traj")[0], calculator, 1e-3, 3000)
+    relaxed = relax(start, calculator, 1e-3, 3000)
     rows = []
     for noise, lead in ((1e-3, False), (1e-2, False), (3e-3, True)):
         curve = cogef_scan(
-            start,
-            calculator,
-            (pulled.group_a[0], pulled.group_b[0]),
-            step_A=step_A,
-            symmetry_noise_A=noise,
-            lead_bond=lead,
+            relaxed, calculator, pair, step_A=step_A, symmetry_noise_A=noise, lead_bond=lead
         )
         intact = int(np.nonzero(curve.force_eV_per_A > 0.5 * curve.peak()[0])[0][-1])
-        longest, second = two_longest(curve, intact)
+        bonds, ratio = curve.bond_stretch(intact)
+        image = curve.image(intact)
+        longest, second = (image.get_distance(*bonds[t]) for t in np.argsort(ratio)[::-1][:2])
         barrier, _ = curve.ea_quasi_static(k)
         rows.append(
             [
@@ -99,16 +108,6 @@ def symmetry(run: Path, step_A: float) -> str:
     )
 
 
-def two_longest(curve: CogefCurve, index: int) -> tuple[float, float]:
-    """The lengths of the two bonds most stretched (relative to the first image) in image
-    ``index``: in a symmetric chain, the bond that breaks and its mirror."""
-    first, image = curve.image(0), curve.image(index)
-    bonds = bonded_pairs(first)
-    ratio = [image.get_distance(a, b) / first.get_distance(a, b) for a, b in bonds]
-    top = np.argsort(ratio)[-2:][::-1]
-    return tuple(image.get_distance(*bonds[t]) for t in top)
-
-
 def save(curve: CogefCurve, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
@@ -126,10 +125,11 @@ def compare(runs: list[Path], step_A: float, save_dir: Path | None) -> str:
     for run in runs:
         config = load_resolved(run)
         k = config.reference.smd.spring_constant_eV_per_A2
+        start, pair = pulled_start(run)
         reference_method = labeler_of(config).build(reuse_wavefunction=True)
-        fine = scan(run, reference_method, step_A)
+        fine = scan(start, pair, reference_method, step_A)
         f_ref, d_ref = fine.peak()
-        labeler = scan(run, reference_method, step_A, COARSE_BELOW * f_ref)
+        labeler = scan(start, pair, reference_method, step_A, COARSE_BELOW * f_ref)
         if save_dir is not None:
             save(labeler, save_dir / f"{run.name}-labeler.npz")
         ea_ref, _ = labeler.ea_quasi_static(k)
@@ -154,7 +154,8 @@ def compare(runs: list[Path], step_A: float, save_dir: Path | None) -> str:
             mode = "mean" if config.committee.driver == "mean" else "best"
             with torch_threads(1):
                 model = scan(
-                    run,
+                    start,
+                    pair,
                     committee.calculator(mode=mode, force_uq=False),
                     step_A,
                     COARSE_BELOW * f_ref,

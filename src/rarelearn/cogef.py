@@ -96,12 +96,20 @@ class CogefCurve:
     def broken_bond(self) -> tuple[int, int] | None:
         """The bond of the first image longest (relative to its start) in the last image, if it
         is over ``BREAK_FACTOR`` times its start length."""
-        bonds = bonded_pairs(self.image(0))
+        bonds, ratio = self.bond_stretch(-1)
         if not bonds:
             return None
-        ratio = _stretch(self.positions_A[-1], bonds, _lengths(self.positions_A[0], bonds))
         worst = int(np.argmax(ratio))
         return bonds[worst] if ratio[worst] > BREAK_FACTOR else None
+
+    def bond_stretch(self, index: int) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """The first image's bonds and each one's length in image ``index`` over its length
+        in the first image."""
+        bonds = bonded_pairs(self.image(0))
+        if not bonds:
+            return [], np.empty(0)
+        start = _lengths(self.positions_A[0], bonds)
+        return bonds, _stretch(self.positions_A[index], bonds, start)
 
     def image(self, index: int) -> Atoms:
         return Atoms(numbers=self.numbers, positions=self.positions_A[index])
