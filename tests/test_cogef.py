@@ -49,8 +49,11 @@ def test_quasi_static_barrier_matches_a_dense_analytic_pull():
     assert barrier == pytest.approx(work.max(), abs=5e-4)
     assert snap == pytest.approx(r[np.argmax(work)], abs=5e-3)
     assert EPSILON * A**2 / 4 < 10.0
-    with pytest.raises(RarelearnError, match="before the molecule snapped"):
+    with pytest.raises(RarelearnError, match="gave way smoothly"):
         curve.ea_quasi_static(10.0)
+    unbroken = cogef_scan(dimer(), morse(), (0, 1), max_distance_A=R0 + 0.3)
+    with pytest.raises(RarelearnError, match="scan farther"):
+        unbroken.ea_quasi_static(k)
 
 
 def test_a_chain_of_two_bonds_breaks_one_and_carries_the_bond_peak_force():

@@ -1,7 +1,7 @@
 """Campaign recipes beside the paper's loop: snap tests, rupture-region labels, candidates from
-every pull, force-based UQ.
+every pull, the 0 K check, force-based UQ.
 
-One tiny campaign with the first three on: what each adds to the rows and to the training set,
+One tiny campaign with the first four on: what each adds to the rows and to the training set,
 and that a campaign killed in the middle of its snap tests resumes to the same rows; force UQ
 on the session's finished tiny campaign.
 """
@@ -18,6 +18,7 @@ import pytest
 from ase.db import connect
 
 from rarelearn.campaign import Campaign, _Iteration
+from rarelearn.cogef import CogefCurve
 from rarelearn.committee import Committee
 from rarelearn.config import load_config, load_resolved
 from rarelearn.dynamics import SMDTrace
@@ -32,6 +33,7 @@ RECIPES = (
         "baseline_smd_every = 10", "baselines = false"
     )
     + "[snap]\nreplicas = 2\nmax_steps = 300\nmax_frames = 3\nn_copies = 1\n"
+    + "[cogef]\nenabled = true\n"
 )
 
 
@@ -73,6 +75,41 @@ def test_snap_tests_report_both_sides_and_their_frames_join_the_training_set(rec
     copy = next(db.select(sampled_by="snap_test", source="augmented", parent=original.uid))
     shift = np.abs(copy.positions - original.positions)
     assert 0 < shift.max() <= 0.05
+
+
+def test_the_0K_check_compares_each_committee_with_the_labeler_scanned_once(recipes_run):
+    """The labeler's COGEF curve is scanned once (``cogef/``); each iteration's row compares its
+    driver's curve (``cogef.npz``) with it, or says why its scan failed (a 4-epoch model need
+    not relax). Propane's C-C bond gives way smoothly under the spring: no labeler barrier."""
+    run = recipes_run / "run"
+    labeler = CogefCurve.load(run / "cogef" / "labeler.npz")
+    facts = json.loads((run / "cogef" / "labeler.json").read_text())
+    assert facts["fine_above_eV_per_A"] == pytest.approx(0.7 * facts["coarse_peak_force_eV_A"])
+    assert np.diff(labeler.distance_A)[0] == pytest.approx(0.1)  # coarse below the threshold
+    assert labeler.force_eV_per_A.max() > facts["fine_above_eV_per_A"]
+    rows = json.loads((run / "summary.json").read_text())["iterations"]
+    for row in rows:
+        assert row["cogef_peak_force_ref_eV_A"] == labeler.peak()[0]
+        assert row["cogef_bond_ref"] in ("C0-C1", "C1-C2")
+        assert row["cogef_ea_ref_eV"] is None and "gave way smoothly" in row["cogef_note"]
+        iteration = run / "iterations" / f"{row['iteration']:03d}"
+        model_facts = json.loads((iteration / "cogef.json").read_text())
+        if model_facts.get("failed"):
+            assert not (iteration / "cogef.npz").exists()
+            assert row["cogef_peak_force_nnp_eV_A"] is None
+            assert f"model's scan failed: {model_facts['failed']}" in row["cogef_note"]
+            continue
+        model = CogefCurve.load(iteration / "cogef.npz")
+        assert row["cogef_peak_force_nnp_eV_A"] == model.peak()[0]
+        assert row["cogef_peak_force_error_eV_A"] == pytest.approx(
+            model.peak()[0] - labeler.peak()[0]
+        )
+    scanned = [row["iteration"] for row in rows if "cogef_s" in _timing(run, row["iteration"])]
+    assert scanned == [row["iteration"] for row in rows]
+
+
+def _timing(run: Path, iteration: int) -> dict:
+    return json.loads((run / "iterations" / f"{iteration:03d}" / "timing.json").read_text())
 
 
 def test_force_uq_is_the_largest_per_atom_force_spread(finished_run, tmp_path):

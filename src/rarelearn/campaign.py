@@ -21,6 +21,14 @@ import numpy as np
 from ase import Atoms
 
 from rarelearn import manifest
+from rarelearn.cogef_check import (
+    cogef_pair,
+    cogef_row,
+    empty_cogef_row,
+    labeler_curve,
+    model_curve,
+    reach_A,
+)
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, load_resolved
 from rarelearn.consistency import changes, self_consistency_line, with_row_keys
@@ -247,6 +255,14 @@ class _Iteration:
     def pooled(self) -> Path:
         return self.folder / "pooled.npz"
 
+    @property
+    def cogef(self) -> Path:
+        return self.folder / "cogef.npz"
+
+    @property
+    def cogef_facts(self) -> Path:
+        return self.folder / "cogef.json"
+
 
 class Campaign:
     """One campaign in its run folder; ``run()`` does (or finishes) all of it."""
@@ -258,6 +274,8 @@ class Campaign:
         self.spec = labeler_of(config)
         self.sampler = sampler_of(config)
         self.atoms, self.pulled = system_of(config)
+        if config.cogef.enabled:
+            cogef_pair(self.pulled)  # refuses pulled groups before anything runs
         self._executor: Executor | None = None
         #: AEVs and Jacobians of the frames trained on so far: each frame computed once
         self.feature_cache = FeatureCache()
@@ -366,6 +384,7 @@ class Campaign:
         row.update(changes(rows[-1] if rows else None, row))
         row.update(self.snap_tests(paths, timing, label))
         row.update(self.rupture_labels(i, paths, timing, label))
+        row.update(self.cogef_check(paths, committee, timing, label))
 
         row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
         row["wall_s"] = round(sum(timing.values()), 2)
@@ -658,6 +677,60 @@ class Campaign:
             self._timed(timing, "rupture_s", paths.timing, started)
         energies = self.store.task_energies(batch)
         return rupture_row(frames, [energies.get(task) for task in tasks])
+
+    # ----------------------------------------------------------- 0 K check
+    def cogef_check(
+        self, paths: _Iteration, committee: Committee, timing: dict, label: str
+    ) -> dict[str, Any]:
+        """The committee's driver against the labeler at 0 K (`rarelearn.cogef_check`): the
+        labeler scanned once per campaign (``cogef/``), the driver each iteration
+        (``cogef.npz``); the row keys."""
+        settings = self.config.cogef
+        if not settings.enabled:
+            return empty_cogef_row()
+        pair = cogef_pair(self.pulled)
+        start = self.starts[0].atoms
+        started = time.perf_counter()
+        folder = self.run_dir / "cogef"
+        reach = reach_A(start, pair, self.config.reference.smd)
+        scanned = not paths.cogef_facts.is_file()  # the driver's scan is still to do
+        if not (folder / "labeler.json").is_file():
+            self.progress.message(f"{label}: 0 K pull (COGEF) of the labeler, once")
+        labeler, facts = labeler_curve(
+            folder,
+            start,
+            pair,
+            lambda: self.spec.build(reuse_wavefunction=True),
+            settings,
+            self.config.seed,
+            reach,
+        )
+        failures = {"labeler": facts["failed"]} if labeler is None else {}
+        model = None
+        if labeler is not None:
+            if scanned:
+                self.progress.message(f"{label}: 0 K pull (COGEF) of the committee's driver")
+            driver = self.config.committee.driver
+            calculator = committee.calculator(
+                "best", force_uq=False, driver=None if driver == "best" else driver
+            )
+            model, model_facts = model_curve(
+                paths.cogef,
+                paths.cogef_facts,
+                start,
+                pair,
+                calculator,
+                settings,
+                facts["fine_above_eV_per_A"],
+                self.config.seed,
+                reach,
+            )
+            if model is None:
+                failures["model"] = model_facts["failed"]
+        if scanned:
+            self._timed(timing, "cogef_s", paths.timing, started)
+        k_spring = self.config.reference.smd.spring_constant_eV_per_A2
+        return cogef_row(model, labeler, k_spring, failures)
 
     def snap_candidates(self, i: int, paths: _Iteration) -> tuple[list[Atoms], list[dict]]:
         """The snap tests' label frames (the labeler's own energy and forces attached) and
@@ -1139,12 +1212,17 @@ def _row_line(row: dict[str, Any]) -> str:
         if difference is not None:
             snap += f", snapped {difference:+.0f} steps after the model"
         snap += ", "
+    cold = ""
+    if row.get("cogef_ea_error_eV") is not None:
+        cold = f"0 K barrier error {row['cogef_ea_error_eV'] * EV_TO_KCAL_MOL:+.1f} kcal/mol, "
+    elif row.get("cogef_note"):
+        cold = f"0 K check: {row['cogef_note']}, "
     unseen = ""
     if row.get("mae_unseen_kcal_mol") is not None:
         unseen = f"unseen MAE {row['mae_unseen_kcal_mol']:.2f} kcal/mol, "
     return (
         f"iteration {row['iteration']}: {row['n_labels']} labels, Ea = {row['ea_nnp_eV']:.3f} eV "
-        f"over {row['n_replicas']} pulls ({against}), {broke}, {force}{snap}{unseen}"
+        f"over {row['n_replicas']} pulls ({against}), {broke}, {force}{snap}{cold}{unseen}"
         f"{row['n_selected']} selected"
     )
 

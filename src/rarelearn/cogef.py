@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -31,9 +32,11 @@ from ase.calculators.calculator import Calculator
 from ase.constraints import FixBondLength
 from ase.optimize import BFGS
 
+from rarelearn import manifest
 from rarelearn.dynamics import SMDSettings
 from rarelearn.errors import RarelearnError
 from rarelearn.molecules import bonded_pairs
+from rarelearn.runfolder import load_npz
 
 #: A bond this many times its start length counts as broken (the steered MD's default).
 BREAK_FACTOR = SMDSettings.break_factor
@@ -84,6 +87,11 @@ class CogefCurve:
         travel = self.distance_A + self.force_eV_per_A / k_spring
         unstable = np.nonzero(np.diff(travel) <= 0)[0]
         if not len(unstable):
+            if self.broken_bond() is not None:
+                raise RarelearnError(
+                    "the bond gave way smoothly: its force never fell faster than the spring "
+                    "stiffens, so a quasi-static pull under this spring does not snap"
+                )
             raise RarelearnError(
                 "the scan ended before the molecule snapped under this spring; scan farther"
             )
@@ -111,8 +119,56 @@ class CogefCurve:
         start = _lengths(self.positions_A[0], bonds)
         return bonds, _stretch(self.positions_A[index], bonds, start)
 
+    def broken_bond_label(self) -> str | None:
+        """The broken bond by element and index, "C4-C5" (None: no bond broke)."""
+        bond = self.broken_bond()
+        if bond is None:
+            return None
+        symbols = self.image(0).get_chemical_symbols()
+        return f"{symbols[bond[0]]}{bond[0]}-{symbols[bond[1]]}{bond[1]}"
+
     def image(self, index: int) -> Atoms:
         return Atoms(numbers=self.numbers, positions=self.positions_A[index])
+
+    def save(self, path: Path) -> None:
+        """Write the curve as an npz file, atomically (recorded in a run folder's manifest)."""
+        temporary = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(
+            temporary,
+            pair=np.array(self.pair),
+            distance_A=self.distance_A,
+            energy_eV=self.energy_eV,
+            force_eV_per_A=self.force_eV_per_A,
+            positions_A=self.positions_A,
+            numbers=self.numbers,
+            stopped_reason=np.array(self.stopped_reason),
+        )
+        manifest.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> CogefCurve:
+        """Read what `save` wrote; DamagedFileError (naming the file) if it cannot be read."""
+        data = load_npz(path, keys=_CURVE_KEYS)
+        return cls(
+            pair=(int(data["pair"][0]), int(data["pair"][1])),
+            distance_A=data["distance_A"],
+            energy_eV=data["energy_eV"],
+            force_eV_per_A=data["force_eV_per_A"],
+            positions_A=data["positions_A"],
+            numbers=data["numbers"],
+            stopped_reason=str(data["stopped_reason"]),
+        )
+
+
+_CURVE_KEYS = (
+    "pair",
+    "distance_A",
+    "energy_eV",
+    "force_eV_per_A",
+    "positions_A",
+    "numbers",
+    "stopped_reason",
+)
 
 
 def _parabola_top(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

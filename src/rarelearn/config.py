@@ -19,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from rarelearn.cogef_check import CogefSettings
 from rarelearn.dynamics import SMDSettings, Thermostat
 from rarelearn.errors import ConfigError, RarelearnError
 from rarelearn.potentials.ani import ANISettings
@@ -137,7 +138,8 @@ class StopConfig:
       previous iteration inside +- ``tolerance_kcal_mol`` and, where rupture-region labels are
       measured, their mean difference from the model inside it too and no unphysical pull;
       where snap tests run, the labeler's and the model's steps to the snap within
-      +- ``snap_tolerance_steps``;
+      +- ``snap_tolerance_steps``; where the 0 K check runs (``[cogef]``) and the labeler
+      snaps at 0 K, the driver's COGEF barrier within the tolerance of the labeler's;
     - ``rule = "auto"`` (default): ``reference`` when the reference pulls run, else ``self``.
     """
 
@@ -183,6 +185,9 @@ class CampaignConfig:
     #: Snap tests of the model's pulls by the labeler, whose frames join the training set
     #: (`rarelearn.snap`; off by default).
     snap: SnapSettings = field(default_factory=SnapSettings)
+    #: Each committee's driver against the labeler at 0 K by COGEF (`rarelearn.cogef_check`;
+    #: off by default).
+    cogef: CogefSettings = field(default_factory=CogefSettings)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     stop: StopConfig = field(default_factory=StopConfig)
@@ -452,6 +457,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         committee=committee_config,
         selection=_build("selection", SelectionSettings, values.get("selection", {})),
         snap=_build("snap", SnapSettings, values.get("snap", {})),
+        cogef=_build("cogef", CogefSettings, values.get("cogef", {})),
         executor=_build("executor", ExecutorConfig, values.get("executor", {})),
         store=_build("store", StoreConfig, values.get("store", {})),
         stop=_build("stop", StopConfig, values.get("stop", {})),

@@ -7,8 +7,10 @@ Two stop rules read the finished rows (``summary.json["iterations"]``):
 - **self** (needs no reference pull, for labels too costly to pull with): the 95 % interval of
   the Ea change from the previous iteration lies inside +- the tolerance; where snap tests run,
   the labeler snaps within ``stop.snap_tolerance_steps`` of the model (the signal that tracked
-  the error over seeds); where rupture-region labels are measured, their mean difference from
-  the model lies inside the tolerance, with no unphysical pull. It says the loop stopped
+  the error over seeds); where the 0 K check runs (`rarelearn.cogef_check`), the driver's
+  quasi-static COGEF barrier lies within the tolerance of the labeler's; where rupture-region
+  labels are measured, their mean difference from the model lies inside the tolerance, with
+  no unphysical pull. It says the loop stopped
   moving, not that it is right: a campaign stopped by it is reported as not validated until
   `rarelearn validate` runs the reference pulls.
 
@@ -73,7 +75,9 @@ def reference_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
 
 def self_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
     """The Ea change's interval inside the tolerance; where snap tests ran, the labeler's and
-    the model's steps to the snap within ``stop.snap_tolerance_steps``; where rupture-region
+    the model's steps to the snap within ``stop.snap_tolerance_steps``; where the 0 K check
+    ran and the labeler snaps at 0 K, the driver's barrier within the tolerance of the
+    labeler's (a deterministic number: no interval); where rupture-region
     labels were measured, their difference from the model inside the tolerance and no
     unphysical pull."""
     tolerance = stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
@@ -85,6 +89,10 @@ def self_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
         stop.snap_tolerance_steps,
     ):
         return False  # also when the labeler held the load in every test (no difference)
+    if row.get("cogef_ea_ref_eV") is not None:  # the labeler snaps at 0 K: the model must too
+        error = row.get("cogef_ea_error_eV")
+        if error is None or abs(error) > tolerance:
+            return False
     if row.get("rupture_labels"):
         if row.get("rupture_unphysical_pulls"):
             return False
@@ -132,6 +140,14 @@ def self_consistency_line(row: dict[str, Any], stop: StopConfig) -> str:
                 f"{row.get('snap_steps_difference_ci95') or 0:.0f} steps after the model "
                 f"(tolerance +-{stop.snap_tolerance_steps:g})"
             )
+    if row.get("cogef_ea_ref_eV") is not None:
+        error = row.get("cogef_ea_error_eV")
+        text += (
+            "; at 0 K the model does not snap where the labeler does"
+            if error is None
+            else f"; the 0 K (COGEF) barrier differs from the labeler's by "
+            f"{error * EV_TO_KCAL_MOL:+.1f} kcal/mol"
+        )
     if row.get("rupture_labels"):
         difference = row.get("rupture_energy_difference_eV")
         if difference is not None:

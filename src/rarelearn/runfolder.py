@@ -39,6 +39,22 @@ RUPTURE_ROW_KEYS: tuple[str, ...] = (
     "rupture_unphysical_pulls",
 )
 
+#: Row keys of the 0 K barrier check (`rarelearn.cogef_check`; None when it is off): the
+#: quasi-static barrier under the campaign's spring and the peak resisting force of the
+#: driver's and the labeler's COGEF scans, model minus labeler, each side's broken bond, and
+#: why a side has no barrier.
+COGEF_ROW_KEYS: tuple[str, ...] = (
+    "cogef_ea_nnp_eV",
+    "cogef_ea_ref_eV",
+    "cogef_ea_error_eV",
+    "cogef_peak_force_nnp_eV_A",
+    "cogef_peak_force_ref_eV_A",
+    "cogef_peak_force_error_eV_A",
+    "cogef_bond_nnp",
+    "cogef_bond_ref",
+    "cogef_note",
+)
+
 #: Row keys of the change from the previous iteration (`rarelearn.consistency`; None in
 #: iteration 0): the difference of the replica means of Ea and of the rupture force, with
 #: Welch 95 % half-widths. What the self-consistency stop rule reads.
@@ -95,6 +111,7 @@ ROW_KEYS: tuple[str, ...] = (
     *CHANGE_ROW_KEYS,
     *SNAP_ROW_KEYS,
     *RUPTURE_ROW_KEYS,
+    *COGEF_ROW_KEYS,
     "mae_unseen_kcal_mol",
     "train_mae_kcal_mol",
     "val_mae_kcal_mol",
