@@ -264,3 +264,46 @@ def test_self_consistency_summary_tests_each_signal_against_the_error() -> None:
     # earlier, error positive: agree), 1/3 (labeler later, error positive: disagrees)
     assert summary["n_snap_rows"] == 5
     assert summary["snap_sign_agrees"] == pytest.approx(4 / 5)
+
+
+def test_the_0K_check_keeps_the_self_rule_from_a_false_stop() -> None:
+    """The false stop above (seed 1, steady 12 kcal/mol off) with the 0 K barrier 11 kcal/mol
+    off: the self rule no longer stops it; seed 0 (0 K error within the tolerance) still stops.
+    The summary relates the 0 K error to the 10 K one."""
+    from rarelearn.config import load_config
+    from rarelearn.study.convergence import self_consistency_summary
+
+    stop = load_config(preset_name="quick").stop  # 4 kcal/mol, patience 2
+    kcal = 1 / 23.0605
+
+    def row(seed, i, error, change, cold):
+        return {
+            "recipe": "r",
+            "seed": seed,
+            "iteration": i,
+            "n_labels": 100 * (i + 1),
+            "ea_error_eV": error * kcal,
+            "ea_error_ci95_eV": 2.0 * kcal,
+            "ea_change_eV": None if change is None else change * kcal,
+            "ea_change_ci95_eV": None if change is None else 2.5 * kcal,
+            "cogef_ea_ref_eV": 6.9,
+            "cogef_ea_error_eV": cold * kcal,
+        }
+
+    rows = [
+        row(0, 0, -30.0, None, -28.0),
+        row(0, 1, 1.0, 1.0, 2.0),
+        row(0, 2, 0.5, -0.5, -1.0),
+        row(1, 0, 20.0, None, 17.0),
+        row(1, 1, 12.0, -8.0, 11.0),
+        row(1, 2, 12.5, 0.5, 11.0),
+        row(1, 3, 12.0, -0.5, 10.5),
+    ]
+    summary = self_consistency_summary(rows, stop)["r"]
+    assert summary["self_stop"]["0"]["iteration"] == 2
+    assert summary["self_stop"]["1"] is None
+    assert summary["self_passes"] == 2 and summary["self_passes_within_tolerance"] == 2
+    assert summary["n_cogef_rows"] == 7
+    # |10 K - 0 K|: 2, 1, 1.5, 3, 1, 1.5, 1.5 kcal/mol
+    assert summary["cogef_error_mean_difference_kcal_mol"] == pytest.approx(11.5 / 7, rel=1e-4)
+    assert summary["cogef_error_correlation"] > 0.99

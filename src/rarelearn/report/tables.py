@@ -256,6 +256,12 @@ def campaign_markdown(summary: dict[str, Any]) -> str:
         "train / val MAE",
         "selected",
     ]
+    # the 0 K check's column only where it ran (`rarelearn.cogef_check`)
+    cold = any(
+        r.get("cogef_peak_force_ref_eV_A") is not None for r in summary.get("iterations", [])
+    )
+    if cold:
+        header.append("0 K barrier error (kcal/mol)")
     marked = False
     change_keys = ("ea_change_eV", "ea_change_ci95_eV")
 
@@ -281,6 +287,7 @@ def campaign_markdown(summary: dict[str, Any]) -> str:
             _fixed(row.get("mae_unseen_kcal_mol"), 2),
             f"{train} / {val}",
             str(row.get("n_selected", "-")),
+            *([_fixed(row.get("cogef_ea_error_eV"), 1, EV_TO_KCAL_MOL, sign=True)] if cold else []),
         ]
 
     rows = [cells(str(r["iteration"]), r) for r in summary.get("iterations", [])]
@@ -356,6 +363,7 @@ def _finals_markdown(rows: Sequence[dict[str, Any]]) -> str:
         "rupture force error +- 95 % (eV/A)",
         "Ea at the snap error +- 95 % (kcal/mol)",
         "work after the snap, NNP / reference (eV)",
+        "0 K barrier error (kcal/mol)",
     ]
     table = []
     for row in last.values():
@@ -377,6 +385,7 @@ def _finals_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 else f"{force:+.3f}" + ("" if force_half is None else f" +- {force_half:.3f}"),
                 _error_kcal_mol(row, "ea_at_snap_error_eV", "ea_at_snap_error_ci95_eV"),
                 " / ".join(after),
+                _fixed(row.get("cogef_ea_error_eV"), 1, EV_TO_KCAL_MOL, sign=True),
             ]
         )
     return markdown_table(header, table)
@@ -467,6 +476,7 @@ def _self_consistency_markdown(signals: dict[str, Any]) -> str:
         "abs(error) within 2 x members' spread",
         "snap sign right",
         "rank corr. snap steps, error",
+        "0 K barrier error vs error: r, mean abs(difference) (kcal/mol)",
     ]
     table = []
     for recipe, signal in signals.items():
@@ -489,6 +499,10 @@ def _self_consistency_markdown(signals: dict[str, Any]) -> str:
                 _share(signal.get("snap_sign_agrees"), signal.get("n_snap_rows")),
                 _fixed(signal.get("snap_error_rank_correlation"), 2)
                 + f" ({signal.get('n_snap_steps', 0)} iterations)",
+                _fixed(signal.get("cogef_error_correlation"), 2)
+                + ", "
+                + _fixed(signal.get("cogef_error_mean_difference_kcal_mol"), 1)
+                + f" ({signal.get('n_cogef_rows', 0)} iterations)",
             ]
         )
     return markdown_table(header, table)

@@ -176,6 +176,9 @@ def campaign_rows(name: str, labels: dict[str, Any], run_dir: Path) -> list[dict
                 "snap_steps_difference_mean": row.get("snap_steps_difference_mean"),
                 "snap_steps_difference_ci95": row.get("snap_steps_difference_ci95"),
                 "rupture_energy_difference_eV": row.get("rupture_energy_difference_eV"),
+                "cogef_ea_ref_eV": row.get("cogef_ea_ref_eV"),
+                "cogef_ea_error_eV": row.get("cogef_ea_error_eV"),
+                "cogef_peak_force_error_eV_A": row.get("cogef_peak_force_error_eV_A"),
                 "wall_s": row["wall_s"],
             }
         )

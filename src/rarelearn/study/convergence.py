@@ -111,7 +111,10 @@ def self_consistency_summary(
       with a negative error, or earlier with a positive one;
     - ``snap_error_rank_correlation``: Spearman's rank correlation of the snap tests' mean step
       difference (labeler - model) with the signed Ea error (negative: the later the labeler
-      snaps, the lower the model's barrier).
+      snaps, the lower the model's barrier);
+    - ``cogef_error_correlation``: Pearson's r of the 0 K (COGEF) barrier error with the signed
+      Ea error, and ``cogef_error_mean_difference_kcal_mol`` the mean |Ea error - 0 K error|,
+      over ``n_cogef_rows`` iterations where both sides snapped at 0 K (`rarelearn.cogef_check`).
     """
     from scipy.stats import spearmanr
 
@@ -124,7 +127,7 @@ def self_consistency_summary(
     for recipe, seeds in by_recipe.items():
         stops, passes, true_passes = {}, 0, 0
         changes, errors, covered, n_members, signs, n_signs = [], [], 0, 0, 0, 0
-        snap_steps, snap_errors = [], []
+        snap_steps, snap_errors, cold_errors, warm_errors = [], [], [], []
         for seed, seed_rows in sorted(seeds.items()):
             seed_rows = sorted(seed_rows, key=lambda r: r["iteration"])
             as_rows = [_as_campaign_row(r) for r in seed_rows]
@@ -155,6 +158,9 @@ def self_consistency_summary(
                 if difference is not None:
                     snap_steps.append(difference)
                     snap_errors.append(error)
+                if row.get("cogef_ea_error_eV") is not None:
+                    cold_errors.append(row["cogef_ea_error_eV"])
+                    warm_errors.append(error)
                 half = row.get("ea_error_ci95_eV")
                 if difference is not None and half is not None and abs(error) > half:
                     n_signs += 1
@@ -162,6 +168,14 @@ def self_consistency_summary(
         correlation = spearmanr(changes, errors).statistic if len(changes) > 2 else None
         snap_correlation = (
             spearmanr(snap_steps, snap_errors).statistic if len(snap_steps) > 2 else None
+        )
+        cold_correlation = (
+            float(np.corrcoef(cold_errors, warm_errors)[0, 1]) if len(cold_errors) > 2 else None
+        )
+        cold_difference = (
+            float(np.mean(np.abs(np.subtract(warm_errors, cold_errors)))) * EV_TO_KCAL_MOL
+            if cold_errors
+            else None
         )
         result[recipe] = {
             "self_stop": stops,
@@ -175,6 +189,9 @@ def self_consistency_summary(
             "snap_error_rank_correlation": finite_or_none(snap_correlation),
             "n_snap_steps": len(snap_steps),
             "n_snap_rows": n_signs,
+            "cogef_error_correlation": finite_or_none(cold_correlation),
+            "cogef_error_mean_difference_kcal_mol": cold_difference,
+            "n_cogef_rows": len(cold_errors),
         }
     return result
 
