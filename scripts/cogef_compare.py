@@ -2,17 +2,21 @@
 
 For every iteration of each run folder given, the committee's driver (best member or mean, as
 the campaign drove its pulls) and the labeler each relax the campaign's molecule and stretch
-the pulled pair by COGEF (`rarelearn.cogef`). Printed per iteration, model minus labeler:
+the pulled pair by COGEF, with the functions and settings of the campaign's own 0 K check
+(`rarelearn.cogef_check`; a campaign that ran it has its scans read back, not redone), so the
+numbers are the row keys such a campaign writes. Printed per iteration, model minus labeler:
 the peak resisting force, where it lies, and the barrier a quasi-static pull with the
 campaign's spring measures; beside them the row's own Ea error (replica mean, 95 % interval)
 and rupture-force error from its 10 K steered pulls. Then, over every iteration printed, how
 the 0 K barrier error tracks the 10 K one (Pearson r, slope). The labeler's own 0 K numbers
-are printed against its reference pulls.
+are printed against its reference pulls, beside a labeler scan in fine steps throughout (the
+grid's own error).
 
     python scripts/cogef_compare.py STUDY/campaigns/snap-seed0 STUDY/campaigns/snap-seed1
 
 ``--symmetry`` prints instead the labeler's curve under three ways of breaking a symmetric
-chain's symmetry. ``--save DIR`` keeps each curve as ``DIR/<run>-<iteration or labeler>.npz``.
+chain's symmetry. ``--save DIR`` keeps the scans as ``DIR/<run>/labeler.npz`` and
+``DIR/<run>/<iteration>.npz`` (and is where a rerun reads them back).
 Used for docs/convergence.md ("The 0 K pull: where the barrier error lies").
 """
 
@@ -20,23 +24,31 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
+from tempfile import mkdtemp
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator
 
 from rarelearn.campaign import labeler_of, load_committee, system_of
-from rarelearn.cogef import CogefCurve, cogef_scan
+from rarelearn.cogef import cogef_scan
+from rarelearn.cogef_check import (
+    CogefSettings,
+    cogef_pair,
+    cogef_row,
+    labeler_curve,
+    model_curve,
+    reach_A,
+    scan_side,
+)
 from rarelearn.config import load_resolved
+from rarelearn.errors import RarelearnError
 from rarelearn.molecules import relax
 from rarelearn.report.tables import markdown_table
 from rarelearn.runfolder import read_traj
 from rarelearn.threads import torch_threads
 from rarelearn.units import EV_TO_KCAL_MOL
-
-#: Below this share of the labeler's peak force a model's scan steps 0.1 A, not ``--step``
-COARSE_BELOW = 0.7
 
 
 def pulled_start(run: Path) -> tuple[Atoms, tuple[int, int]]:
@@ -44,29 +56,8 @@ def pulled_start(run: Path) -> tuple[Atoms, tuple[int, int]]:
     it with its own potential: a built chain can sit on a symmetric saddle, whose energy the
     scan would release on the way (0.2 eV for hexane)."""
     _, pulled = system_of(load_resolved(run))
-    if len(pulled.group_a) != 1 or len(pulled.group_b) != 1:
-        raise SystemExit(f"{run}: COGEF here pulls two atoms, not groups")
     start = read_traj(run / "reference" / "start_states.traj")[0]
-    return start, (pulled.group_a[0], pulled.group_b[0])
-
-
-def scan(
-    start: Atoms,
-    pair: tuple[int, int],
-    calculator: Calculator,
-    step_A: float,
-    fine_above: float = 0.0,
-) -> CogefCurve:
-    """The COGEF curve of ``start`` relaxed with ``calculator``, in steps of 0.1 A up to
-    ``fine_above`` eV/A of resisting force."""
-    return cogef_scan(
-        relax(start, calculator, 1e-3, 3000),
-        calculator,
-        pair,
-        step_A=step_A,
-        coarse_step_A=0.1,
-        fine_above_eV_per_A=fine_above,
-    )
+    return start, cogef_pair(pulled)
 
 
 def symmetry(run: Path, step_A: float) -> str:
@@ -108,35 +99,32 @@ def symmetry(run: Path, step_A: float) -> str:
     )
 
 
-def save(curve: CogefCurve, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        path,
-        distance_A=curve.distance_A,
-        energy_eV=curve.energy_eV,
-        force_eV_per_A=curve.force_eV_per_A,
-        positions_A=curve.positions_A,
-        numbers=curve.numbers,
-    )
-
-
 def compare(runs: list[Path], step_A: float, save_dir: Path | None) -> str:
     rows, pairs, out = [], [], []
     for run in runs:
         config = load_resolved(run)
         k = config.reference.smd.spring_constant_eV_per_A2
         start, pair = pulled_start(run)
-        reference_method = labeler_of(config).build(reuse_wavefunction=True)
-        fine = scan(start, pair, reference_method, step_A)
-        f_ref, d_ref = fine.peak()
-        labeler = scan(start, pair, reference_method, step_A, COARSE_BELOW * f_ref)
-        if save_dir is not None:
-            save(labeler, save_dir / f"{run.name}-labeler.npz")
-        ea_ref, _ = labeler.ea_quasi_static(k)
+        reach = reach_A(start, pair, config.reference.smd)
+        build = partial(labeler_of(config).build, reuse_wavefunction=True)
+        # the campaign's own scans where it ran the 0 K check, else scans saved here
+        own = config.cogef.enabled
+        settings = config.cogef if own else CogefSettings(step_A=step_A)
+        folder = run / "cogef" if own else (save_dir or Path(mkdtemp())) / run.name
+        labeler, facts = labeler_curve(folder, start, pair, build, settings, config.seed, reach)
+        if labeler is None:
+            raise SystemExit(f"{run}: the labeler's scan failed: {facts['failed']}")
+        fine = scan_side(start, pair, build(), CogefSettings(step_A=step_A), 0.0, 0, reach)
+        f_ref, d_ref = labeler.peak()
+        try:
+            ea_ref, _ = labeler.ea_quasi_static(k)
+        except RarelearnError as exc:
+            raise SystemExit(f"{run}: no 0 K barrier to compare with: {exc}") from None
         out.append(
             f"{run.name}: the labeler's quasi-static Ea from a scan in fine steps throughout, "
             f"{fine.ea_quasi_static(k)[0]:.3f} eV, and in the models' steps (coarse below "
-            f"{COARSE_BELOW * f_ref:.2f} eV/A), {ea_ref:.3f} eV: the scan's own reproducibility"
+            f"{facts['fine_above_eV_per_A']:.2f} eV/A), {ea_ref:.3f} eV: the scan's own "
+            "reproducibility"
         )
         reference = json.loads((run / "reference" / "reference.json").read_text())
         out.append(
@@ -150,35 +138,44 @@ def compare(runs: list[Path], step_A: float, save_dir: Path | None) -> str:
         summary = json.loads((run / "summary.json").read_text())
         for row in summary["iterations"]:
             iteration = row["iteration"]
-            committee = load_committee(run / "iterations" / f"{iteration:03d}" / "committee")
-            mode = "mean" if config.committee.driver == "mean" else "best"
+            here = run / "iterations" / f"{iteration:03d}"
+            where = (here / "cogef") if own else (folder / f"{iteration:03d}")
+            committee = load_committee(here / "committee")
+            driver = config.committee.driver
+            calculator = committee.calculator(
+                "best", force_uq=False, driver=None if driver == "best" else driver
+            )
             with torch_threads(1):
-                model = scan(
+                model, model_facts = model_curve(
+                    where.with_suffix(".npz"),
+                    where.with_suffix(".json"),
                     start,
                     pair,
-                    committee.calculator(mode=mode, force_uq=False),
-                    step_A,
-                    COARSE_BELOW * f_ref,
+                    calculator,
+                    settings,
+                    facts["fine_above_eV_per_A"],
+                    config.seed,
+                    reach,
                 )
-            if save_dir is not None:
-                save(model, save_dir / f"{run.name}-{iteration:03d}.npz")
-            f_model, d_model = model.peak()
-            ea_model, _ = model.ea_quasi_static(k)
-            cold = (ea_model - ea_ref) * EV_TO_KCAL_MOL
+            failures = {} if model is not None else {"model": model_facts["failed"]}
+            cold_row = cogef_row(model, labeler, k, failures)
+            if cold_row["cogef_ea_error_eV"] is None:
+                out.append(f"{run.name} iteration {iteration}: {cold_row['cogef_note']}")
+                continue
+            cold = cold_row["cogef_ea_error_eV"] * EV_TO_KCAL_MOL
             warm = row["ea_error_signed_eV"] * EV_TO_KCAL_MOL
             pairs.append((cold, warm))
-            bond = model.broken_bond()
             rows.append(
                 [
                     run.name,
                     str(iteration),
                     str(row["n_labels"]),
-                    f"{f_model - f_ref:+.3f}",
-                    f"{d_model - d_ref:+.3f}",
+                    f"{cold_row['cogef_peak_force_error_eV_A']:+.3f}",
+                    f"{model.peak()[1] - d_ref:+.3f}",
                     f"{cold:+.1f}",
                     f"{warm:+.1f} +- {row['ea_error_ci95_eV'] * EV_TO_KCAL_MOL:.1f}",
                     f"{row['rupture_force_error_eV_A']:+.3f}",
-                    "-" if bond is None else f"{bond[0]}-{bond[1]}",
+                    cold_row["cogef_bond_nnp"] or "-",
                 ]
             )
     out += [
