@@ -4,10 +4,19 @@ saved scans (a failure kept, not retried), settings refused, and its term of the
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.calculators.calculator import CalculationFailed, Calculator
 from ase.calculators.morse import MorsePotential
 
 from rarelearn.cogef import cogef_scan
-from rarelearn.cogef_check import cogef_pair, cogef_row, empty_cogef_row, reach_A, saved_curve
+from rarelearn.cogef_check import (
+    CogefSettings,
+    cogef_pair,
+    cogef_row,
+    empty_cogef_row,
+    labeler_curve,
+    reach_A,
+    saved_curve,
+)
 from rarelearn.config import StopConfig, load_config
 from rarelearn.consistency import self_consistency_line, self_consistent
 from rarelearn.dynamics import SMDSettings
@@ -127,3 +136,18 @@ def test_the_self_rule_needs_the_0K_barrier_within_the_tolerance():
     assert self_consistent(_row(cogef_ea_ref_eV=None, cogef_peak_force_ref_eV_A=2.1), stop)
     line = self_consistency_line(_row(cogef_ea_ref_eV=7.0, cogef_ea_error_eV=-1.2 * one), stop)
     assert "0 K (COGEF) barrier differs from the labeler's by -1.2 kcal/mol" in line
+
+
+def test_a_calculator_that_fails_on_the_start_is_a_recorded_failure(tmp_path):
+    """A labeler whose SCF fails at once: the scan's facts say so, and no exception escapes."""
+
+    class Failing(Calculator):
+        implemented_properties = ("energy", "forces")
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+            raise CalculationFailed("SCF did not converge")
+
+    start = Atoms("C2", positions=[[0, 0, 0], [R0, 0, 0]])
+    curve, facts = labeler_curve(tmp_path, start, (0, 1), Failing, CogefSettings(), 0, 4.0)
+    assert curve is None
+    assert facts["failed"] == "relaxing the start failed: SCF did not converge"

@@ -103,9 +103,14 @@ def scan_side(
     max_distance_A: float,
 ) -> CogefCurve:
     """``start`` relaxed with ``calculator``, then stretched by COGEF up to ``max_distance_A``,
-    finely above the given force (coarse steps below it)."""
+    finely above the given force (coarse steps below it). A calculator that fails on the start
+    raises RarelearnError, as one that fails during the scan ends it."""
+    try:
+        relaxed = relax(start, calculator, START_FMAX, START_STEPS)
+    except Exception as exc:  # a failed SCF or an NNP error: the scan's finding, said so
+        raise RarelearnError(f"relaxing the start failed: {exc}") from exc
     return cogef_scan(
-        relax(start, calculator, START_FMAX, START_STEPS),
+        relaxed,
         calculator,
         pair,
         step_A=settings.step_A,
