@@ -226,3 +226,42 @@ def test_report_markdown_of_a_convergence_study_gives_each_recipe_over_seeds(tmp
         "| +5.1 +- 2.6 | 0.31 / 0.08 |" in out
     )
     assert "| protocol | 0 | 0 | 1000 | -8.3 +- 2.5 | 100% | C4-C5 9/16 |" in out
+
+
+def test_study_tables_show_the_0K_check_only_where_it_ran(tmp_path, capsys):
+    """A column for the 0 K barrier error in the last-row table and its relation to the 10 K
+    error in the self-consistency table, where rows carry it; none where they do not."""
+    from rarelearn.config import load_config
+    from rarelearn.study.convergence import self_consistency_summary
+
+    def row(seed, iteration, error, cold):
+        return {
+            "campaign": f"snap-seed{seed}", "recipe": "snap", "seed": seed,
+            "iteration": iteration, "n_labels": 1000 + 300 * iteration,
+            "ea_error_eV": error / KCAL, "ea_error_ci95_eV": 2.5 / KCAL,
+            "ea_change_eV": None, "ea_change_ci95_eV": None,
+            "cogef_ea_ref_eV": None if cold is None else 6.93,
+            "cogef_ea_error_eV": None if cold is None else cold / KCAL,
+        }  # fmt: skip
+
+    for checked in (True, False):
+        rows = [
+            row(0, 0, -120.6, -109.6 if checked else None),
+            row(0, 1, -34.6, -43.0 if checked else None),
+            row(0, 2, -2.4, -0.8 if checked else None),
+        ]
+        study = {
+            "study": "convergence",
+            "rows": rows,
+            "recipes": {},
+            "self_consistency": self_consistency_summary(rows, load_config().stop),
+        }
+        (tmp_path / "study.json").write_text(json.dumps(study))
+        assert main(["report", str(tmp_path), "--markdown"]) == 0
+        out = capsys.readouterr().out
+        assert ("0 K barrier error (kcal/mol)" in out) is checked
+        if checked:
+            assert "| - / - | -0.8 |" in out  # the last row of seed 0
+            assert ", 7.0 (3 iterations) |" in out  # mean |10 K - 0 K|: (11 + 8.4 + 1.6) / 3
+        else:
+            assert "0 K barrier error vs error" not in out

@@ -10,9 +10,9 @@ Two stop rules read the finished rows (``summary.json["iterations"]``):
   the error over seeds); where the 0 K check runs (`rarelearn.cogef_check`), the driver's
   quasi-static COGEF barrier lies within the tolerance of the labeler's; where rupture-region
   labels are measured, their mean difference from the model lies inside the tolerance, with
-  no unphysical pull. It says the loop stopped
-  moving, not that it is right: a campaign stopped by it is reported as not validated until
-  `rarelearn validate` runs the reference pulls.
+  no unphysical pull. It says the loop stopped moving, not that it is right: a campaign
+  stopped by it is reported as not validated until `rarelearn validate` runs the reference
+  pulls.
 
 Either counts an iteration only in a streak of ``stop.patience`` consecutive ones.
 """
@@ -77,9 +77,8 @@ def self_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
     """The Ea change's interval inside the tolerance; where snap tests ran, the labeler's and
     the model's steps to the snap within ``stop.snap_tolerance_steps``; where the 0 K check
     ran and the labeler snaps at 0 K, the driver's barrier within the tolerance of the
-    labeler's (a deterministic number: no interval); where rupture-region
-    labels were measured, their difference from the model inside the tolerance and no
-    unphysical pull."""
+    labeler's (a deterministic number: no interval); where rupture-region labels were
+    measured, their difference from the model inside the tolerance and no unphysical pull."""
     tolerance = stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
     if not _within(row.get("ea_change_eV"), row.get("ea_change_ci95_eV"), tolerance):
         return False

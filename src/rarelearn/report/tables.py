@@ -363,8 +363,11 @@ def _finals_markdown(rows: Sequence[dict[str, Any]]) -> str:
         "rupture force error +- 95 % (eV/A)",
         "Ea at the snap error +- 95 % (kcal/mol)",
         "work after the snap, NNP / reference (eV)",
-        "0 K barrier error (kcal/mol)",
     ]
+    # the 0 K check's column only where it ran (`rarelearn.cogef_check`)
+    cold = any(row.get("cogef_ea_ref_eV") is not None for row in last.values())
+    if cold:
+        header.append("0 K barrier error (kcal/mol)")
     table = []
     for row in last.values():
         after = [_fixed(row.get(f"work_after_snap_{side}_eV"), 2) for side in ("nnp", "ref")]
@@ -385,7 +388,11 @@ def _finals_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 else f"{force:+.3f}" + ("" if force_half is None else f" +- {force_half:.3f}"),
                 _error_kcal_mol(row, "ea_at_snap_error_eV", "ea_at_snap_error_ci95_eV"),
                 " / ".join(after),
-                _fixed(row.get("cogef_ea_error_eV"), 1, EV_TO_KCAL_MOL, sign=True),
+                *(
+                    [_fixed(row.get("cogef_ea_error_eV"), 1, EV_TO_KCAL_MOL, sign=True)]
+                    if cold
+                    else []
+                ),
             ]
         )
     return markdown_table(header, table)
@@ -476,8 +483,11 @@ def _self_consistency_markdown(signals: dict[str, Any]) -> str:
         "abs(error) within 2 x members' spread",
         "snap sign right",
         "rank corr. snap steps, error",
-        "0 K barrier error vs error: r, mean abs(difference) (kcal/mol)",
     ]
+    # the 0 K check's column only where it ran (`rarelearn.cogef_check`)
+    cold = any(signal.get("n_cogef_rows") for signal in signals.values())
+    if cold:
+        header.append("0 K barrier error vs error: r, mean abs(difference) (kcal/mol)")
     table = []
     for recipe, signal in signals.items():
         stops = []
@@ -499,12 +509,15 @@ def _self_consistency_markdown(signals: dict[str, Any]) -> str:
                 _share(signal.get("snap_sign_agrees"), signal.get("n_snap_rows")),
                 _fixed(signal.get("snap_error_rank_correlation"), 2)
                 + f" ({signal.get('n_snap_steps', 0)} iterations)",
+            ]
+        )
+        if cold:
+            table[-1].append(
                 _fixed(signal.get("cogef_error_correlation"), 2)
                 + ", "
                 + _fixed(signal.get("cogef_error_mean_difference_kcal_mol"), 1)
-                + f" ({signal.get('n_cogef_rows', 0)} iterations)",
-            ]
-        )
+                + f" ({signal.get('n_cogef_rows', 0)} iterations)"
+            )
     return markdown_table(header, table)
 
 
