@@ -693,8 +693,9 @@ class Campaign:
         started = time.perf_counter()
         folder = self.run_dir / "cogef"
         reach = reach_A(start, pair, self.config.reference.smd)
+        labeler_pending = not (folder / "labeler.json").is_file()
         scanned = not paths.cogef_facts.is_file()  # the driver's scan is still to do
-        if not (folder / "labeler.json").is_file():
+        if labeler_pending:
             self.progress.message(f"{label}: 0 K pull (COGEF) of the labeler, once")
         labeler, facts = labeler_curve(
             folder,
@@ -727,7 +728,7 @@ class Campaign:
             )
             if model is None:
                 failures["model"] = model_facts["failed"]
-        if scanned:
+        if labeler_pending or (labeler is not None and scanned):  # a resume times nothing
             self._timed(timing, "cogef_s", paths.timing, started)
         k_spring = self.config.reference.smd.spring_constant_eV_per_A2
         return cogef_row(model, labeler, k_spring, failures)
