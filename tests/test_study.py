@@ -217,6 +217,26 @@ def test_convergence_study_runs_recipes_over_seeds_on_one_reference(config) -> N
     assert other["seed"] == 7 and other["ea_error_signed_eV"] != again["ea_error_signed_eV"]
 
 
+#: eV per kcal/mol, written out so the tests do not reuse the code's constant
+KCAL_EV = 1 / 23.0605
+
+
+def _signal_row(seed: int, i: int, error: float, change: float | None, **keys) -> dict:
+    """A study row of recipe "r" for the self-consistency signals: the Ea error (interval
+    +-2.0) and its change from the row before (+-2.5), kcal/mol in, eV out; ``keys`` added."""
+    return {
+        "recipe": "r",
+        "seed": seed,
+        "iteration": i,
+        "n_labels": 100 * (i + 1),
+        "ea_error_eV": error * KCAL_EV,
+        "ea_error_ci95_eV": 2.0 * KCAL_EV,
+        "ea_change_eV": None if change is None else change * KCAL_EV,
+        "ea_change_ci95_eV": None if change is None else 2.5 * KCAL_EV,
+        **keys,
+    }
+
+
 def test_self_consistency_summary_tests_each_signal_against_the_error() -> None:
     """Hand-made rows of one recipe and two seeds: where the self rule would stop and the
     error there, how often it passes with the error inside the tolerance, and the signals."""
@@ -224,21 +244,16 @@ def test_self_consistency_summary_tests_each_signal_against_the_error() -> None:
     from rarelearn.study.convergence import self_consistency_summary
 
     stop = load_config(preset_name="quick").stop  # 4 kcal/mol, patience 2
-    kcal = 1 / 23.0605
 
     def row(seed, i, error, change, members_std=None, snap=None):
-        return {
-            "recipe": "r",
-            "seed": seed,
-            "iteration": i,
-            "n_labels": 100 * (i + 1),
-            "ea_error_eV": error * kcal,
-            "ea_error_ci95_eV": 2.0 * kcal,
-            "ea_change_eV": None if change is None else change * kcal,
-            "ea_change_ci95_eV": None if change is None else 2.5 * kcal,
-            "ea_members_std_eV": None if members_std is None else members_std * kcal,
-            "snap_steps_difference_mean": snap,
-        }
+        return _signal_row(
+            seed,
+            i,
+            error,
+            change,
+            ea_members_std_eV=None if members_std is None else members_std * KCAL_EV,
+            snap_steps_difference_mean=snap,
+        )
 
     rows = [
         # seed 0 settles at a small error: the rule stops at iteration 2 (streak 1, 2)
@@ -274,21 +289,11 @@ def test_the_0K_check_keeps_the_self_rule_from_a_false_stop() -> None:
     from rarelearn.study.convergence import self_consistency_summary
 
     stop = load_config(preset_name="quick").stop  # 4 kcal/mol, patience 2
-    kcal = 1 / 23.0605
 
     def row(seed, i, error, change, cold):
-        return {
-            "recipe": "r",
-            "seed": seed,
-            "iteration": i,
-            "n_labels": 100 * (i + 1),
-            "ea_error_eV": error * kcal,
-            "ea_error_ci95_eV": 2.0 * kcal,
-            "ea_change_eV": None if change is None else change * kcal,
-            "ea_change_ci95_eV": None if change is None else 2.5 * kcal,
-            "cogef_ea_ref_eV": 6.9,
-            "cogef_ea_error_eV": cold * kcal,
-        }
+        return _signal_row(
+            seed, i, error, change, cogef_ea_ref_eV=6.9, cogef_ea_error_eV=cold * KCAL_EV
+        )
 
     rows = [
         row(0, 0, -30.0, None, -28.0),
