@@ -1,7 +1,7 @@
 """Campaign recipes beside the paper's loop: snap tests, rupture-region labels, candidates from
-every pull, the 0 K check, force-based UQ.
+every pull, the 0 K check and its labels, force-based UQ.
 
-One tiny campaign with the first four on: what each adds to the rows and to the training set,
+One tiny campaign with the first five on: what each adds to the rows and to the training set,
 and that a campaign killed in the middle of its snap tests resumes to the same rows; force UQ
 on the session's finished tiny campaign.
 """
@@ -33,7 +33,7 @@ RECIPES = (
         "baseline_smd_every = 10", "baselines = false"
     )
     + "[snap]\nreplicas = 2\nmax_steps = 300\nmax_frames = 3\nn_copies = 1\n"
-    + "[cogef]\nenabled = true\n"
+    + "[cogef]\nenabled = true\nlabels = true\n"
 )
 
 
@@ -106,6 +106,47 @@ def test_the_0K_check_compares_each_committee_with_the_labeler_scanned_once(reci
         )
     scanned = [row["iteration"] for row in rows if "cogef_s" in _timing(run, row["iteration"])]
     assert scanned == [row["iteration"] for row in rows]
+
+
+def test_the_labelers_0K_path_joins_iteration_0s_labels_once(recipes_run):
+    """``cogef.labels``: every point of the labeler's scan and one noisy copy of each are
+    labeled in iteration 0 (the originals' labels are the labeler's energies at the scan's
+    relaxed points), nothing later; the first committee after them trains on them; and
+    `rarelearn check` counts them with the selection's labels."""
+    run = recipes_run / "run"
+    labeler = CogefCurve.load(run / "cogef" / "labeler.npz")
+    rows = json.loads((run / "summary.json").read_text())["iterations"]
+    assert rows[0]["cogef_labels"] == 2 * len(labeler.distance_A)
+    assert [row["cogef_labels"] for row in rows[1:]] == [0] * (len(rows) - 1)
+    db = connect(run / "data.db")
+    originals = sorted(
+        db.select(sampled_by="cogef_path", source="active"), key=lambda row: row.frame
+    )
+    assert [row.frame for row in originals] == list(range(len(labeler.distance_A)))
+    assert {row.iteration for row in db.select(sampled_by="cogef_path")} == {0}
+    for row in originals:
+        k = row.frame
+        np.testing.assert_allclose(row.positions, labeler.positions_A[k], atol=1e-12)
+        assert row.energy == pytest.approx(labeler.energy_eV[k], abs=1e-6)
+        assert row.pair_distance == pytest.approx(labeler.distance_A[k])
+        copy = next(db.select(sampled_by="cogef_path", source="augmented", parent=row.uid))
+        assert 0 < np.abs(copy.positions - row.positions).max() <= 0.05
+    assert rows[1]["n_labels"] - rows[0]["n_labels"] == (
+        rows[0]["n_selected"]
+        + rows[0]["n_augmented"]
+        + rows[0]["snap_labels"]
+        + rows[0]["rupture_labels"]
+        + rows[0]["cogef_labels"]
+        - rows[0]["n_label_failures"]
+    )
+    output = subprocess.run(
+        [sys.executable, "-m", "rarelearn.cli", "check", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert output.returncode == 0, output.stdout + output.stderr
+    assert "is sound" in output.stdout
 
 
 def _timing(run: Path, iteration: int) -> dict:

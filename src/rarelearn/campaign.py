@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from ase import Atoms
 
 from rarelearn import manifest
+from rarelearn.cogef import CogefCurve
 from rarelearn.cogef_check import (
     cogef_pair,
     cogef_row,
@@ -97,6 +98,8 @@ FRAMES_BEFORE_BLOW_UP = 20
 SNAP_TASK_OFFSET = 500_000
 #: ... and rupture-region labels here.
 RUPTURE_TASK_OFFSET = 800_000
+#: ... and the labels of the labeler's COGEF scan here.
+COGEF_TASK_OFFSET = 900_000
 #: Arrays of ``pooled.npz`` (``selection.candidates = "all"``).
 POOLED_KEYS = ("replica", "frame", "uq_eV", "distance_A", "positions_A", "numbers", "n_candidates")
 
@@ -201,6 +204,15 @@ def load_committee(folder: Path) -> Committee:
         raise damaged(folder, exc) from exc
 
 
+class LabelCounts(NamedTuple):
+    """What an iteration's labeling stored beside its selection: the batch's failures, and the
+    snap-test and COGEF-path frames (originals and copies)."""
+
+    failures: int
+    snap: int
+    cogef: int
+
+
 @dataclass
 class _Iteration:
     """Paths of one iteration's outputs."""
@@ -274,7 +286,7 @@ class Campaign:
         self.spec = labeler_of(config)
         self.sampler = sampler_of(config)
         self.atoms, self.pulled = system_of(config)
-        if config.cogef.enabled:
+        if config.cogef.enabled or config.cogef.labels:
             cogef_pair(self.pulled)  # refuses pulled groups before anything runs
         self._executor: Executor | None = None
         #: AEVs and Jacobians of the frames trained on so far: each frame computed once
@@ -406,15 +418,19 @@ class Campaign:
         """Select from the iteration's pull and label; the row with their counts (``timing``:
         the iteration's stage times so far, to which labeling adds)."""
         selection = self.select(i, paths.selection, trace, lambda: self.selection_uq(paths, trace))
-        failures, n_snap = self.label(i, selection, trace, timing, label)
-        snap = {"snap_labels": n_snap} if self.config.snap.enabled else {}
+        counts = self.label(i, selection, trace, timing, label)
+        recipes = {}
+        if self.config.snap.enabled:
+            recipes["snap_labels"] = counts.snap
+        if self.config.cogef.labels:
+            recipes["cogef_labels"] = counts.cogef
         return {
             **row,
-            **snap,
+            **recipes,
             "n_candidates": selection.n_candidates,
             "n_selected": selection.n_selected,
             "n_augmented": selection.n_selected * self.config.selection.n_copies,
-            "n_label_failures": failures,
+            "n_label_failures": counts.failures,
             "wall_s": round(sum(timing.values()), 2),
         }
 
@@ -686,26 +702,16 @@ class Campaign:
         labeler scanned once per campaign (``cogef/``), the driver each iteration
         (``cogef.npz``); the row keys."""
         settings = self.config.cogef
+        labels = {"cogef_labels": 0} if settings.labels else {}  # counted when labeled
         if not settings.enabled:
-            return empty_cogef_row()
+            return {**empty_cogef_row(), **labels}
         pair = cogef_pair(self.pulled)
         start = self.starts[0].atoms
         started = time.perf_counter()
-        folder = self.run_dir / "cogef"
         reach = reach_A(start, pair, self.config.reference.smd)
-        labeler_pending = not (folder / "labeler.json").is_file()
+        labeler_pending = not (self.run_dir / "cogef" / "labeler.json").is_file()
         scanned = not paths.cogef_facts.is_file()  # the driver's scan is still to do
-        if labeler_pending:
-            self.progress.message(f"{label}: 0 K pull (COGEF) of the labeler, once")
-        labeler, facts = labeler_curve(
-            folder,
-            start,
-            pair,
-            lambda: self.spec.build(reuse_wavefunction=True),
-            settings,
-            self.config.seed,
-            reach,
-        )
+        labeler, facts = self._labeler_cogef(label)
         failures = {"labeler": facts["failed"]} if labeler is None else {}
         model = None
         if labeler is not None:
@@ -731,7 +737,50 @@ class Campaign:
         if labeler_pending or (labeler is not None and scanned):  # a resume times nothing
             self._timed(timing, "cogef_s", paths.timing, started)
         k_spring = self.config.reference.smd.spring_constant_eV_per_A2
-        return cogef_row(model, labeler, k_spring, failures)
+        return {**cogef_row(model, labeler, k_spring, failures), **labels}
+
+    def _labeler_cogef(self, label: str) -> tuple[CogefCurve | None, dict[str, Any]]:
+        """The labeler's COGEF curve (None where its scan failed) and facts: scanned once per
+        campaign from the first reference start state (``cogef/``), read back after."""
+        folder = self.run_dir / "cogef"
+        if not (folder / "labeler.json").is_file():
+            self.progress.message(f"{label}: 0 K pull (COGEF) of the labeler, once")
+        pair = cogef_pair(self.pulled)
+        start = self.starts[0].atoms
+        return labeler_curve(
+            folder,
+            start,
+            pair,
+            lambda: self.spec.build(reuse_wavefunction=True),
+            self.config.cogef,
+            self.config.seed,
+            reach_A(start, pair, self.config.reference.smd),
+        )
+
+    def cogef_candidates(self, i: int, timing: dict, label: str) -> tuple[list[Atoms], list[dict]]:
+        """Iteration 0's frames from the labeler's COGEF scan (``cogef.labels``): every relaxed
+        point and its noisy copies, to label, with provenance and uids after the snap
+        tests'. Nothing in later iterations (the scan does not change) or where it failed."""
+        settings = self.config.cogef
+        if not settings.labels or i != 0:
+            return [], []
+        scanned = not (self.run_dir / "cogef" / "labeler.json").is_file()
+        started = time.perf_counter()
+        curve, _ = self._labeler_cogef(label)
+        if scanned:
+            self._timed(timing, "cogef_s", self._folder(i) / "timing.json", started)
+        if curve is None:
+            return [], []
+        originals, details = [], []
+        for k, distance in enumerate(curve.distance_A):
+            image = curve.image(k)
+            image.cell, image.pbc = self.atoms.cell, self.atoms.pbc
+            originals.append(image)
+            details.append(dict(sampled_by="cogef_path", frame=k, pair_distance=float(distance)))
+        rng = np.random.default_rng([self.config.seed, i, COGEF_TASK_OFFSET])
+        return self._with_copies(
+            i, originals, details, settings.label_copies, COGEF_TASK_OFFSET, rng
+        )
 
     def snap_candidates(self, i: int, paths: _Iteration) -> tuple[list[Atoms], list[dict]]:
         """The snap tests' label frames (the labeler's own energy and forces attached) and
@@ -970,16 +1019,19 @@ class Campaign:
 
     def label(
         self, i: int, selection: Selection, trace: SMDTrace, timing: dict, label: str
-    ) -> tuple[int, int]:
+    ) -> LabelCounts:
         """Label what is not stored yet, storing chunk groups as they finish; return the
-        iteration's failures and its number of snap-test frames (originals and copies).
+        iteration's failures and its numbers of snap-test and COGEF-path frames (originals
+        and copies).
 
         Frames that already carry a label (drawn from a reference pull, or a snap test's) are
         stored with it, through the same path, without calling the labeler.
         """
         frames, provenance = self.candidate_frames(i, selection, trace)
         snap_frames, snap_provenance = self.snap_candidates(i, _Iteration(self._folder(i)))
-        frames, provenance = frames + snap_frames, provenance + snap_provenance
+        cogef_frames, cogef_provenance = self.cogef_candidates(i, timing, label)
+        frames = frames + snap_frames + cogef_frames
+        provenance = provenance + snap_provenance + cogef_provenance
         batch = f"iteration{i:03d}"
         done = self.store.tasks_done(batch)
         pending = [k for k, p in enumerate(provenance) if p["task"] not in done]
@@ -1014,7 +1066,9 @@ class Campaign:
                     )
                     update(start + len(part), len(pending))
             self._timed(timing, "label_s", self._folder(i) / "timing.json", started)
-        return self.store.count(batch=batch, failed=True), len(snap_frames)
+        return LabelCounts(
+            self.store.count(batch=batch, failed=True), len(snap_frames), len(cogef_frames)
+        )
 
     # ---------------------------------------------------------------- baselines
     def baselines(self, rows: list[dict], final: bool) -> dict[str, Any]:

@@ -332,6 +332,11 @@ def _describe_counts(counts: Counter[tuple[str, int, bool]]) -> str:
     return f"{sum(by_source.values())} labels ({labels}), {failed} failed"
 
 
+#: Row keys counting the labels an iteration adds beside its selection (snap tests,
+#: rupture-region frames, the labeler's COGEF path).
+RECIPE_LABEL_KEYS = ("snap_labels", "rupture_labels", "cogef_labels")
+
+
 def _compare_labels(
     checker: _Checker,
     path: Path,
@@ -376,10 +381,16 @@ def _compare_labels(
                 f"training frames up to iteration {i - 1}"
             )
         selected = row.get("n_selected", 0) + row.get("n_augmented", 0)
+        # the recipes' labels are stored as the iteration's active and augmented frames too
+        recipes = sum(row.get(key) or 0 for key in RECIPE_LABEL_KEYS)
         labeled = stored("active", i, None) + stored("augmented", i, None)
-        if labeled != selected:
-            problems.append(f"{selected} frames selected, data.db holds {labeled} of them")
         failures = stored("active", i, True) + stored("augmented", i, True)
+        # rupture_labels counts good labels only: its failures are among the stored failed
+        if not selected + recipes <= labeled <= selected + recipes + failures:
+            problems.append(
+                f"{selected} frames selected and {recipes} recipe labels "
+                f"({', '.join(RECIPE_LABEL_KEYS)}), data.db holds {labeled} of them"
+            )
         if row.get("n_label_failures", 0) != failures:
             problems.append(
                 f"{row.get('n_label_failures')} label failures recorded, data.db holds {failures}"

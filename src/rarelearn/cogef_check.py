@@ -50,9 +50,15 @@ RELAX_STEPS = 500
 @dataclass(frozen=True)
 class CogefSettings:
     """The ``[cogef]`` table: whether each committee is checked against the labeler at 0 K,
-    and the scan's steps."""
+    whether the labeler's scan joins the training set, and the scan's steps."""
 
     enabled: bool = False
+    #: label the labeler's scan (every relaxed point and ``label_copies`` noisy copies of
+    #: each) into iteration 0's training frames: the bond's whole force-extension curve
+    #: through its snap, which no 10 K pull of a model visits before its own snap
+    labels: bool = False
+    #: noisy copies of each scan point labeled beside it (``labels``)
+    label_copies: int = 1
     #: step of the pulled pair's distance near the peak (A)
     step_A: float = 0.02
     #: step below ``fine_above`` of the labeler's peak force (A)
@@ -63,8 +69,13 @@ class CogefSettings:
     fmax: float = 1e-3
 
     def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise ConfigError(f"enabled must be true or false, got {self.enabled!r}")
+        for name in ("enabled", "labels"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.label_copies, bool) or not isinstance(self.label_copies, int):
+            raise ConfigError(f"label_copies must be an integer, got {self.label_copies!r}")
+        if self.label_copies < 0:
+            raise ConfigError(f"label_copies must be 0 or more, got {self.label_copies}")
         for name in ("step_A", "coarse_step_A", "fmax"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
@@ -81,7 +92,8 @@ def cogef_pair(pulled: PulledAtoms) -> tuple[int, int]:
     """The two atoms COGEF holds apart; a clear error for pulled groups."""
     if len(pulled.group_a) != 1 or len(pulled.group_b) != 1:
         raise ConfigError(
-            "cogef.enabled needs two pulled atoms, not groups (COGEF fixes one distance)"
+            "cogef.enabled and cogef.labels need two pulled atoms, not groups (COGEF fixes "
+            "one distance)"
         )
     return pulled.group_a[0], pulled.group_b[0]
 

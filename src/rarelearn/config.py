@@ -185,8 +185,8 @@ class CampaignConfig:
     #: Snap tests of the model's pulls by the labeler, whose frames join the training set
     #: (`rarelearn.snap`; off by default).
     snap: SnapSettings = field(default_factory=SnapSettings)
-    #: Each committee's driver against the labeler at 0 K by COGEF (`rarelearn.cogef_check`;
-    #: off by default).
+    #: Each committee's driver against the labeler at 0 K by COGEF, and the labeler's scan as
+    #: training labels (`rarelearn.cogef_check`; both off by default).
     cogef: CogefSettings = field(default_factory=CogefSettings)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)

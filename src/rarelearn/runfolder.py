@@ -42,7 +42,8 @@ RUPTURE_ROW_KEYS: tuple[str, ...] = (
 #: Row keys of the 0 K barrier check (`rarelearn.cogef_check`; None when it is off): the
 #: quasi-static barrier under the campaign's spring and the peak resisting force of the
 #: driver's and the labeler's COGEF scans, model minus labeler, each side's broken bond, and
-#: why a side has no barrier.
+#: why a side has no barrier; and the labels the labeler's scan added to the training set
+#: (``cogef.labels``; None when off, 0 after iteration 0).
 COGEF_ROW_KEYS: tuple[str, ...] = (
     "cogef_ea_nnp_eV",
     "cogef_ea_ref_eV",
@@ -53,6 +54,7 @@ COGEF_ROW_KEYS: tuple[str, ...] = (
     "cogef_bond_nnp",
     "cogef_bond_ref",
     "cogef_note",
+    "cogef_labels",
 )
 
 #: Row keys of the change from the previous iteration (`rarelearn.consistency`; None in

@@ -156,6 +156,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # snap tests: over four seeds mean -3.0, spread 3.3 kcal/mol, but W at the snap 4.5-12.3
     # low, hidden by the largest post-snap tail measured (docs/convergence.md)
     "force-uq": {"selection": {"uq": "force"}},
+    # the snap recipe plus the labeler's 0 K pull: its COGEF scan (one relaxed path through
+    # the snap, about 60 points on hexane) and one noisy copy of each join iteration 0's
+    # labels; the 0 K check runs beside it. The snap recipe's committees snap low at 10 K and
+    # no pull of theirs visits the labeler's breaking bond before their own snap
+    "snap-cogef": {"snap": dict(QUICK_SNAP), "cogef": {"enabled": True, "labels": True}},
     # the paper's best committee (7 members, inherited splits) with the preset's snap tests:
     # over four seeds mean +0.6, spread 4.4, mean |error| 3.0 kcal/mol, W at the snap low in
     # three seeds, about 2.5x the snap recipe's time (docs/convergence.md)
