@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 from ase.db import connect
 
-from rarelearn.campaign import Campaign, _Iteration
+from rarelearn.campaign import COGEF_TASK_OFFSET, Campaign, _Iteration
 from rarelearn.cogef import CogefCurve
 from rarelearn.committee import Committee
 from rarelearn.config import load_config, load_resolved
 from rarelearn.dynamics import SMDTrace
 from rarelearn.errors import ConfigError
 from rarelearn.progress import StageProgress
+from rarelearn.pulls import START_STATES_FILE, load_start_states
 from rarelearn.runfolder import ROW_KEYS
 from rarelearn.rupture import rupture_region
 from test_campaign import TINY, _comparable, _run_cli
@@ -151,6 +152,35 @@ def test_the_labelers_0K_path_joins_iteration_0s_labels_once(recipes_run):
 
 def _timing(run: Path, iteration: int) -> dict:
     return json.loads((run / "iterations" / f"{iteration:03d}" / "timing.json").read_text())
+
+
+def test_cogef_labels_without_the_check_scan_the_labeler_once(finished_run, tmp_path):
+    """``cogef.labels`` with the check off: iteration 0's labeling scans the labeler itself
+    (timed as ``cogef_s``), once; every point and one copy are frames to label (no label
+    attached, tasks after the snap tests'), the copies noisy; later iterations add none."""
+    config = load_resolved(finished_run)
+    config = replace(
+        config,
+        out=str(tmp_path / "run"),
+        cogef=replace(config.cogef, enabled=False, labels=True, label_copies=1),
+    )
+    (tmp_path / "run" / "iterations" / "000").mkdir(parents=True)
+    campaign = Campaign(config, StageProgress(quiet=True))
+    campaign.starts = load_start_states(finished_run / "reference" / START_STATES_FILE)
+    timing: dict = {}
+    frames, provenance = campaign.cogef_candidates(0, timing, "iteration 0")
+    curve = CogefCurve.load(tmp_path / "run" / "cogef" / "labeler.npz")
+    assert "cogef_s" in timing
+    assert len(frames) == 2 * len(curve.distance_A)
+    assert all(frame.calc is None for frame in frames)
+    assert [p["task"] for p in provenance] == [COGEF_TASK_OFFSET + t for t in range(len(frames))]
+    assert [p["source"] for p in provenance[:2]] == ["active", "augmented"]
+    np.testing.assert_array_equal(frames[0].positions, curve.positions_A[0])
+    assert 0 < np.abs(frames[1].positions - frames[0].positions).max() <= 0.05
+    again: dict = {}
+    assert len(campaign.cogef_candidates(0, again, "iteration 0")[0]) == len(frames)
+    assert again == {}  # read back, not scanned again
+    assert campaign.cogef_candidates(1, again, "iteration 1") == ([], [])
 
 
 def test_force_uq_is_the_largest_per_atom_force_spread(finished_run, tmp_path):
