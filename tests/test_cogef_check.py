@@ -105,6 +105,7 @@ def test_a_scan_reaches_as_far_as_the_pulls_spring_travels():
         ({"labels": "yes"}, "cogef.labels"),
         ({"label_copies": -1}, "label_copies must be 0 or more"),
         ({"label_copies": 1.5}, "label_copies must be an integer"),
+        ({"driver_labels": True}, "driver_labels .* set enabled = true too"),
         ({"step_A": 0.0}, "step_A must be positive"),
         ({"fine_above": 1.0}, "fine_above must be a share"),
         ({"step_A": 0.2, "coarse_step_A": 0.1}, "coarse_step_A .* at least step_A"),

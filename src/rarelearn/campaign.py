@@ -98,8 +98,9 @@ FRAMES_BEFORE_BLOW_UP = 20
 SNAP_TASK_OFFSET = 500_000
 #: ... and rupture-region labels here.
 RUPTURE_TASK_OFFSET = 800_000
-#: ... and the labels of the labeler's COGEF scan here.
+#: ... and the labels of the labeler's COGEF scan here, of each driver's scan here.
 COGEF_TASK_OFFSET = 900_000
+COGEF_DRIVER_TASK_OFFSET = 950_000
 #: Arrays of ``pooled.npz`` (``selection.candidates = "all"``).
 POOLED_KEYS = ("replica", "frame", "uq_eV", "distance_A", "positions_A", "numbers", "n_candidates")
 
@@ -286,7 +287,7 @@ class Campaign:
         self.spec = labeler_of(config)
         self.sampler = sampler_of(config)
         self.atoms, self.pulled = system_of(config)
-        if config.cogef.enabled or config.cogef.labels:
+        if config.cogef.enabled or config.cogef.labels:  # driver_labels needs enabled
             cogef_pair(self.pulled)  # refuses pulled groups before anything runs
         self._executor: Executor | None = None
         #: AEVs and Jacobians of the frames trained on so far: each frame computed once
@@ -422,7 +423,7 @@ class Campaign:
         recipes = {}
         if self.config.snap.enabled:
             recipes["snap_labels"] = counts.snap
-        if self.config.cogef.labels:
+        if self.config.cogef.labels or self.config.cogef.driver_labels:
             recipes["cogef_labels"] = counts.cogef
         return {
             **row,
@@ -702,7 +703,8 @@ class Campaign:
         labeler scanned once per campaign (``cogef/``), the driver each iteration
         (``cogef.npz``); the row keys."""
         settings = self.config.cogef
-        labels = {"cogef_labels": 0} if settings.labels else {}  # counted when labeled
+        # counted when labeled
+        labels = {"cogef_labels": 0} if settings.labels or settings.driver_labels else {}
         if not settings.enabled:
             return {**empty_cogef_row(), **labels}
         pair = cogef_pair(self.pulled)
@@ -758,29 +760,52 @@ class Campaign:
         )
 
     def cogef_candidates(self, i: int, timing: dict, label: str) -> tuple[list[Atoms], list[dict]]:
-        """Iteration 0's frames from the labeler's COGEF scan (``cogef.labels``): every relaxed
-        point and its noisy copies, to label, with provenance and uids after the snap
-        tests'. Nothing in later iterations (the scan does not change) or where it failed."""
+        """Frames of the 0 K scans to label, with provenance and uids after the snap tests':
+        iteration 0's from the labeler's scan (``cogef.labels``; the scan does not change, so
+        once) and each iteration's from its driver's scan (``cogef.driver_labels``): every
+        relaxed point and its noisy copies. None from a scan that failed."""
         settings = self.config.cogef
-        if not settings.labels or i != 0:
-            return [], []
-        scanned = not (self.run_dir / "cogef" / "labeler.json").is_file()
-        started = time.perf_counter()
-        curve, _ = self._labeler_cogef(label)
-        if scanned:
-            self._timed(timing, "cogef_s", self._folder(i) / "timing.json", started)
+        frames: list[Atoms] = []
+        provenance: list[dict] = []
+        if settings.labels and i == 0:
+            scanned = not (self.run_dir / "cogef" / "labeler.json").is_file()
+            started = time.perf_counter()
+            curve, _ = self._labeler_cogef(label)
+            if scanned:
+                self._timed(timing, "cogef_s", self._folder(i) / "timing.json", started)
+            self._add_scan_frames(i, curve, "cogef_path", COGEF_TASK_OFFSET, frames, provenance)
+        paths = _Iteration(self._folder(i))
+        if settings.driver_labels and paths.cogef_facts.is_file():
+            failed = read_json(paths.cogef_facts).get("failed")
+            curve = None if failed else CogefCurve.load(paths.cogef)
+            self._add_scan_frames(
+                i, curve, "cogef_driver", COGEF_DRIVER_TASK_OFFSET, frames, provenance
+            )
+        return frames, provenance
+
+    def _add_scan_frames(
+        self,
+        i: int,
+        curve: CogefCurve | None,
+        sampled_by: str,
+        first_task: int,
+        frames: list[Atoms],
+        provenance: list[dict],
+    ) -> None:
+        """Append every point of ``curve`` (nothing when None) and its noisy copies."""
         if curve is None:
-            return [], []
+            return
         originals, details = [], []
         for k, distance in enumerate(curve.distance_A):
             image = curve.image(k)
             image.cell, image.pbc = self.atoms.cell, self.atoms.pbc
             originals.append(image)
-            details.append(dict(sampled_by="cogef_path", frame=k, pair_distance=float(distance)))
-        rng = np.random.default_rng([self.config.seed, i, COGEF_TASK_OFFSET])
-        return self._with_copies(
-            i, originals, details, settings.label_copies, COGEF_TASK_OFFSET, rng
-        )
+            details.append(dict(sampled_by=sampled_by, frame=k, pair_distance=float(distance)))
+        rng = np.random.default_rng([self.config.seed, i, first_task])
+        copies = self.config.cogef.label_copies
+        added, details = self._with_copies(i, originals, details, copies, first_task, rng)
+        frames += added
+        provenance += details
 
     def snap_candidates(self, i: int, paths: _Iteration) -> tuple[list[Atoms], list[dict]]:
         """The snap tests' label frames (the labeler's own energy and forces attached) and

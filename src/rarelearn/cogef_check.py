@@ -50,14 +50,17 @@ RELAX_STEPS = 500
 @dataclass(frozen=True)
 class CogefSettings:
     """The ``[cogef]`` table: whether each committee is checked against the labeler at 0 K,
-    whether the labeler's scan joins the training set, and the scan's steps."""
+    whether the labeler's and the drivers' scans join the training set, and the scan's steps."""
 
     enabled: bool = False
     #: label the labeler's scan (every relaxed point and ``label_copies`` noisy copies of
     #: each) into iteration 0's training frames: the bond's whole force-extension curve
     #: through its snap, which no 10 K pull of a model visits before its own snap
     labels: bool = False
-    #: noisy copies of each scan point labeled beside it (``labels``)
+    #: label each iteration's driver scan (the check's, so ``enabled`` too) into that
+    #: iteration's training frames: the committee's own 0 K path, where it is wrong
+    driver_labels: bool = False
+    #: noisy copies of each scan point labeled beside it (``labels``, ``driver_labels``)
     label_copies: int = 1
     #: step of the pulled pair's distance near the peak (A)
     step_A: float = 0.02
@@ -69,13 +72,18 @@ class CogefSettings:
     fmax: float = 1e-3
 
     def __post_init__(self) -> None:
-        for name in ("enabled", "labels"):
+        for name in ("enabled", "labels", "driver_labels"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.label_copies, bool) or not isinstance(self.label_copies, int):
             raise ConfigError(f"label_copies must be an integer, got {self.label_copies!r}")
         if self.label_copies < 0:
             raise ConfigError(f"label_copies must be 0 or more, got {self.label_copies}")
+        if self.driver_labels and not self.enabled:
+            raise ConfigError(
+                "driver_labels labels the 0 K check's scan of each committee: set enabled = "
+                "true too"
+            )
         for name in ("step_A", "coarse_step_A", "fmax"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:

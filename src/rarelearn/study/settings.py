@@ -161,6 +161,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     # labels; the 0 K check runs beside it. The snap recipe's committees snap low at 10 K and
     # no pull of theirs visits the labeler's breaking bond before their own snap
     "snap-cogef": {"snap": dict(QUICK_SNAP), "cogef": {"enabled": True, "labels": True}},
+    # snap-cogef plus each iteration's driver scan labeled (about 60 points and a copy each an
+    # iteration): on snap-cogef's committees the labeler's path was learned to ~1 kcal/mol
+    # while their own 0 K path, through geometries off it, kept a barrier 10-30 kcal/mol low
+    "snap-cogef-driver": {
+        "snap": dict(QUICK_SNAP),
+        "cogef": {"enabled": True, "labels": True, "driver_labels": True},
+    },
     # the paper's best committee (7 members, inherited splits) with the preset's snap tests:
     # over four seeds mean +0.6, spread 4.4, mean |error| 3.0 kcal/mol, W at the snap low in
     # three seeds, about 2.5x the snap recipe's time (docs/convergence.md)
