@@ -196,12 +196,23 @@ def fragment_rows(run: Path, iteration: int) -> list[list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", type=Path, nargs="+", help="campaign run folders")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="campaign run folders, or study folders (each campaign)"
+    )
     parser.add_argument("--iteration", type=int, help="default: each campaign's last")
     parser.add_argument("--fragment-forces", action="store_true")
     parser.add_argument("--timing", action="store_true")
     args = parser.parse_args()
-    chosen = {run: args.iteration or last_iteration(run) for run in args.runs}
+    runs = []
+    for folder in args.runs:
+        if (folder / "iterations").is_dir():
+            runs.append(folder)
+        elif (folder / "campaigns").is_dir():
+            found = (folder / "campaigns").iterdir()
+            runs += sorted(p for p in found if (p / "iterations").is_dir())
+        else:
+            parser.error(f"{folder} is neither a campaign run folder nor a study folder")
+    chosen = {run: args.iteration or last_iteration(run) for run in runs}
     header = [
         "campaign",
         "iteration",
