@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--lr-schedule", choices=("plateau", "cosine"))
+    parser.add_argument("--force-weight", type=float, help="alpha in the loss")
     parser.add_argument("--warm-start", choices=("yes", "no"), help="default: the campaign's")
     parser.add_argument(
         "--redraw",
@@ -47,6 +48,7 @@ def main() -> None:
             ("epochs", args.epochs),
             ("lr", args.lr),
             ("lr_schedule", args.lr_schedule),
+            ("force_weight", args.force_weight),
         )
         if value is not None
     }
@@ -73,9 +75,9 @@ def main() -> None:
     committee.save(args.out / "committee")
     val = [m["val_force_mae_eV_A"] for m in committee.metrics]
     print(
-        f"{len(frames)} frames, {settings.epochs} epochs ({settings.lr_schedule}, warm start "
-        f"{warm}), {elapsed:.0f} s; validation force MAE per member (eV/A): "
-        + ", ".join(f"{v:.4f}" for v in val)
+        f"{len(frames)} frames, {settings.epochs} epochs ({settings.lr_schedule}, force weight "
+        f"{settings.force_weight}, warm start {warm}), {elapsed:.0f} s; validation force MAE "
+        "per member (eV/A): " + ", ".join(f"{v:.4f}" for v in val)
     )
 
 
