@@ -162,8 +162,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # labels (docs/convergence.md)
     "snap-cogef": {"snap": dict(QUICK_SNAP), "cogef": {"enabled": True, "labels": True}},
     # snap-cogef plus each iteration's driver scan labeled (about 60 points and a copy each an
-    # iteration). Two seeds: -9.1 / -1.7 kcal/mol, 2,258-2,493 labels; energies right to 0.6
-    # kcal/mol along both paths, the barrier still off by where the chain snaps
+    # iteration). Two seeds: -9.1 / -1.7 kcal/mol, 2,258-2,493 labels; the final committees
+    # right to 0.5 kcal/mol along both paths, the barrier still off by where the chain snaps
     "snap-cogef-driver": {
         "snap": dict(QUICK_SNAP),
         "cogef": {"enabled": True, "labels": True, "driver_labels": True},
