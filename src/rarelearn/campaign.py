@@ -773,28 +773,21 @@ class Campaign:
             curve, _ = self._labeler_cogef(label)
             if scanned:
                 self._timed(timing, "cogef_s", self._folder(i) / "timing.json", started)
-            self._add_scan_frames(i, curve, "cogef_path", COGEF_TASK_OFFSET, frames, provenance)
+            frames, provenance = self._scan_frames(i, curve, "cogef_path", COGEF_TASK_OFFSET)
         paths = _Iteration(self._folder(i))
         if settings.driver_labels and paths.cogef_facts.is_file():
             failed = read_json(paths.cogef_facts).get("failed")
             curve = None if failed else CogefCurve.load(paths.cogef)
-            self._add_scan_frames(
-                i, curve, "cogef_driver", COGEF_DRIVER_TASK_OFFSET, frames, provenance
-            )
+            added, details = self._scan_frames(i, curve, "cogef_driver", COGEF_DRIVER_TASK_OFFSET)
+            frames, provenance = frames + added, provenance + details
         return frames, provenance
 
-    def _add_scan_frames(
-        self,
-        i: int,
-        curve: CogefCurve | None,
-        sampled_by: str,
-        first_task: int,
-        frames: list[Atoms],
-        provenance: list[dict],
-    ) -> None:
-        """Append every point of ``curve`` (nothing when None) and its noisy copies."""
+    def _scan_frames(
+        self, i: int, curve: CogefCurve | None, sampled_by: str, first_task: int
+    ) -> tuple[list[Atoms], list[dict]]:
+        """Every point of ``curve`` (none when None) and its noisy copies, to label."""
         if curve is None:
-            return
+            return [], []
         originals, details = [], []
         for k, distance in enumerate(curve.distance_A):
             image = curve.image(k)
@@ -803,9 +796,7 @@ class Campaign:
             details.append(dict(sampled_by=sampled_by, frame=k, pair_distance=float(distance)))
         rng = np.random.default_rng([self.config.seed, i, first_task])
         copies = self.config.cogef.label_copies
-        added, details = self._with_copies(i, originals, details, copies, first_task, rng)
-        frames += added
-        provenance += details
+        return self._with_copies(i, originals, details, copies, first_task, rng)
 
     def snap_candidates(self, i: int, paths: _Iteration) -> tuple[list[Atoms], list[dict]]:
         """The snap tests' label frames (the labeler's own energy and forces attached) and
