@@ -3,7 +3,8 @@
 Each committee folder's driver (the campaign's: best member or mean) is scanned by COGEF with
 the campaign's own 0 K check settings and seed, from the campaign's first reference start
 state, and compared with the campaign's labeler scan (``RUN/cogef/labeler.npz``, which the
-campaign made with ``[cogef] enabled``): the row keys the campaign would write. A screen of a
+campaign made with ``[cogef] enabled``): the row keys the campaign would write, beside each
+committee's validation errors. A screen of a
 training lever without 10 K pulls: over ten committees the 0 K barrier error tracked the 10 K
 Ea error with r = 0.99 (docs/convergence.md).
 
@@ -16,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 from tempfile import TemporaryDirectory
+
+import numpy as np
 
 from rarelearn.campaign import load_committee, system_of
 from rarelearn.cogef import CogefCurve
@@ -47,7 +50,8 @@ def main() -> None:
     rows = []
     with torch_threads(1), TemporaryDirectory() as scratch:
         for n, folder in enumerate(args.committees):
-            calculator = load_committee(folder).calculator(
+            committee = load_committee(folder)
+            calculator = committee.calculator(
                 "best", force_uq=False, driver=None if driver == "best" else driver
             )
             curve, model_facts = model_curve(
@@ -71,10 +75,20 @@ def main() -> None:
                     "-" if error is None else f"{error * EV_TO_KCAL_MOL:+.1f}",
                     "-" if force is None else f"{force:+.3f}",
                     row["cogef_bond_nnp"] or "-",
+                    f"{np.mean([m['val_energy_mae_eV'] for m in committee.metrics]) * 1000:.0f}",
+                    f"{np.mean([m['val_force_mae_eV_A'] for m in committee.metrics]):.4f}",
                     row["cogef_note"] or "",
                 ]
             )
-    header = ["committee", "0 K barrier error (kcal/mol)", "peak force error (eV/A)", "bond", ""]
+    header = [
+        "committee",
+        "0 K barrier error (kcal/mol)",
+        "peak force error (eV/A)",
+        "bond",
+        "validation energy MAE (meV, members' mean)",
+        "validation force MAE (eV/A, members' mean)",
+        "",
+    ]
     print(markdown_table(header, rows))
 
 
