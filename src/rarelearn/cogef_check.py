@@ -58,7 +58,7 @@ class CogefSettings:
     #: through its snap, which no 10 K pull of a model visits before its own snap
     labels: bool = False
     #: label each iteration's driver scan (the check's, so ``enabled`` too) into that
-    #: iteration's training frames: the committee's own 0 K path, where it is wrong
+    #: iteration's training frames: the committee's own 0 K path, labeled where it went
     driver_labels: bool = False
     #: noisy copies of each scan point labeled beside it (``labels``, ``driver_labels``)
     label_copies: int = 1
