@@ -172,7 +172,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the barrier a spring measures is set by where the chain snaps, i.e. by the slope of the
     # force past its peak; on the snap-cogef screen's last training sets, retrained fits at
     # 1.0 halved the validation force MAE and their 0 K barrier errors spread +0.4 to +2.8
-    # kcal/mol against -3.6 to +11.0 at 0.1 (docs/convergence.md)
+    # kcal/mol against -3.6 to +11.0 at 0.1. Four seeds: +2.6 / +0.8 / +6.0 / +1.2 kcal/mol,
+    # spread 2.4, the barrier at the snap right in three, the post-snap tail left
+    # (docs/convergence.md)
     "snap-force": {"snap": dict(QUICK_SNAP), "committee": {"ani": {"force_weight": 1.0}}},
     # the paper's best committee (7 members, inherited splits) with the preset's snap tests:
     # over four seeds mean +0.6, spread 4.4, mean |error| 3.0 kcal/mol, W at the snap low in
