@@ -46,13 +46,12 @@ def main() -> None:
     start = read_traj(args.run / "reference" / "start_states.traj")[0]
     reach = reach_A(start, pair, config.reference.smd)
     k_spring = config.reference.smd.spring_constant_eV_per_A2
-    driver = config.committee.driver
     rows = []
     with torch_threads(1), TemporaryDirectory() as scratch:
         for n, folder in enumerate(args.committees):
             committee = load_committee(folder)
             calculator = committee.calculator(
-                "best", force_uq=False, driver=None if driver == "best" else driver
+                "best", force_uq=False, driver=config.committee.driver
             )
             curve, model_facts = model_curve(
                 Path(scratch) / f"{n}.npz",

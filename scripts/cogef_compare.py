@@ -141,9 +141,8 @@ def compare(runs: list[Path], step_A: float, save_dir: Path | None) -> str:
             here = run / "iterations" / f"{iteration:03d}"
             where = (here / "cogef") if own else (folder / f"{iteration:03d}")
             committee = load_committee(here / "committee")
-            driver = config.committee.driver
             calculator = committee.calculator(
-                "best", force_uq=False, driver=None if driver == "best" else driver
+                "best", force_uq=False, driver=config.committee.driver
             )
             with torch_threads(1):
                 model, model_facts = model_curve(

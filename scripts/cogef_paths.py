@@ -76,14 +76,11 @@ def campaign_rows(run: Path) -> list[list[str]]:
     k_spring = config.reference.smd.spring_constant_eV_per_A2
     labeler_path = CogefCurve.load(run / "cogef" / "labeler.npz")
     labeler = labeler_of(config).build()
-    driver = config.committee.driver
     rows = []
     for row in json.loads((run / "summary.json").read_text())["iterations"]:
         folder = run / "iterations" / f"{row['iteration']:03d}"
         committee = load_committee(folder / "committee")
-        model = committee.calculator(
-            "best", force_uq=False, driver=None if driver == "best" else driver
-        )
+        model = committee.calculator("best", force_uq=False, driver=config.committee.driver)
         on_labeler = path_error(labeler_path, model, None, k_spring)
         own_path = ("-", "-")
         if (folder / "cogef.npz").is_file():

@@ -323,6 +323,22 @@ def test_mean_driver_forces_are_the_members_mean_forces(committee, propane) -> N
         committee.calculator("mean", driver="mean")
 
 
+def test_best_driver_is_the_default_best_member(committee, propane) -> None:
+    """``driver="best"`` (the ``committee.driver`` setting's word) is the default: the best
+    member's forces, in the evaluator and in the ASE calculator, not another member's."""
+    frame = propane[255]
+    default = committee.evaluator(frame.numbers)(frame.positions, forces="best")
+    named = committee.evaluator(frame.numbers, driver="best")(frame.positions, forces="best")
+    np.testing.assert_array_equal(named.forces, default.forces)
+    forces = {}
+    for driver in (None, "best", (committee.best_index + 1) % committee.n_members):
+        atoms = frame.copy()
+        atoms.calc = committee.calculator("best", driver=driver)
+        forces[driver] = atoms.get_forces()
+    np.testing.assert_array_equal(forces["best"], forces[None])
+    assert not np.allclose(forces[None], list(forces.values())[-1])
+
+
 def test_batch_of_replicas_equals_frame_by_frame(committee, propane) -> None:
     """Replicas evaluated in one batch give each frame's own energies, forces and UQ."""
     ev = committee.evaluator(propane[0].numbers)

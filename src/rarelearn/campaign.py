@@ -719,9 +719,8 @@ class Campaign:
         if labeler is not None:
             if scanned:
                 self.progress.message(f"{label}: 0 K pull (COGEF) of the committee's driver")
-            driver = self.config.committee.driver
             calculator = committee.calculator(
-                "best", force_uq=False, driver=None if driver == "best" else driver
+                "best", force_uq=False, driver=self.config.committee.driver
             )
             model, model_facts = model_curve(
                 paths.cogef,

@@ -65,14 +65,13 @@ def replica_pull_jobs(
     NVE), else one pull per job (Langevin: replica r with ``seed + r``, the seed its reference
     twin used). Their traces, concatenated in job order, follow the start states' order.
     Force fields are built here (TorchScript compiles in this thread), used in the jobs."""
-    chosen = None if driver == "best" else driver
     budget = step_budget(settings)
     numbers = starts[0].atoms.numbers
     jobs = []
     if settings.thermostat.kind in BATCH_THERMOSTATS:
         for first in range(0, len(starts), PULL_BATCH):
             batch = starts[first : first + PULL_BATCH]
-            force_field = committee.replica_force_field(numbers, threads=1, driver=chosen)
+            force_field = committee.replica_force_field(numbers, threads=1, driver=driver)
 
             def run(
                 progress: ProgressCallback, batch: list[StartState] = batch, field=force_field
@@ -82,7 +81,7 @@ def replica_pull_jobs(
             jobs.append(PullJob(run, budget))
         return jobs
     for replica, start in enumerate(starts):
-        calculator = committee.calculator("best", force_uq=False, driver=chosen)
+        calculator = committee.calculator("best", force_uq=False, driver=driver)
         calculator.prepare(numbers)
 
         def run_one(

@@ -27,7 +27,8 @@ class CommitteeCalculator(Calculator):
     """ASE calculator over a committee.
 
     `energy` and `forces` come from the best member (``mode="best"``; another member with
-    ``driver``) or the committee mean (``mode="mean"``). `results` also holds
+    ``driver``, or the members' mean with ``driver="mean"``; ``driver="best"``, the setting's
+    own word, is the default) or the committee mean (``mode="mean"``). `results` also holds
     `member_energies` (every member, eV), `energy_std` (eV, ddof=0: the paper's UQ) and, with
     `force_uq`, `forces_std` (per-atom spread, eV/A), which needs every member's forces and so
     costs more per step. Not `energies`: in ASE that key means one energy per atom, and a
@@ -45,6 +46,8 @@ class CommitteeCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if driver == "best":  # `committee.driver`'s name for the default
+            driver = None
         if mode not in ("best", "mean"):
             raise ValueError(f"mode must be 'best' or 'mean', not {mode!r}")
         if mode == "mean" and driver is not None:

@@ -215,10 +215,12 @@ class Committee:
         aev_path: str = "auto",
     ) -> CommitteeEvaluator:
         """Evaluator for one molecule (the steered-MD loop's path, from the members' family:
-        `Potential.committee_evaluator`); forces of member ``driver`` (default: the best
-        member; ``"mean"``: the committee mean); `aev_path` for ANI (`potentials.ani.committee`)."""
+        `Potential.committee_evaluator`); forces of member ``driver`` (default, None or
+        ``"best"``: the best member; ``"mean"``: the committee mean); `aev_path` for ANI
+        (`potentials.ani.committee`)."""
         mean_driver = driver == "mean"
-        best = self.best_index if driver is None or mean_driver else self.member_index(driver)
+        default = driver in (None, "best") or mean_driver
+        best = self.best_index if default else self.member_index(driver)
         options = {"aev_path": aev_path} if self.family.family == "ani" else {}
         return self.family.committee_evaluator(
             self.members, numbers, best, mean_driver, threads, **options
