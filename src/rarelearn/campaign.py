@@ -29,6 +29,7 @@ from rarelearn.cogef_check import (
     labeler_curve,
     model_curve,
     reach_A,
+    read_curve,
 )
 from rarelearn.committee import Committee
 from rarelearn.config import CampaignConfig, load_resolved
@@ -711,9 +712,8 @@ class Campaign:
         start = self.starts[0].atoms
         started = time.perf_counter()
         reach = reach_A(start, pair, self.config.reference.smd)
-        labeler_pending = not (self.run_dir / "cogef" / "labeler.json").is_file()
         scanned = not paths.cogef_facts.is_file()  # the driver's scan is still to do
-        labeler, facts = self._labeler_cogef(label)
+        labeler, facts, labeler_scanned = self._labeler_cogef(label)
         failures = {"labeler": facts["failed"]} if labeler is None else {}
         model = None
         if labeler is not None:
@@ -735,20 +735,22 @@ class Campaign:
             )
             if model is None:
                 failures["model"] = model_facts["failed"]
-        if labeler_pending or (labeler is not None and scanned):  # a resume times nothing
+        if labeler_scanned or (labeler is not None and scanned):  # a resume times nothing
             self._timed(timing, "cogef_s", paths.timing, started)
         k_spring = self.config.reference.smd.spring_constant_eV_per_A2
         return {**cogef_row(model, labeler, k_spring, failures), **labels}
 
-    def _labeler_cogef(self, label: str) -> tuple[CogefCurve | None, dict[str, Any]]:
-        """The labeler's COGEF curve (None where its scan failed) and facts: scanned once per
-        campaign from the first reference start state (``cogef/``), read back after."""
+    def _labeler_cogef(self, label: str) -> tuple[CogefCurve | None, dict[str, Any], bool]:
+        """The labeler's COGEF curve (None where its scan failed), facts and whether it was
+        scanned now: once per campaign from the first reference start state (``cogef/``),
+        read back after."""
         folder = self.run_dir / "cogef"
-        if not (folder / "labeler.json").is_file():
+        scanning = not (folder / "labeler.json").is_file()
+        if scanning:
             self.progress.message(f"{label}: 0 K pull (COGEF) of the labeler, once")
         pair = cogef_pair(self.pulled)
         start = self.starts[0].atoms
-        return labeler_curve(
+        curve, facts = labeler_curve(
             folder,
             start,
             pair,
@@ -757,6 +759,7 @@ class Campaign:
             self.config.seed,
             reach_A(start, pair, self.config.reference.smd),
         )
+        return curve, facts, scanning
 
     def cogef_candidates(self, i: int, timing: dict, label: str) -> tuple[list[Atoms], list[dict]]:
         """Frames of the 0 K scans to label, with provenance and uids after the snap tests':
@@ -767,16 +770,14 @@ class Campaign:
         frames: list[Atoms] = []
         provenance: list[dict] = []
         if settings.labels and i == 0:
-            scanned = not (self.run_dir / "cogef" / "labeler.json").is_file()
             started = time.perf_counter()
-            curve, _ = self._labeler_cogef(label)
+            curve, _, scanned = self._labeler_cogef(label)
             if scanned:
                 self._timed(timing, "cogef_s", self._folder(i) / "timing.json", started)
             frames, provenance = self._scan_frames(i, curve, "cogef_path", COGEF_TASK_OFFSET)
         paths = _Iteration(self._folder(i))
         if settings.driver_labels and paths.cogef_facts.is_file():
-            failed = read_json(paths.cogef_facts).get("failed")
-            curve = None if failed else CogefCurve.load(paths.cogef)
+            curve, _ = read_curve(paths.cogef, paths.cogef_facts)
             added, details = self._scan_frames(i, curve, "cogef_driver", COGEF_DRIVER_TASK_OFFSET)
             frames, provenance = frames + added, provenance + details
         return frames, provenance

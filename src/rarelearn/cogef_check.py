@@ -149,6 +149,13 @@ def _write_facts(path: Path, facts: dict[str, Any]) -> None:
     manifest.replace(temporary, path)
 
 
+def read_curve(curve_path: Path, facts_path: Path) -> tuple[CogefCurve | None, dict[str, Any]]:
+    """A finished scan's curve (None where it failed) and facts, as `saved_curve` wrote them."""
+    facts = read_json(facts_path)
+    curve = None if facts.get("failed") else CogefCurve.load(curve_path)
+    return curve, facts
+
+
 def saved_curve(
     curve_path: Path, facts_path: Path, scan: Callable[[], tuple[CogefCurve, dict[str, Any]]]
 ) -> tuple[CogefCurve | None, dict[str, Any]]:
@@ -157,9 +164,7 @@ def saved_curve(
     potential that does not relax, a labeler that fails at the start) is a finding, not a
     crash: its facts say why (``failed``) and the campaign goes on."""
     if facts_path.is_file():
-        facts = read_json(facts_path)
-        curve = None if facts.get("failed") else CogefCurve.load(curve_path)
-        return curve, facts
+        return read_curve(curve_path, facts_path)
     try:
         curve, facts = scan()
     except RarelearnError as exc:
