@@ -404,8 +404,12 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["snap"].selection.candidates == "replica0"
     assert built["snap"].selection.rupture_frames == 0
     assert built["snap-tail"].snap.after_steps == 200 and built["snap"].snap.after_steps == 40
-    same_snap = [name for name in RECIPES if "snap" in name and name != "snap-tail"]
+    tails = ("snap-tail", "snap-force-tail")
+    same_snap = [name for name in RECIPES if "snap" in name and name not in tails]
     assert all(built[name].snap == built["snap"].snap for name in same_snap)
+    assert all(built[name].snap == built["snap-tail"].snap for name in tails)
     assert replace(built["snap-tail"].snap, after_steps=40) == built["snap"].snap
+    assert built["snap-force-tail"].committee == built["snap-force"].committee
+    assert built["snap-force"].committee.ani.force_weight == 1.0
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7

@@ -176,6 +176,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     # spread 2.4, the barrier at the snap right in three, the post-snap tail left
     # (docs/convergence.md)
     "snap-force": {"snap": dict(QUICK_SNAP), "committee": {"ani": {"force_weight": 1.0}}},
+    # snap-force with snap-tail's snap tests (200 labeler steps past the snap): snap-force's
+    # remaining error is the post-snap tail, and snap-tail's labels of the separated fragments
+    # were measured at the paper's force weight only
+    "snap-force-tail": {
+        "snap": {**QUICK_SNAP, "after_steps": 200},
+        "committee": {"ani": {"force_weight": 1.0}},
+    },
     # the paper's best committee (7 members, inherited splits) with the preset's snap tests:
     # over four seeds mean +0.6, spread 4.4, mean |error| 3.0 kcal/mol, W at the snap low in
     # three seeds, about 2.5x the snap recipe's time (docs/convergence.md)
