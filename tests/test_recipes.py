@@ -24,15 +24,15 @@ from rarelearn.config import load_config, load_resolved
 from rarelearn.dynamics import SMDTrace
 from rarelearn.errors import ConfigError
 from rarelearn.progress import StageProgress
-from rarelearn.pulls import START_STATES_FILE, load_start_states
-from rarelearn.runfolder import ROW_KEYS
-from rarelearn.rupture import rupture_region
+from rarelearn.pulls import START_STATES_FILE, ReplicaPulls, load_start_states
+from rarelearn.runfolder import ROW_KEYS, read_traj
+from rarelearn.rupture import rupture_region, tail_region
 from test_campaign import TINY, _comparable, _run_cli
 
 RECIPES = (
-    TINY.replace("[selection]\n", '[selection]\ncandidates = "all"\nrupture_frames = 3\n').replace(
-        "baseline_smd_every = 10", "baselines = false"
-    )
+    TINY.replace(
+        "[selection]\n", '[selection]\ncandidates = "all"\nrupture_frames = 3\ntail_frames = 2\n'
+    ).replace("baseline_smd_every = 10", "baselines = false")
     + "[snap]\nreplicas = 2\nmax_steps = 300\nmax_frames = 3\nn_copies = 1\n"
     + "[cogef]\nenabled = true\nlabels = true\ndriver_labels = true\n"
 )
@@ -318,7 +318,8 @@ def test_rupture_region_labels_compare_the_models_energy_change_with_the_labeler
     db = connect(run / "data.db")
     row = rows[0]
     stored = list(db.select(sampled_by="rupture_region", iteration=0))
-    assert row["rupture_labels"] == len(stored)
+    tail = list(db.select(sampled_by="post_snap", iteration=0))
+    assert row["rupture_labels"] == len(stored) + len(tail)
     assert 3 * 2 <= len(stored) <= 3 * 4  # fewer where a short pull's window reaches its start
     committee = Committee.load(run / "iterations" / "000" / "committee")
     atoms = [r.toatoms() for r in stored]
@@ -335,7 +336,55 @@ def test_rupture_region_labels_compare_the_models_energy_change_with_the_labeler
     far = [p for p, m in zip(per_pull, means, strict=True) if abs(m) > 1.0]
     assert set(far) <= set(row["rupture_unphysical_pulls"])
     # the next committee trains on them
-    assert rows[1]["n_labels"] >= rows[0]["n_labels"] + len(stored)
+    assert rows[1]["n_labels"] >= rows[0]["n_labels"] + len(stored) + len(tail)
+
+
+def test_post_snap_labels_are_the_pulls_frames_after_their_snap(recipes_run):
+    """Two frames of every broken pull after its snap (the last one its end), labeled apart
+    from the rupture region: the row's tail difference is recomputed from the stored labels
+    against the same pull's start label. The tiny committees' pulls break from iteration 2 on
+    (before, nothing has parted and there is no tail to label)."""
+    run = recipes_run / "run"
+    rows = json.loads((run / "summary.json").read_text())["iterations"]
+    db = connect(run / "data.db")
+    i = 2
+    folder = run / "iterations" / f"{i:03d}"
+    frames = read_traj(folder / "rupture_frames.traj")
+    after = [a for a in frames if a.info["after_snap"]]
+    pulls = ReplicaPulls.load(folder / "replicas.npz")
+    assert len(after) == 2 * sum(pulls.broke)
+    tail = list(db.select(sampled_by="post_snap", iteration=i))
+    assert len(tail) == len(after)
+    for record in tail:
+        distances = pulls.distance_A[record.snap_replica]
+        snap = np.nonzero(distances == pulls.breaking_distance_A[record.snap_replica])[0][0]
+        assert record.frame > snap
+    last = {r: np.count_nonzero(np.isfinite(pulls.distance_A[r])) - 1 for r in range(pulls.n)}
+    assert {r.snap_replica for r in tail if r.frame == last[r.snap_replica]} == {
+        r.snap_replica for r in tail
+    }
+    starts = {
+        r.snap_replica: r
+        for r in db.select(sampled_by="rupture_region", iteration=i)
+        if r.frame == 0 and not r.get("failed")
+    }
+    model = {(a.info["replica"], a.info["frame"]): a.info["model_energy"] for a in frames}
+    per_pull = {}
+    for record in tail:
+        if record.get("failed") or record.snap_replica not in starts:
+            continue
+        start = starts[record.snap_replica]
+        per_pull.setdefault(record.snap_replica, []).append(
+            (model[(record.snap_replica, record.frame)] - model[(record.snap_replica, 0)])
+            - (record.energy - start.energy)
+        )
+    expected = np.mean([np.mean(v) for v in per_pull.values()])
+    assert rows[i]["tail_energy_difference_eV"] == pytest.approx(expected, abs=1e-6)
+    assert rows[i]["rupture_energy_difference_eV"] is not None  # the region's own, apart
+    good = sum(not r.get("failed") for r in db.select(iteration=i, batch=f"iteration{i:03d}"))
+    assert rows[i]["rupture_labels"] == good
+    assert rows[i]["n_label_failures"] == db.count(batch=f"iteration{i:03d}", failed=True)
+    assert rows[0]["tail_energy_difference_eV"] is None  # no pull broke: no tail
 
 
 def test_rupture_region_is_the_last_window_before_the_snap():
@@ -357,6 +406,11 @@ def test_rupture_region_is_the_last_window_before_the_snap():
     trace.broken_frame = None  # no snap: the peak spring force stands for it
     trace.spring_force_eV_per_A = -((np.arange(201) - 100.0) ** 2)
     assert rupture_region(trace, 2, 0.1) == [0, 90, 100]
+    assert rupture_region(trace, 0, 0.3) == [0]  # post-snap labels alone still need the start
+    assert tail_region(trace, 2) == []  # never broke: nothing has parted
+    trace.broken_frame = 150
+    assert tail_region(trace, 2) == [175, 200]  # evenly from the snap to the last frame
+    assert tail_region(trace, 0) == []
 
 
 def _settings(campaign) -> dict:
@@ -411,5 +465,8 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert replace(built["snap-tail"].snap, after_steps=40) == built["snap"].snap
     assert built["snap-force-tail"].committee == built["snap-force"].committee
     assert built["snap-force"].committee.ani.force_weight == 1.0
+    assert built["snap-force-post-snap"].committee == built["snap-force"].committee
+    assert built["snap-force-post-snap"].selection.tail_frames == 2
+    assert built["snap"].selection.tail_frames == 0
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7

@@ -229,6 +229,15 @@ def test_self_rule_reads_the_rupture_labels_where_measured():
     assert not self_consistent(off, stop)
     unphysical = dict(agree, rupture_unphysical_pulls=[3])
     assert not self_consistent(unphysical, stop)
+    # post-snap labels: judged on their own where they are the only ones, beside otherwise
+    tail_only = dict(measured, tail_energy_difference_eV=0.01, tail_energy_difference_ci95_eV=0.01)
+    assert self_consistent(tail_only, stop)
+    assert not self_consistent(dict(tail_only, tail_energy_difference_eV=0.2), stop)
+    assert not self_consistent(dict(agree, tail_energy_difference_eV=0.2), stop)
+    assert not self_consistent(dict(agree, tail_energy_difference_eV=0.0), stop)  # no interval
+    both = dict(agree, tail_energy_difference_eV=0.0, tail_energy_difference_ci95_eV=0.01)
+    assert self_consistent(both, stop)
+    assert not self_consistent(measured, stop)  # labels but no difference measured
 
 
 def test_dft_example_samples_with_xtb_and_labels_with_pyscf(tmp_path):

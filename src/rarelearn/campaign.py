@@ -400,7 +400,10 @@ class Campaign:
         row.update(self.rupture_labels(i, paths, timing, label))
         row.update(self.cogef_check(paths, committee, timing, label))
 
-        row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=0)
+        # the rupture-region and post-snap labels are the batch's labels even in the last
+        # iteration, which selects nothing: their failures are the row's
+        failures = self.store.count(batch=f"iteration{i:03d}", failed=True)
+        row.update(n_candidates=0, n_selected=0, n_augmented=0, n_label_failures=failures)
         row["wall_s"] = round(sum(timing.values()), 2)
         if not self._stops_after(i, rows, row):
             row = self._select_and_label(i, paths, trace, row, label, timing)
@@ -508,9 +511,7 @@ class Campaign:
         """
         need_snap = snap_tests and self.config.snap.enabled and not paths.snap_starts.is_file()
         selection = self.config.selection
-        need_rupture = (
-            snap_tests and selection.rupture_frames > 0 and not paths.rupture_frames.is_file()
-        )
+        need_rupture = snap_tests and selection.pull_labels and not paths.rupture_frames.is_file()
         need_pool = snap_tests and selection.candidates == "all" and not paths.pooled.is_file()
         need_replicas = (
             need_snap
@@ -563,6 +564,7 @@ class Campaign:
                     traces,
                     selection.rupture_frames,
                     selection.rupture_window_A,
+                    selection.tail_frames,
                 )
             trace.save(paths.smd)
             pulls.save(paths.replicas)
@@ -656,9 +658,10 @@ class Campaign:
 
     # --------------------------------------------------- rupture-region labels
     def rupture_labels(self, i: int, paths: _Iteration, timing: dict, label: str) -> dict:
-        """Label the rupture-region frames of this iteration's pulls (`rarelearn.rupture`),
-        storing them as training frames of the next committee; the row keys."""
-        if self.config.selection.rupture_frames == 0:
+        """Label the rupture-region and post-snap frames of this iteration's pulls
+        (`rarelearn.rupture`), storing them as training frames of the next committee; the row
+        keys."""
+        if not self.config.selection.pull_labels:
             return empty_rupture_row()
         frames = load_rupture_frames(paths.rupture_frames)
         batch = f"iteration{i:03d}"
@@ -667,7 +670,7 @@ class Campaign:
         pending = [k for k, task in enumerate(tasks) if task not in done]
         if pending:
             started = time.perf_counter()
-            self.progress.message(f"{label}: labeling {len(pending)} rupture-region frames")
+            self.progress.message(f"{label}: labeling {len(pending)} frames around the snaps")
             results = label_parallel(
                 self.spec,
                 [frames[k] for k in pending],
@@ -681,7 +684,9 @@ class Campaign:
                     labeler=self.spec.name,
                     batch=batch,
                     source="active",
-                    sampled_by="rupture_region",
+                    sampled_by="post_snap"
+                    if frames[k].info.get("after_snap")
+                    else "rupture_region",
                     snap_replica=int(frames[k].info["replica"]),
                     frame=int(frames[k].info["frame"]),
                     spring_distance=float(frames[k].info["spring_distance"]),

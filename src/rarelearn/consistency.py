@@ -57,6 +57,14 @@ def with_row_keys(row: dict[str, Any], earlier: Sequence[dict[str, Any]]) -> dic
     return {key: filled.get(key) for key in ROW_KEYS}
 
 
+#: The labeled groups of frames the self rule reads: model minus labeler energy change from
+#: each pull's start, before the snap and after it (`rarelearn.rupture`)
+LABELED_DIFFERENCES = (
+    ("rupture_energy_difference_eV", "rupture_energy_difference_ci95_eV"),
+    ("tail_energy_difference_eV", "tail_energy_difference_ci95_eV"),
+)
+
+
 def _within(estimate: Any, half_width: Any, tolerance: float) -> bool:
     if estimate is None or half_width is None:
         return False  # rows without an interval never count as converged
@@ -77,8 +85,9 @@ def self_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
     """The Ea change's interval inside the tolerance; where snap tests ran, the labeler's and
     the model's steps to the snap within ``stop.snap_tolerance_steps``; where the 0 K check
     ran and the labeler snaps at 0 K, the driver's barrier within the tolerance of the
-    labeler's (a deterministic number: no interval); where rupture-region labels were
-    measured, their difference from the model inside the tolerance and no unphysical pull."""
+    labeler's (a deterministic number: no interval); where rupture-region or post-snap labels
+    were measured, each group's difference from the model inside the tolerance and no
+    unphysical pull."""
     tolerance = stop.tolerance_kcal_mol / EV_TO_KCAL_MOL
     if not _within(row.get("ea_change_eV"), row.get("ea_change_ci95_eV"), tolerance):
         return False
@@ -95,11 +104,12 @@ def self_consistent(row: dict[str, Any], stop: StopConfig) -> bool:
     if row.get("rupture_labels"):
         if row.get("rupture_unphysical_pulls"):
             return False
-        return _within(
-            row.get("rupture_energy_difference_eV"),
-            row.get("rupture_energy_difference_ci95_eV"),
-            tolerance,
-        )
+        measured = [
+            (row[estimate], row.get(half_width))
+            for estimate, half_width in LABELED_DIFFERENCES
+            if row.get(estimate) is not None
+        ]
+        return bool(measured) and all(_within(*m, tolerance) for m in measured)
     return True
 
 
@@ -154,6 +164,9 @@ def self_consistency_line(row: dict[str, Any], stop: StopConfig) -> str:
                 f"; rupture-region labels differ from the model by "
                 f"{difference * EV_TO_KCAL_MOL:+.1f} kcal/mol"
             )
+        tail = row.get("tail_energy_difference_eV")
+        if tail is not None:
+            text += f"; post-snap labels by {tail * EV_TO_KCAL_MOL:+.1f} kcal/mol"
         if row.get("rupture_unphysical_pulls"):
             text += f"; unphysical pulls {row['rupture_unphysical_pulls']}"
     return text

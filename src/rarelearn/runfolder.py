@@ -31,12 +31,15 @@ SNAP_ROW_KEYS: tuple[str, ...] = (
     "snap_bonds_model",
     "snap_labels",
 )
-#: Row keys of the rupture-region labels (`rarelearn.rupture`; None when they are off).
+#: Row keys of the rupture-region and post-snap labels (`rarelearn.rupture`; None when both
+#: are off; the tail keys None also where only the rupture region is labeled).
 RUPTURE_ROW_KEYS: tuple[str, ...] = (
     "rupture_labels",
     "rupture_energy_difference_eV",
     "rupture_energy_difference_ci95_eV",
     "rupture_unphysical_pulls",
+    "tail_energy_difference_eV",
+    "tail_energy_difference_ci95_eV",
 )
 
 #: Row keys of the 0 K barrier check (`rarelearn.cogef_check`; None when it is off): the

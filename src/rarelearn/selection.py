@@ -128,10 +128,18 @@ class SelectionSettings:
     #: frames over the last ``rupture_window_A`` before the model's snap (0: none)
     rupture_frames: int = 0
     rupture_window_A: float = 0.3
+    #: Post-snap labels (`rarelearn.rupture`): from every NNP pull, its start and this many
+    #: frames evenly spaced from its snap to its end, where the fragments have parted (0: none)
+    tail_frames: int = 0
     #: One of :data:`CANDIDATE_SOURCES`: with ``all``, the rule runs on every replica pull
     #: and the accepted frames are pooled, ``max_selected`` of them kept by UQ (`pool`)
     candidates: str = "replica0"
     min_energy_eV: float = field(init=False, repr=False, compare=False)
+
+    @property
+    def pull_labels(self) -> bool:
+        """Whether frames of every NNP pull are labeled (rupture-region or post-snap ones)."""
+        return self.rupture_frames > 0 or self.tail_frames > 0
 
     def __post_init__(self) -> None:
         _check_int("n_reference_steps", self.n_reference_steps, 1)
@@ -154,6 +162,7 @@ class SelectionSettings:
             )
         _check_int("rupture_frames", self.rupture_frames, 0)
         _check_float("rupture_window_A", self.rupture_window_A, 0.0, strict=True)
+        _check_int("tail_frames", self.tail_frames, 0)
         if self.candidates not in CANDIDATE_SOURCES:
             raise ConfigError(
                 f"selection.candidates must be one of {CANDIDATE_SOURCES}, got {self.candidates!r}"

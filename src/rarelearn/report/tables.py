@@ -232,6 +232,9 @@ def _unvalidated_cells(row: dict[str, Any]) -> list[str]:
     labels = _error_kcal_mol(
         row, "rupture_energy_difference_eV", "rupture_energy_difference_ci95_eV"
     )
+    if row.get("tail_energy_difference_eV") is not None:
+        tail = _error_kcal_mol(row, "tail_energy_difference_eV", "tail_energy_difference_ci95_eV")
+        labels += f"; after the snap {tail}"
     if row.get("rupture_unphysical_pulls"):
         labels += f" (unphysical: {row['rupture_unphysical_pulls']})"
     return [force, labels]

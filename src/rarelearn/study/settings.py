@@ -183,6 +183,15 @@ RECIPES: dict[str, dict[str, Any]] = {
         "snap": {**QUICK_SNAP, "after_steps": 200},
         "committee": {"ani": {"force_weight": 1.0}},
     },
+    # snap-force plus post-snap labels: from every NNP pull its start and 2 frames after its
+    # snap (48 labels an iteration), where its fragments still attract each other at 4-4.7 A
+    # contacts (snap-force's final pulls: W rises 0.11-0.26 eV after the snap from +50 steps
+    # on, the reference's 0.08 in all)
+    "snap-force-post-snap": {
+        "snap": dict(QUICK_SNAP),
+        "committee": {"ani": {"force_weight": 1.0}},
+        "selection": {"tail_frames": 2},
+    },
     # the paper's best committee (7 members, inherited splits) with the preset's snap tests:
     # over four seeds mean +0.6, spread 4.4, mean |error| 3.0 kcal/mol, W at the snap low in
     # three seeds, about 2.5x the snap recipe's time (docs/convergence.md)
