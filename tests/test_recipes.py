@@ -26,7 +26,12 @@ from rarelearn.errors import ConfigError
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import START_STATES_FILE, ReplicaPulls, load_start_states
 from rarelearn.runfolder import ROW_KEYS, read_traj
-from rarelearn.rupture import rupture_region, tail_region
+from rarelearn.rupture import (
+    load_rupture_frames,
+    rupture_region,
+    save_rupture_frames,
+    tail_region,
+)
 from test_campaign import TINY, _comparable, _run_cli
 
 RECIPES = (
@@ -411,6 +416,35 @@ def test_rupture_region_is_the_last_window_before_the_snap():
     trace.broken_frame = 150
     assert tail_region(trace, 2) == [175, 200]  # evenly from the snap to the last frame
     assert tail_region(trace, 0) == []
+
+
+def test_post_snap_frames_alone_skip_a_pull_that_never_broke(tmp_path):
+    """With post-snap frames only, a pull that never broke has nothing to compare with its
+    start: it adds no frame (its start label would be spent for nothing)."""
+    n = 101
+    positions = np.zeros((n, 2, 3))
+    positions[:, 1, 0] = 1.5 + 0.01 * np.arange(n)
+
+    def pull(broken_frame):
+        return SMDTrace(
+            time_fs=np.arange(n, dtype=float),
+            distance_A=positions[:, 1, 0].copy(),
+            rest_length_A=np.zeros(n),
+            spring_force_eV_per_A=np.zeros(n),
+            work_eV=np.zeros(n),
+            energy_eV=-0.1 * np.arange(n),
+            positions_A=positions,
+            numbers=np.array([6, 6]),
+            broken_frame=broken_frame,
+            broken_bond=None if broken_frame is None else (0, 1),
+        )
+
+    path = tmp_path / "frames.traj"
+    save_rupture_frames(path, [pull(None), pull(60)], 0, 0.3, n_tail=2)
+    frames = load_rupture_frames(path)
+    picked = [(a.info["replica"], a.info["frame"], a.info["after_snap"]) for a in frames]
+    assert picked == [(1, 0, False), (1, 80, True), (1, 100, True)]
+    assert frames[1].info["model_energy"] == pytest.approx(-8.0)
 
 
 def _settings(campaign) -> dict:

@@ -333,7 +333,7 @@ def _describe_counts(counts: Counter[tuple[str, int, bool]]) -> str:
 
 
 #: Row keys counting the labels an iteration adds beside its selection (snap tests,
-#: rupture-region frames, the 0 K scans' points).
+#: rupture-region and post-snap frames, the 0 K scans' points).
 RECIPE_LABEL_KEYS = ("snap_labels", "rupture_labels", "cogef_labels")
 
 

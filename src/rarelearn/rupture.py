@@ -68,11 +68,14 @@ def save_rupture_frames(
     n_tail: int = 0,
 ) -> None:
     """Every pull's rupture-region and post-snap frames with the model's energy (``after_snap``
-    marks the latter), in one trajectory."""
+    marks the latter), in one trajectory; a pull with nothing to compare with its start (post-
+    snap frames alone, and it never broke) adds no frame."""
     frames = []
     for replica, trace in enumerate(traces):
         picks = [(f, False) for f in rupture_region(trace, n_frames, window_A)]
         picks += [(f, True) for f in tail_region(trace, n_tail)]
+        if len(picks) == 1:
+            continue
         for frame, after_snap in picks:
             atoms = trace.frame(frame)
             atoms.info.update(
