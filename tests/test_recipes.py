@@ -25,7 +25,7 @@ from rarelearn.dynamics import SMDTrace
 from rarelearn.errors import ConfigError
 from rarelearn.progress import StageProgress
 from rarelearn.pulls import START_STATES_FILE, ReplicaPulls, load_start_states
-from rarelearn.runfolder import ROW_KEYS, read_traj
+from rarelearn.runfolder import ROW_KEYS, RUPTURE_ROW_KEYS, read_traj
 from rarelearn.rupture import (
     load_rupture_frames,
     rupture_region,
@@ -390,6 +390,15 @@ def test_post_snap_labels_are_the_pulls_frames_after_their_snap(recipes_run):
     assert rows[i]["rupture_labels"] == good
     assert rows[i]["n_label_failures"] == db.count(batch=f"iteration{i:03d}", failed=True)
     assert rows[0]["tail_energy_difference_eV"] is None  # no pull broke: no tail
+    # a study's rows carry what the self rule reads, so its stop matches the campaign's
+    from rarelearn.consistency import self_consistent
+    from rarelearn.study.campaigns import campaign_rows
+    from rarelearn.study.convergence import _as_campaign_row
+
+    stop = load_resolved(run).stop
+    for study_row, row in zip(campaign_rows("tiny", {}, run), rows, strict=True):
+        assert {k: study_row[k] for k in RUPTURE_ROW_KEYS} == {k: row[k] for k in RUPTURE_ROW_KEYS}
+        assert self_consistent(_as_campaign_row(study_row), stop) == self_consistent(row, stop)
 
 
 def test_rupture_region_is_the_last_window_before_the_snap():

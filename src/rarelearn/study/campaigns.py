@@ -21,7 +21,7 @@ from rarelearn.config import CampaignConfig, from_dict, merge_settings
 from rarelearn.consistency import with_row_keys
 from rarelearn.executors import Executor
 from rarelearn.progress import StageProgress
-from rarelearn.runfolder import read_json
+from rarelearn.runfolder import RUPTURE_ROW_KEYS, read_json
 from rarelearn.study.settings import RECIPES, StudyConfig
 
 #: Every campaign of a study keeps the base campaign's name: it keys the rows of its store
@@ -175,7 +175,7 @@ def campaign_rows(name: str, labels: dict[str, Any], run_dir: Path) -> list[dict
                 "snap_n_tests": row.get("snap_n_tests"),
                 "snap_steps_difference_mean": row.get("snap_steps_difference_mean"),
                 "snap_steps_difference_ci95": row.get("snap_steps_difference_ci95"),
-                "rupture_energy_difference_eV": row.get("rupture_energy_difference_eV"),
+                **{key: row.get(key) for key in RUPTURE_ROW_KEYS},
                 "cogef_ea_ref_eV": row.get("cogef_ea_ref_eV"),
                 "cogef_ea_error_eV": row.get("cogef_ea_error_eV"),
                 "cogef_peak_force_error_eV_A": row.get("cogef_peak_force_error_eV_A"),
