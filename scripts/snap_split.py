@@ -3,7 +3,9 @@
 For the last iteration of each campaign given (or ``--iteration N``), prints one Markdown row:
 the Ea error (max W, the campaign's number), the error of W at each pull's first broken frame,
 and each side's rise of W after that frame (`rarelearn.pulls.snap_work_keys`, from the stored
-``replicas.npz``: no calculation). With ``--fragment-forces``, a second table checks why the
+``replicas.npz``: no calculation); where the campaign labeled post-snap frames
+(``selection.tail_frames``), their row's model-minus-labeler energy change from the start
+(``tail_energy_difference_eV``) beside it. With ``--fragment-forces``, a second table checks why the
 rises differ against the labeler itself: on frames of replica 0's NNP pull after its snap, the
 net force along the line between the two fragments' centres on the fragment that broke off
 (topology of the start state minus the broken bond), from the labeler (GFN2-xTB) and from the
@@ -35,6 +37,7 @@ from rarelearn.dynamics import SMDTrace
 from rarelearn.molecules import fragment_of
 from rarelearn.pulls import ReplicaPulls, finite_sample, snap_work_keys
 from rarelearn.report.tables import markdown_table
+from rarelearn.runfolder import read_json
 from rarelearn.statistics import Sample, welch
 from rarelearn.threads import torch_threads
 from rarelearn.units import EV_TO_KCAL_MOL
@@ -52,7 +55,8 @@ def last_iteration(run: Path) -> int:
 
 
 def split_row(run: Path, iteration: int) -> list[str]:
-    model = ReplicaPulls.load(run / "iterations" / f"{iteration:03d}" / "replicas.npz")
+    folder = run / "iterations" / f"{iteration:03d}"
+    model = ReplicaPulls.load(folder / "replicas.npz")
     reference = ReplicaPulls.load(run / "reference" / "replicas.npz")
     keys = snap_work_keys(model, reference)
     ea = (
@@ -67,7 +71,20 @@ def split_row(run: Path, iteration: int) -> list[str]:
         f"{at_snap:+.1f} +- {half:.1f}",
         f"{keys['work_after_snap_nnp_eV']:.3f}",
         f"{keys['work_after_snap_ref_eV']:.3f}",
+        tail_difference(folder),
     ]
+
+
+def tail_difference(folder: Path) -> str:
+    """The iteration's post-snap labels: model minus labeler energy change from each pull's
+    start (kcal/mol, +- 95 % over pulls); "-" where none were labeled."""
+    metrics = folder / "metrics.json"
+    row = read_json(metrics) if metrics.is_file() else {}
+    if row.get("tail_energy_difference_eV") is None:
+        return "-"
+    text = f"{row['tail_energy_difference_eV'] * EV_TO_KCAL_MOL:+.1f}"
+    half = row.get("tail_energy_difference_ci95_eV")
+    return text if half is None else f"{text} +- {half * EV_TO_KCAL_MOL:.1f}"
 
 
 def work_at_travel(pulls: ReplicaPulls, travel_A: float) -> np.ndarray:
@@ -212,7 +229,9 @@ def main() -> None:
             runs += sorted(p for p in found if (p / "iterations").is_dir())
         else:
             parser.error(f"{folder} is neither a campaign run folder nor a study folder")
-    chosen = {run: args.iteration or last_iteration(run) for run in runs}
+    chosen = {
+        run: last_iteration(run) if args.iteration is None else args.iteration for run in runs
+    }
     header = [
         "campaign",
         "iteration",
@@ -220,8 +239,12 @@ def main() -> None:
         "W at the snap error +- 95 % (kcal/mol)",
         "work after the snap, NNP (eV)",
         "work after the snap, reference (eV)",
+        "post-snap labels, model - labeler +- 95 % (kcal/mol)",
     ]
-    print(markdown_table(header, [split_row(run, i) for run, i in chosen.items()]))
+    rows = [split_row(run, i) for run, i in chosen.items()]
+    if all(row[-1] == "-" for row in rows):  # no campaign labeled post-snap frames
+        header, rows = header[:-1], [row[:-1] for row in rows]
+    print(markdown_table(header, rows))
     if args.fragment_forces:
         header = [
             "campaign",
