@@ -50,3 +50,15 @@ def test_timing_splits_the_error_into_snap_time(snap_split):
     assert travel == pytest.approx(-0.05)
     assert at_snap == pytest.approx(FORCE_EV_A * -0.05)
     assert before == pytest.approx(0.0, abs=1e-12)
+
+
+def test_post_snap_column_reads_the_rows_tail_keys(snap_split, tmp_path):
+    import json
+
+    assert snap_split.tail_difference(tmp_path) == "-"  # no row yet
+    row = {"tail_energy_difference_eV": None}
+    (tmp_path / "metrics.json").write_text(json.dumps(row))
+    assert snap_split.tail_difference(tmp_path) == "-"  # no post-snap labels
+    row = {"tail_energy_difference_eV": 0.1, "tail_energy_difference_ci95_eV": 0.05}
+    (tmp_path / "metrics.json").write_text(json.dumps(row))
+    assert snap_split.tail_difference(tmp_path) == "+2.3 +- 1.2"
