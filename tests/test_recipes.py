@@ -502,7 +502,8 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["snap"].selection.rupture_frames == 0
     assert built["snap-tail"].snap.after_steps == 200 and built["snap"].snap.after_steps == 40
     tails = ("snap-tail", "snap-force-tail")
-    same_snap = [name for name in RECIPES if "snap" in name and name not in tails]
+    own_snap = (*tails, "snap-force-post-snap-lean")
+    same_snap = [name for name in RECIPES if "snap" in name and name not in own_snap]
     assert all(built[name].snap == built["snap"].snap for name in same_snap)
     assert all(built[name].snap == built["snap-tail"].snap for name in tails)
     assert replace(built["snap-tail"].snap, after_steps=40) == built["snap"].snap
@@ -510,6 +511,11 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["snap-force"].committee.ani.force_weight == 1.0
     assert built["snap-force-post-snap"].committee == built["snap-force"].committee
     assert built["snap-force-post-snap"].selection.tail_frames == 2
+    lean = built["snap-force-post-snap-lean"]
+    assert lean.committee == built["snap-force"].committee
+    assert replace(lean.snap, n_copies=1) == built["snap"].snap and lean.snap.n_copies == 0
+    full = built["snap-force-post-snap"].selection
+    assert lean.selection == replace(full, n_copies=1) and full.n_copies == 2
     assert built["snap"].selection.tail_frames == 0
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7
