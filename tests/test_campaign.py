@@ -442,17 +442,27 @@ def test_presets_differ_and_paper_matches_the_protocol():
     quick = load_config()
     assert quick.name == "quick" and quick.committee.ani.epochs == 60
     assert quick.snap.replicas == 8 and paper.snap.replicas == 0
+    # the quick preset's measured departures (docs/convergence.md); the paper preset keeps
+    # the paper's force weight, copies and no post-snap labels
+    assert paper.committee.ani.force_weight == 0.1 and paper.selection.tail_frames == 0
+    assert quick.committee.ani.force_weight == 1.0 and quick.selection.tail_frames == 2
 
 
-def test_long_preset_is_the_quick_one_with_longer_fits():
-    """`--preset long` changes the epochs of a fit and the name (its folder), nothing else;
-    the command line offers exactly the presets the configuration knows."""
+def test_long_preset_is_the_snap_recipe_with_longer_fits():
+    """`--preset long` is the quick preset's snap recipe (without its lean post-snap settings)
+    with 150-epoch fits, under its own name (its folder); the command line offers exactly the
+    presets the configuration knows."""
     from rarelearn import cli, config
 
     quick, long = load_config().to_dict(), load_config(preset_name="long").to_dict()
     assert long["committee"]["ani"]["epochs"] == 150 and long["name"] == "long"
+    snap = config.from_dict(config.SNAP_PRESET).to_dict()
     long["committee"]["ani"]["epochs"], long["name"] = 60, "quick"
-    assert long == quick
+    assert long == snap
+    lean = config.merge_settings(config.SNAP_PRESET, config.LEAN_POST_SNAP)
+    assert config.from_dict(lean).to_dict() == quick
+    assert quick["selection"]["tail_frames"] == 2 and quick["selection"]["n_copies"] == 1
+    assert quick["committee"]["ani"]["force_weight"] == 1.0 and quick["snap"]["n_copies"] == 0
     assert cli.PRESETS == config.PRESETS
     with pytest.raises(ConfigError, match="unknown preset 'fast'"):
         load_config(preset_name="fast")

@@ -20,7 +20,7 @@ from ase.db import connect
 from rarelearn.campaign import COGEF_TASK_OFFSET, Campaign, _Iteration
 from rarelearn.cogef import CogefCurve
 from rarelearn.committee import Committee
-from rarelearn.config import load_config, load_resolved
+from rarelearn.config import from_dict, load_config, load_resolved, merge_settings, preset
 from rarelearn.dynamics import SMDTrace
 from rarelearn.errors import ConfigError
 from rarelearn.progress import StageProgress
@@ -481,11 +481,21 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["preset"].snap.replicas == 8 and built["protocol"].snap.replicas == 0
     assert built["snap-long"].committee.ani.epochs == 150
     assert built["snap-long"].snap == built["snap"].snap
-    # the quick preset is the snap recipe (at 60 epochs); the long preset is snap-long
+    # the quick preset is snap-force-post-snap-lean (at 60 epochs), what `rarelearn run` runs;
+    # the long preset is snap-long
     assert built["preset"].committee.ani.epochs == 60
-    assert _settings(built["preset"]) == _settings(built["snap"])
+    assert _settings(built["preset"]) == _settings(built["snap-force-post-snap-lean"])
+    quick = _settings(from_dict(merge_settings(preset("quick"), {"seed": 3})))
+    in_study = _settings(built["preset"])
+    for values in (quick, in_study):  # a study runs each campaign on one core
+        del values["executor"], values["committee"]["threads"]
+    assert in_study == quick
+    # the other recipes are laid over the snap recipe's campaign, as they were measured
+    assert built["snap"].selection.n_copies == 2 and built["snap"].snap.n_copies == 1
+    assert built["snap"].committee.ani.force_weight == 0.1
     long_config = replace(load_study_config("convergence", "long"), study=config.study)
-    long_preset = campaign_config(long_config, plans["preset-seed3"], tmp_path / "long")
+    long_plan = plan_campaigns(long_config)["preset-seed3"]
+    long_preset = campaign_config(long_config, long_plan, tmp_path / "long")
     assert _settings(long_preset) == _settings(built["snap-long"])
     # epochs are snap-long's lever alone: the other recipes keep the base campaign's
     keep_epochs = ("protocol", "snap", "snap-mean", "snap-tail", "snap-all-pulls", "snap-rupture")

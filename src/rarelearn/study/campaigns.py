@@ -22,7 +22,7 @@ from rarelearn.consistency import with_row_keys
 from rarelearn.executors import Executor
 from rarelearn.progress import StageProgress
 from rarelearn.runfolder import RUPTURE_ROW_KEYS, read_json
-from rarelearn.study.settings import RECIPES, StudyConfig
+from rarelearn.study.settings import StudyConfig, recipe_settings
 
 #: Every campaign of a study keeps the base campaign's name: it keys the rows of its store
 #: (`CampaignStore(campaign=...)`), which is copied from the shared reference.
@@ -46,7 +46,9 @@ def plan_campaigns(config: StudyConfig) -> dict[str, dict[str, Any]]:
             for seed in study.seeds:
                 plans[f"{recipe}-seed{seed}"] = {
                     "labels": {"recipe": recipe, "seed": seed},
-                    "settings": merge_settings(RECIPES[recipe], {"seed": seed}),
+                    "settings": merge_settings(
+                        recipe_settings(recipe, config.preset), {"seed": seed}
+                    ),
                 }
         return plans
     members, split = base.committee.n_members, base.committee.strategy

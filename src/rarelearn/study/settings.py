@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from rarelearn.config import (
+    LEAN_POST_SNAP,
     LONG_FITS,
     QUICK_SNAP,
+    SNAP_PRESET,
     CampaignConfig,
     ConfigError,
     from_dict,
@@ -120,8 +122,8 @@ class StudySettings:
 #: the base campaign's (docs/convergence.md measured them at 60, the quick preset's, as
 #: examples/convergence.toml also sets).
 RECIPES: dict[str, dict[str, Any]] = {
-    # the preset as it is (the quick preset: snap tests, i.e. "snap"; the long preset:
-    # "snap-long"; the paper preset: the paper's loop)
+    # the preset as it is (the quick preset: "snap-force-post-snap-lean", `PRESET_RECIPES`;
+    # the long preset: "snap-long"; the paper preset: the paper's loop)
     "preset": {},
     # the paper's loop: no snap tests (the quick preset has them: switched off here)
     "protocol": {"snap": {"replicas": 0}},
@@ -197,16 +199,26 @@ RECIPES: dict[str, dict[str, Any]] = {
     # snap-force-post-snap within the goal's 2,000 labels: one noisy copy of each UQ frame
     # (the paper's two) and none of the snap tests' frames (the quick preset's one), about 400
     # labels fewer over a campaign (snap-force-post-snap used 2,118-2,256)
-    "snap-force-post-snap-lean": {
-        "snap": {**QUICK_SNAP, "n_copies": 0},
-        "committee": {"ani": {"force_weight": 1.0}},
-        "selection": {"tail_frames": 2, "n_copies": 1},
-    },
+    "snap-force-post-snap-lean": copy.deepcopy(LEAN_POST_SNAP),
     # the paper's best committee (7 members, inherited splits) with the preset's snap tests:
     # over four seeds mean +0.6, spread 4.4, mean |error| 3.0 kcal/mol, W at the snap low in
     # three seeds, about 2.5x the snap recipe's time (docs/convergence.md)
     "paper-committee": {"committee": {"n_members": 7, "strategy": "inherited"}},
 }
+
+
+#: What the "preset" recipe lays over a study's base campaign, per preset: a study of the quick
+#: preset runs on the snap recipe's campaign (`SNAP_PRESET`, so every recipe means what it was
+#: measured as, whatever the quick preset runs), and its "preset" recipe lays the quick
+#: preset's own settings over it
+PRESET_RECIPES: dict[str, dict[str, Any]] = {"quick": LEAN_POST_SNAP}
+
+
+def recipe_settings(recipe: str, preset_name: str) -> dict[str, Any]:
+    """What recipe ``recipe`` lays over the base campaign of a study of preset ``preset_name``."""
+    if recipe == "preset":
+        return copy.deepcopy(PRESET_RECIPES.get(preset_name, {}))
+    return copy.deepcopy(RECIPES[recipe])
 
 
 QUICK_STUDY = {"chains": (2, 4, 6, 8, 11), "replicas": 4}
@@ -234,8 +246,9 @@ class StudyConfig:
 def load_study_config(
     name: str, preset_name: str = "quick", path: Path | None = None, model: str | None = None
 ) -> StudyConfig:
-    """Preset, the quick study overrides, the user's TOML (its ``[study]`` table apart)."""
-    base = preset(preset_name)
+    """Preset, the quick study overrides, the user's TOML (its ``[study]`` table apart). The
+    quick preset's studies start from the snap recipe's campaign (`PRESET_RECIPES`)."""
+    base = copy.deepcopy(SNAP_PRESET) if preset_name == "quick" else preset(preset_name)
     laptop = preset_name in LAPTOP_PRESETS
     study_values: dict[str, Any] = dict(QUICK_STUDY) if laptop else {}
     if laptop and name in ("ensemble", "selection"):
