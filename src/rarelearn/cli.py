@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--preset",
         choices=PRESETS,
-        help="start from a preset: quick (default, ~20 min), long (the snap recipe with "
+        help="start from a preset: quick (default, ~22 min), long (the snap recipe with "
         "150-epoch fits, ~30 min) or paper",
     )
     run.add_argument("--out", type=Path, help="run folder (default: runs/<name>); resumes it")

@@ -260,11 +260,13 @@ PAPER_REPLICAS = 100
 #: The paper's loop scaled to a laptop: 1000 equilibrium frames, 60 warm-started epochs a
 #: fit, 5 committees, 16 reference replicas (their 95 % interval is about +-3 kcal/mol, so the
 #: stop tolerance is one the replicas can resolve), the smd_only baseline on every 10th
-#: reference frame (650 frames: it illustrates a model that never saw a compressed bond, whose
-#: pulls collapse at once with 1301 frames as with 650), with snap tests in the loop (8 of the
-#: 16 NNP pulls finished by the labeler through the snap each iteration, 8 frames of each test
-#: trained on; the study recipe "snap", the quick preset's departure from the paper from
-#: commit `1a42a9c` on, docs/convergence.md). The long preset's base.
+#: reference frame (650 frames: at the paper's force weight a model that never saw a compressed
+#: bond, whose pulls collapse at once, with 1301 frames as with 650; at the quick preset's
+#: force weight 1.0 its pulls hold, 15.5 kcal/mol low, docs/results.md), with snap tests in
+#: the loop (8 of the 16 NNP pulls finished by the labeler through the snap each iteration, 8
+#: frames of each test and one noisy copy each trained on; the study recipe "snap", the quick
+#: preset's departure from the paper from commit `1a42a9c` on, docs/convergence.md). The long
+#: preset's base.
 QUICK_EPOCHS = 60
 QUICK_SNAP: dict[str, Any] = {"replicas": 8, "max_frames": 8, "n_copies": 1}
 SNAP_PRESET: dict[str, Any] = {
@@ -289,7 +291,7 @@ LEAN_POST_SNAP: dict[str, Any] = {
     "committee": {"ani": {"force_weight": 1.0}},
     "selection": {"tail_frames": 2, "n_copies": 1},
 }
-#: The quick preset: about 20 minutes on 2 cores (docs/results.md)
+#: The quick preset: about 22 minutes on 2 cores (21 min 35 s, docs/results.md)
 QUICK: dict[str, Any] = merge_settings(SNAP_PRESET, LEAN_POST_SNAP)
 
 #: The snap recipe with 150 warm epochs a fit (the study recipe "snap-long"), about 30

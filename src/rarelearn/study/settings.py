@@ -197,8 +197,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "selection": {"tail_frames": 2},
     },
     # snap-force-post-snap within the goal's 2,000 labels: one noisy copy of each UQ frame
-    # (the paper's two) and none of the snap tests' frames (the quick preset's one), about 400
-    # labels fewer over a campaign (snap-force-post-snap used 2,118-2,256)
+    # (the paper's two) and none of the snap tests' frames (the snap recipe's one), about 400
+    # labels fewer over a campaign. Four seeds: +0.7 / -2.3 / -3.7 / -3.6 kcal/mol, mean
+    # |error| 2.6, spread 2.0, 1,748-1,790 labels; on the disulfide every seed inside the goal
+    # (mean |error| 0.8). The quick preset's recipe (docs/convergence.md)
     "snap-force-post-snap-lean": copy.deepcopy(LEAN_POST_SNAP),
     # the paper's best committee (7 members, inherited splits) with the preset's snap tests:
     # over four seeds mean +0.6, spread 4.4, mean |error| 3.0 kcal/mol, W at the snap low in
