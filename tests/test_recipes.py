@@ -493,6 +493,11 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     # the other recipes are laid over the snap recipe's campaign, as they were measured
     assert built["snap"].selection.n_copies == 2 and built["snap"].snap.n_copies == 1
     assert built["snap"].committee.ani.force_weight == 0.1
+    # and the ensemble and selection studies ask the paper's questions of the paper's loop
+    for name in ("ensemble", "selection"):
+        base = load_study_config(name).base
+        assert base.snap.replicas == 0 and base.committee.ani.force_weight == 0.1
+        assert base.selection.tail_frames == 0 and base.selection.n_copies == 2
     long_config = replace(load_study_config("convergence", "long"), study=config.study)
     long_plan = plan_campaigns(long_config)["preset-seed3"]
     long_preset = campaign_config(long_config, long_plan, tmp_path / "long")
