@@ -122,7 +122,7 @@ class StudySettings:
 #: the base campaign's (docs/convergence.md measured them at 60, the quick preset's, as
 #: examples/convergence.toml also sets).
 RECIPES: dict[str, dict[str, Any]] = {
-    # the preset as it is (the quick preset: "snap-force-post-snap-lean", `PRESET_RECIPES`;
+    # the preset as it is (the quick preset: "snap-force-post-snap-lean", `STUDY_PRESETS`;
     # the long preset: "snap-long"; the paper preset: the paper's loop)
     "preset": {},
     # the paper's loop: no snap tests (the quick preset has them: switched off here)
@@ -209,17 +209,26 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-#: What the "preset" recipe lays over a study's base campaign, per preset: a study of the quick
-#: preset runs on the snap recipe's campaign (`SNAP_PRESET`, so every recipe means what it was
-#: measured as, whatever the quick preset runs), and its "preset" recipe lays the quick
-#: preset's own settings over it
-PRESET_RECIPES: dict[str, dict[str, Any]] = {"quick": LEAN_POST_SNAP}
+#: Per preset, the campaign its studies start from and what their "preset" recipe lays over
+#: it. The quick preset's studies start from the snap recipe's campaign (`SNAP_PRESET`), so
+#: every recipe means what it was measured as whatever the quick preset runs, and their
+#: "preset" recipe adds the quick preset's own settings; any other preset is its own start,
+#: with nothing laid over.
+STUDY_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "quick": (SNAP_PRESET, LEAN_POST_SNAP)
+}
+
+
+def study_preset(preset_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The base campaign of a study of preset ``preset_name`` and its "preset" recipe."""
+    base, own = STUDY_PRESETS.get(preset_name) or (preset(preset_name), {})
+    return copy.deepcopy(base), copy.deepcopy(own)
 
 
 def recipe_settings(recipe: str, preset_name: str) -> dict[str, Any]:
     """What recipe ``recipe`` lays over the base campaign of a study of preset ``preset_name``."""
     if recipe == "preset":
-        return copy.deepcopy(PRESET_RECIPES.get(preset_name, {}))
+        return study_preset(preset_name)[1]
     return copy.deepcopy(RECIPES[recipe])
 
 
@@ -248,9 +257,9 @@ class StudyConfig:
 def load_study_config(
     name: str, preset_name: str = "quick", path: Path | None = None, model: str | None = None
 ) -> StudyConfig:
-    """Preset, the quick study overrides, the user's TOML (its ``[study]`` table apart). The
-    quick preset's studies start from the snap recipe's campaign (`PRESET_RECIPES`)."""
-    base = copy.deepcopy(SNAP_PRESET) if preset_name == "quick" else preset(preset_name)
+    """The preset's study base (`STUDY_PRESETS`), the quick study overrides, the user's TOML
+    (its ``[study]`` table apart)."""
+    base = study_preset(preset_name)[0]
     laptop = preset_name in LAPTOP_PRESETS
     study_values: dict[str, Any] = dict(QUICK_STUDY) if laptop else {}
     if laptop and name in ("ensemble", "selection"):
