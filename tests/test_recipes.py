@@ -517,7 +517,8 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert built["snap"].selection.rupture_frames == 0
     assert built["snap-tail"].snap.after_steps == 200 and built["snap"].snap.after_steps == 40
     tails = ("snap-tail", "snap-force-tail")
-    own_snap = (*tails, "snap-force-post-snap-lean")
+    no_snap_copies = ("snap-force-post-snap-lean", "snap-force-post-snap-no-snap-copies")
+    own_snap = (*tails, *no_snap_copies)
     same_snap = [name for name in RECIPES if "snap" in name and name not in own_snap]
     assert all(built[name].snap == built["snap"].snap for name in same_snap)
     assert all(built[name].snap == built["snap-tail"].snap for name in tails)
@@ -531,6 +532,9 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     assert replace(lean.snap, n_copies=1) == built["snap"].snap and lean.snap.n_copies == 0
     full = built["snap-force-post-snap"].selection
     assert lean.selection == replace(full, n_copies=1) and full.n_copies == 2
+    snap_cut = built["snap-force-post-snap-no-snap-copies"]
+    assert snap_cut.snap == lean.snap and snap_cut.selection == full
+    assert snap_cut.committee == lean.committee
     assert built["snap"].selection.tail_frames == 0
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7

@@ -202,6 +202,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     # |error| 2.6, spread 2.0, 1,748-1,790 labels; on the disulfide every seed inside the goal
     # (mean |error| 0.8). The quick preset's recipe (docs/convergence.md)
     "snap-force-post-snap-lean": copy.deepcopy(LEAN_POST_SNAP),
+    # which of the lean recipe's two cuts cost the barrier at the snap: snap-force-post-snap
+    # without the snap tests' noisy copies only (the UQ frames keep their two), within 2,000
+    # labels on the lean recipe's selection counts (about 1,900-1,960)
+    "snap-force-post-snap-no-snap-copies": {
+        "snap": {**QUICK_SNAP, "n_copies": 0},
+        "committee": {"ani": {"force_weight": 1.0}},
+        "selection": {"tail_frames": 2},
+    },
     # the paper's best committee (7 members, inherited splits) with the preset's snap tests:
     # over four seeds mean +0.6, spread 4.4, mean |error| 3.0 kcal/mol, W at the snap low in
     # three seeds, about 2.5x the snap recipe's time (docs/convergence.md)
