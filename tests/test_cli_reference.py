@@ -82,3 +82,76 @@ def test_tiny_reference_run_writes_the_contract(tmp_path):
     assert len(summary["activation_energy_replicas_eV"]) == 2
     assert (out / "reference" / "start_state.traj").is_file()
     assert main(["reference", "--chain", "2", "--out", str(out)]) == 2  # never overwrites
+
+
+TINY = ["--chain", "2", "--steps", "400", "--relax-steps", "50", "--pull-speed", "10"]
+
+
+def _tiny_reference(out, replicas):
+    arguments = [*TINY, "--equilibrium-frames", "30", "--replicas", str(replicas)]
+    assert main(["--quiet", "reference", *arguments, "--out", str(out)]) == 0
+    return json.loads((out / "reference" / "reference.json").read_text())
+
+
+def test_an_extended_reference_is_the_fresh_one_with_more_replicas(tmp_path):
+    small = tmp_path / "two"
+    _tiny_reference(small, 2)
+    extended_out = tmp_path / "extended"
+    extend = ["--quiet", "reference", "--chain", "2", "--extend", str(small), "--replicas", "3"]
+    assert main([*extend, "--out", str(extended_out)]) == 0
+    extended = json.loads((extended_out / "reference" / "reference.json").read_text())
+    fresh = _tiny_reference(tmp_path / "three", 3)
+    # replica r is seeded seed + r whatever the count: the copied two and the new one are the
+    # fresh reference's, number for number
+    keys = ["activation_energy_replicas_eV", "rupture_force_replicas_eV_A", "broken_bonds"]
+    assert all(extended[key] == fresh[key] for key in keys)
+    assert len(extended["activation_energy_replicas_eV"]) == 3
+    assert extended["extended_from"]["replicas"] == 2
+    assert not (extended_out / "data.db").exists()
+
+    # the source is left as it was; a second extension into the same folder is refused
+    assert json.loads((small / "reference" / "reference.json").read_text())["replicas"] == 2
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main([*extend, "--out", str(extended_out)]))
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--replicas", "2"], "does not extend the 2 replicas"),
+        (["--replicas", "3", "--steps", "500"], "--steps cannot be combined with --extend"),
+        (["--replicas", "3", "--method", "GFN1-xTB"], "--method cannot be combined"),
+        (["--replicas", "3", "--chain", "3"], "not the one"),
+        (["--replicas", "3", "--chain", "2", "--pull", "1", "0"], "are not those of"),
+    ],
+)
+def test_extending_a_reference_refuses_what_would_change_it(tmp_path, capsys, arguments, message):
+    small = tmp_path / "two"
+    _tiny_reference(small, 2)
+    out = tmp_path / "extended"
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(["reference", "--extend", str(small), *arguments, "--out", str(out)]))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "reference" / "reference.json").exists()
+
+
+def test_extending_from_another_geometry_is_caught_by_the_remade_start_state(tmp_path, capsys):
+    small = tmp_path / "two"
+    _tiny_reference(small, 2)
+    start = small / "reference" / "start_state.traj"
+    from ase.io import read, write
+
+    atoms = read(start)
+    structure = tmp_path / "moved.xyz"
+    moved = read(start)
+    moved.positions[0] += 0.05
+    write(structure, moved)
+    del atoms
+    arguments = ["--structure", str(structure), "--pull", "0", "1", "--replicas", "3"]
+    out = tmp_path / "extended"
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(["reference", "--extend", str(small), *arguments, "--out", str(out)]))
+    assert exit_info.value.code == 2
+    assert "start state made again lies" in capsys.readouterr().err

@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--equilibrium-frames", type=_positive(int), default=2000, help="frames of 500 K MD"
     )
     reference.add_argument("--relax-steps", type=int, default=2000, help="10 K steps before pull")
+    reference.add_argument(
+        "--extend",
+        type=Path,
+        metavar="DIR",
+        help="a finished reference (a run folder, a study's shared/ or their reference/): "
+        "copy its replicas and pull only the new ones up to --replicas, with its labeler and "
+        "settings (give the system it was made from); narrows the Ea interval of "
+        "`rarelearn smd --start OUT`",
+    )
     reference.add_argument("--out", type=Path, required=True, help="output folder")
 
     run = commands.add_parser(
@@ -295,7 +304,24 @@ def _refuse_existing(out: Path, marker: str) -> None:
         raise RarelearnError(f"{out / marker} already exists; choose another --out folder")
 
 
+#: `rarelearn reference` options that --extend takes from the reference it extends.
+_SET_BY_EXTEND = (
+    "method",
+    "option",
+    "pull_speed",
+    "spring_constant",
+    "temperature",
+    "steps",
+    "until_broken",
+    "seed",
+    "equilibrium_frames",
+    "relax_steps",
+)
+
+
 def command_reference(args: argparse.Namespace) -> int:
+    if args.extend is not None:
+        return _extend_reference(args)
     from rarelearn.dynamics import SMDSettings, Thermostat
     from rarelearn.executors import make_executor
     from rarelearn.labeling import LabelerSpec, parse_options
@@ -341,6 +367,39 @@ def command_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extend_reference(args: argparse.Namespace) -> int:
+    from rarelearn.executors import make_executor
+    from rarelearn.lock import CampaignLock
+    from rarelearn.model_smd import reference_folder
+    from rarelearn.progress import StageProgress
+    from rarelearn.reference import extend_reference
+
+    defaults = vars(build_parser().parse_args(["reference", "--out", "o"]))
+    given = [name for name in _SET_BY_EXTEND if getattr(args, name) != defaults[name]]
+    if given:
+        option = "--" + given[0].replace("_", "-")
+        raise RarelearnError(
+            f"{option} cannot be combined with --extend: the labeler and settings come from "
+            "the reference it extends"
+        )
+    if not args.extend.exists():
+        raise RarelearnError(f"--extend: {args.extend} not found")
+    source = reference_folder(args.extend)
+    atoms, pulled = resolve_system(args.chain, args.structure, args.pull)
+    lock = CampaignLock(args.out).acquire()
+    executor = make_executor("local")
+    try:
+        with StageProgress(quiet=args.quiet) as progress:
+            summary = extend_reference(
+                source, atoms, pulled, args.replicas, args.out, progress, executor
+            )
+    finally:
+        executor.close()
+        lock.release()
+    _print_reference(summary, args.out)
+    return 0
+
+
 def _print_reference(summary: dict, out: Path) -> None:
     from rich.console import Console
 
@@ -374,7 +433,8 @@ def _print_reference(summary: dict, out: Path) -> None:
             f"[bold red]warning:[/] the reference SMD stopped early: "
             f"{summary['stopped_reason']}; its frames are kept"
         )
-    console.print(f"written: {out / 'reference' / 'reference.json'}, {out / 'data.db'}")
+    written = [out / "reference" / "reference.json", out / "data.db"]
+    console.print("written: " + ", ".join(str(path) for path in written if path.exists()))
 
 
 def command_run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ the SMD trace(s), the relaxed start state every later SMD starts from, and ``ref
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -251,6 +252,31 @@ def run_reference(
         )
 
     replicas = _ReplicaFiles(reference_dir)
+    _make_replicas(replicas, spec, geometry, pulled, settings, progress, executor, sampler)
+    starts = [replicas.start(r) for r in range(settings.replicas)]
+    save_start_states(reference_dir / START_STATES_FILE, starts)
+    if settings.pulls:
+        summary = finish_reference(reference_dir, store, spec, settings, pulled)
+        summary["sampler"] = sampling.name
+    else:
+        summary = _unvalidated_summary(geometry, spec, sampling, settings, pulled)
+    write_json(summary_path, summary)
+    manifest.record(reference_dir.parent / "data.db")  # its labels, at the stage's end
+    return summary
+
+
+def _make_replicas(
+    replicas: _ReplicaFiles,
+    spec: LabelerSpec,
+    geometry: Atoms,
+    pulled: PulledAtoms,
+    settings: ReferenceSettings,
+    progress: StageProgress,
+    executor: Executor | None,
+    sampler: LabelerSpec | None = None,
+) -> None:
+    """Relax (and, with ``settings.pulls``, pull) every replica not on disk yet, each saved as
+    it finishes: in this process one after another, or side by side on the executor."""
     pending = [r for r in range(settings.replicas) if not replicas.done(r, settings.pulls)]
     what = "reference replicas" if settings.pulls else "start states"
     if pending and executor is None:
@@ -292,15 +318,98 @@ def run_reference(
                     replicas.save(r, start, trace)
                 update(settings.replicas - len(pending) + first + len(part), settings.replicas)
 
-    starts = [replicas.start(r) for r in range(settings.replicas)]
-    save_start_states(reference_dir / START_STATES_FILE, starts)
-    if settings.pulls:
-        summary = finish_reference(reference_dir, store, spec, settings, pulled)
-        summary["sampler"] = sampling.name
-    else:
-        summary = _unvalidated_summary(geometry, spec, sampling, settings, pulled)
+
+#: How far a remade start state may lie from the stored one (A): round-off between machines
+#: and library builds; a different system, seed or setting moves atoms by far more.
+START_STATE_TOLERANCE_A = 1e-4
+
+
+def extend_reference(
+    source: Path,
+    atoms: Atoms,
+    pulled: PulledAtoms,
+    replicas: int,
+    out: Path,
+    progress: StageProgress,
+    executor: Executor | None = None,
+) -> dict[str, Any]:
+    """A reference of ``replicas`` replicas under ``out/reference`` made from a finished one
+    with fewer (``source``: its reference folder), pulling only the new replicas.
+
+    Replica r is seeded ``seed + r`` from the start geometry whatever the count, so the result
+    is the reference a fresh run with ``replicas`` would make. Its settings and labeler come
+    from the source's ``reference.json``; the system (``atoms``, ``pulled``) must be the one it
+    was made from, shown by making replica 0's start state again (one 10 K relaxation) and
+    comparing it with the stored one. The pulls only: the equilibrium frames and the unseen
+    test set stay in the source's store. Resumes like the reference stage."""
+    summary_path = out / "reference" / "reference.json"
+    if summary_path.is_file():
+        raise RarelearnError(f"{summary_path} exists: extend into a new folder")
+    reference = read_json(source / "reference.json")
+    if not reference.get("validated", True) or "smd_settings" not in reference:
+        raise RarelearnError(
+            f"{source} holds no reference pulls to extend: `rarelearn validate` makes them"
+        )
+    copied = int(reference["replicas"])
+    if replicas <= copied:
+        raise RarelearnError(
+            f"--replicas {replicas} does not extend the {copied} replicas of {source}"
+        )
+    spec = LabelerSpec(**reference["labeler_spec"])
+    if reference.get("sampler", spec.name) != spec.name:
+        raise RarelearnError(
+            f"{source}'s start states were relaxed with {reference['sampler']}, not its "
+            f"labeler {spec.name}: such a reference cannot be extended"
+        )
+    settings = ReferenceSettings(
+        equilibrium=EquilibriumSettings(
+            n_frames=reference["n_equilibrium_frames"],
+            temperature_K=reference["equilibrium_temperature_K"],
+        ),
+        smd=SMDSettings.from_dict(reference["smd_settings"]),
+        replicas=replicas,
+        seed=reference["seed"],
+    )
+    settings.validate()
+    pulled.validate(len(atoms))
+    old, new = _ReplicaFiles(source), _ReplicaFiles(out / "reference")
+    stored = old.start(0)
+    if len(stored.atoms) != len(atoms) or (stored.atoms.numbers != atoms.numbers).any():
+        raise RarelearnError(f"the system given is not the one {source} was made from")
+    if pulled.to_list() != reference["pulled_atoms"]:
+        raise RarelearnError(
+            f"pulled atoms {pulled.to_list()} are not those of {source}: "
+            f"{reference['pulled_atoms']}"
+        )
+    progress.message(f"relaxing the start geometry with {spec.name}")
+    geometry = relax(atoms, spec.build())
+    remade = reference_replica(spec, geometry, pulled, settings.smd, settings.seed, pull=False)[0]
+    shift = float(np.abs(remade.atoms.positions - stored.atoms.positions).max())
+    if shift > START_STATE_TOLERANCE_A:
+        raise RarelearnError(
+            f"replica 0's start state made again lies {shift:.2g} A from {source}'s: the "
+            "system (--chain/--structure/--pull) or the labeler's version differs from the "
+            "one it was made with"
+        )
+
+    (new.folder / "replicas").mkdir(parents=True, exist_ok=True)
+    for r in range(copied):
+        for kind in (old._start, old._trace):
+            if not kind(r).is_file():
+                raise RarelearnError(f"{source} lacks {kind(r)}: it cannot be extended")
+            target = new.folder / kind(r).relative_to(old.folder)
+            if not target.is_file():
+                shutil.copyfile(kind(r), target)
+
+    _make_replicas(new, spec, geometry, pulled, settings, progress, executor)
+    starts = [new.start(r) for r in range(replicas)]
+    save_start_states(new.folder / START_STATES_FILE, starts)
+    pulls = ReplicaPulls.from_traces([new.trace(r) for r in range(replicas)])
+    pulls.save(new.folder / REPLICAS_FILE)
+    summary = _reference_summary(new.trace(0), pulls, spec, settings, pulled)
+    summary["sampler"] = spec.name
+    summary["extended_from"] = {"folder": str(source.resolve()), "replicas": copied}
     write_json(summary_path, summary)
-    manifest.record(reference_dir.parent / "data.db")  # its labels, at the stage's end
     return summary
 
 
