@@ -265,3 +265,36 @@ def test_study_tables_show_the_0K_check_only_where_it_ran(tmp_path, capsys):
             assert ", 7.0 (3 iterations) |" in out  # mean |10 K - 0 K|: (11 + 8.4 + 1.6) / 3
         else:
             assert "0 K barrier error vs error" not in out
+
+
+def test_the_pulls_table_judges_the_whole_interval(tmp_path, load_script):
+    """scripts/pulls_table.py: kcal/mol from eV, and an interval is inside the tolerance only
+    when |error| + half-width is."""
+    pulls_table = load_script("pulls_table")
+    result = {
+        "n_replicas": 64,
+        "ea_error_signed_eV": -2.8 / KCAL,
+        "ea_error_ci95_eV": 1.4 / KCAL,
+        "ea_error_paired_eV": -2.8 / KCAL,
+        "ea_error_paired_ci95_eV": 1.3 / KCAL,
+        "ea_at_snap_error_eV": -4.3 / KCAL,
+        "ea_at_snap_error_ci95_eV": 1.3 / KCAL,
+        "work_after_snap_nnp_eV": 0.14,
+        "work_after_snap_ref_eV": 0.08,
+        "rupture_force_error_eV_A": 0.027,
+        "rupture_force_error_ci95_eV_A": 0.014,
+        "reference_bond_share": 1.0,
+        "broken_bonds": {"C4-C5": 34, "C0-C1": 30},
+    }
+    folder = tmp_path / "seed1"
+    folder.mkdir()
+    (folder / "smd.json").write_text(json.dumps(result))
+    cells = [cell.strip() for cell in pulls_table.row(folder, 4.0).strip("|").split("|")]
+    assert cells[:5] == ["seed1", "64", "-2.8 +- 1.4", "-2.8 +- 1.3", "no (4.2)"]
+    assert cells[5:] == [
+        "-4.3 +- 1.3",
+        "0.14 / 0.08",
+        "+0.027 +- 0.014",
+        "100% (C0-C1 30, C4-C5 34)",
+    ]
+    assert pulls_table.row(folder, 4.25).split("|")[5].strip() == "yes"
