@@ -203,8 +203,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # (mean |error| 0.8). The quick preset's recipe (docs/convergence.md)
     "snap-force-post-snap-lean": copy.deepcopy(LEAN_POST_SNAP),
     # which of the lean recipe's two cuts cost the barrier at the snap: snap-force-post-snap
-    # without the snap tests' noisy copies only (the UQ frames keep their two), within 2,000
-    # labels on the lean recipe's selection counts (about 1,900-1,960)
+    # without the snap tests' noisy copies only (the UQ frames keep their two). Four seeds:
+    # -4.4 / +0.3 / -0.3 / -2.4 kcal/mol, mean |error| 1.85, 1,407-1,979 labels, 2 of 4 seeds
+    # inside the goal; W at the snap as low as the lean recipe's (docs/convergence.md)
     "snap-force-post-snap-no-snap-copies": {
         "snap": {**QUICK_SNAP, "n_copies": 0},
         "committee": {"ani": {"force_weight": 1.0}},
