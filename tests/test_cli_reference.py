@@ -134,7 +134,7 @@ def test_extending_a_reference_refuses_what_would_change_it(tmp_path, capsys, ar
         raise SystemExit(main(["reference", "--extend", str(small), *arguments, "--out", str(out)]))
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
-    assert not (out / "reference" / "reference.json").exists()
+    assert not out.exists()
 
 
 def test_extending_from_another_geometry_is_caught_by_the_remade_start_state(tmp_path, capsys):
@@ -143,15 +143,14 @@ def test_extending_from_another_geometry_is_caught_by_the_remade_start_state(tmp
     start = small / "reference" / "start_state.traj"
     from ase.io import read, write
 
-    atoms = read(start)
     structure = tmp_path / "moved.xyz"
     moved = read(start)
     moved.positions[0] += 0.05
     write(structure, moved)
-    del atoms
     arguments = ["--structure", str(structure), "--pull", "0", "1", "--replicas", "3"]
     out = tmp_path / "extended"
     with pytest.raises(SystemExit) as exit_info:
         raise SystemExit(main(["reference", "--extend", str(small), *arguments, "--out", str(out)]))
     assert exit_info.value.code == 2
     assert "start state made again lies" in capsys.readouterr().err
+    assert not out.exists()

@@ -368,11 +368,13 @@ def command_reference(args: argparse.Namespace) -> int:
 
 
 def _extend_reference(args: argparse.Namespace) -> int:
+    import shutil
+
     from rarelearn.executors import make_executor
     from rarelearn.lock import CampaignLock
     from rarelearn.model_smd import reference_folder
     from rarelearn.progress import StageProgress
-    from rarelearn.reference import extend_reference
+    from rarelearn.reference import check_extension, extend_reference
 
     defaults = vars(build_parser().parse_args(["reference", "--out", "o"]))
     given = [name for name in _SET_BY_EXTEND if getattr(args, name) != defaults[name]]
@@ -386,6 +388,9 @@ def _extend_reference(args: argparse.Namespace) -> int:
         raise RarelearnError(f"--extend: {args.extend} not found")
     source = reference_folder(args.extend)
     atoms, pulled = resolve_system(args.chain, args.structure, args.pull)
+    check_extension(source, atoms, pulled, args.replicas, args.out)
+    fresh = not args.out.exists()
+    refused = False
     lock = CampaignLock(args.out).acquire()
     executor = make_executor("local")
     try:
@@ -393,9 +398,15 @@ def _extend_reference(args: argparse.Namespace) -> int:
             summary = extend_reference(
                 source, atoms, pulled, args.replicas, args.out, progress, executor
             )
+    except RarelearnError:
+        # refused before a replica was copied (replica 0's start state did not match)
+        refused = fresh and not (args.out / "reference").exists()
+        raise
     finally:
         executor.close()
         lock.release()
+        if refused:  # leave no folder behind that the user did not have
+            shutil.rmtree(args.out, ignore_errors=True)
     _print_reference(summary, args.out)
     return 0
 

@@ -324,24 +324,11 @@ def _make_replicas(
 START_STATE_TOLERANCE_A = 1e-4
 
 
-def extend_reference(
-    source: Path,
-    atoms: Atoms,
-    pulled: PulledAtoms,
-    replicas: int,
-    out: Path,
-    progress: StageProgress,
-    executor: Executor | None = None,
-) -> dict[str, Any]:
-    """A reference of ``replicas`` replicas under ``out/reference`` made from a finished one
-    with fewer (``source``: its reference folder), pulling only the new replicas.
-
-    Replica r is seeded ``seed + r`` from the start geometry whatever the count, so the result
-    is the reference a fresh run with ``replicas`` would make. Its settings and labeler come
-    from the source's ``reference.json``; the system (``atoms``, ``pulled``) must be the one it
-    was made from, shown by making replica 0's start state again (one 10 K relaxation) and
-    comparing it with the stored one. The pulls only: the equilibrium frames and the unseen
-    test set stay in the source's store. Resumes like the reference stage."""
+def check_extension(
+    source: Path, atoms: Atoms, pulled: PulledAtoms, replicas: int, out: Path
+) -> tuple[LabelerSpec, ReferenceSettings, int]:
+    """What `extend_reference` would extend, refused with one message before anything is
+    written: its labeler, its settings with ``replicas`` replicas, and how many it has."""
     summary_path = out / "reference" / "reference.json"
     if summary_path.is_file():
         raise RarelearnError(f"{summary_path} exists: extend into a new folder")
@@ -372,8 +359,12 @@ def extend_reference(
     )
     settings.validate()
     pulled.validate(len(atoms))
-    old, new = _ReplicaFiles(source), _ReplicaFiles(out / "reference")
-    stored = old.start(0)
+    files = _ReplicaFiles(source)
+    for r in range(copied):
+        for path in (files._start(r), files._trace(r)):
+            if not path.is_file():
+                raise RarelearnError(f"{source} lacks {path}: it cannot be extended")
+    stored = files.start(0)
     if len(stored.atoms) != len(atoms) or (stored.atoms.numbers != atoms.numbers).any():
         raise RarelearnError(f"the system given is not the one {source} was made from")
     if pulled.to_list() != reference["pulled_atoms"]:
@@ -381,6 +372,30 @@ def extend_reference(
             f"pulled atoms {pulled.to_list()} are not those of {source}: "
             f"{reference['pulled_atoms']}"
         )
+    return spec, settings, copied
+
+
+def extend_reference(
+    source: Path,
+    atoms: Atoms,
+    pulled: PulledAtoms,
+    replicas: int,
+    out: Path,
+    progress: StageProgress,
+    executor: Executor | None = None,
+) -> dict[str, Any]:
+    """A reference of ``replicas`` replicas under ``out/reference`` made from a finished one
+    with fewer (``source``: its reference folder), pulling only the new replicas.
+
+    Replica r is seeded ``seed + r`` from the start geometry whatever the count, so the result
+    is the reference a fresh run with ``replicas`` would make. Its settings and labeler come
+    from the source's ``reference.json``; the system (``atoms``, ``pulled``) must be the one it
+    was made from, shown by making replica 0's start state again (one 10 K relaxation) and
+    comparing it with the stored one. The pulls only: the equilibrium frames and the unseen
+    test set stay in the source's store. Resumes like the reference stage."""
+    spec, settings, copied = check_extension(source, atoms, pulled, replicas, out)
+    old, new = _ReplicaFiles(source), _ReplicaFiles(out / "reference")
+    stored = old.start(0)
     progress.message(f"relaxing the start geometry with {spec.name}")
     geometry = relax(atoms, spec.build())
     remade = reference_replica(spec, geometry, pulled, settings.smd, settings.seed, pull=False)[0]
@@ -394,12 +409,10 @@ def extend_reference(
 
     (new.folder / "replicas").mkdir(parents=True, exist_ok=True)
     for r in range(copied):
-        for kind in (old._start, old._trace):
-            if not kind(r).is_file():
-                raise RarelearnError(f"{source} lacks {kind(r)}: it cannot be extended")
-            target = new.folder / kind(r).relative_to(old.folder)
+        for path in (old._start(r), old._trace(r)):
+            target = new.folder / path.relative_to(old.folder)
             if not target.is_file():
-                shutil.copyfile(kind(r), target)
+                shutil.copyfile(path, target)
 
     _make_replicas(new, spec, geometry, pulled, settings, progress, executor)
     starts = [new.start(r) for r in range(replicas)]
@@ -409,7 +422,7 @@ def extend_reference(
     summary = _reference_summary(new.trace(0), pulls, spec, settings, pulled)
     summary["sampler"] = spec.name
     summary["extended_from"] = {"folder": str(source.resolve()), "replicas": copied}
-    write_json(summary_path, summary)
+    write_json(out / "reference" / "reference.json", summary)
     return summary
 
 
