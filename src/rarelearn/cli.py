@@ -304,6 +304,18 @@ def _refuse_existing(out: Path, marker: str) -> None:
         raise RarelearnError(f"{out / marker} already exists; choose another --out folder")
 
 
+def _refuse_given(
+    args: argparse.Namespace, minimal: list[str], names: Sequence[str], flag: str, why: str
+) -> None:
+    """One message if any option of ``names`` differs from its default (the parse of the
+    ``minimal`` command line) beside ``flag``, which sets it instead: ``why``."""
+    defaults = vars(build_parser().parse_args(minimal))
+    given = [name for name in names if getattr(args, name) != defaults[name]]
+    if given:
+        option = "--" + given[0].replace("_", "-")
+        raise RarelearnError(f"{option} cannot be combined with {flag}: {why}")
+
+
 #: `rarelearn reference` options that --extend takes from the reference it extends.
 _SET_BY_EXTEND = (
     "method",
@@ -376,14 +388,13 @@ def _extend_reference(args: argparse.Namespace) -> int:
     from rarelearn.progress import StageProgress
     from rarelearn.reference import check_extension, extend_reference
 
-    defaults = vars(build_parser().parse_args(["reference", "--out", "o"]))
-    given = [name for name in _SET_BY_EXTEND if getattr(args, name) != defaults[name]]
-    if given:
-        option = "--" + given[0].replace("_", "-")
-        raise RarelearnError(
-            f"{option} cannot be combined with --extend: the labeler and settings come from "
-            "the reference it extends"
-        )
+    _refuse_given(
+        args,
+        ["reference", "--out", "o"],
+        _SET_BY_EXTEND,
+        "--extend",
+        "the labeler and settings come from the reference it extends",
+    )
     if not args.extend.exists():
         raise RarelearnError(f"--extend: {args.extend} not found")
     source = reference_folder(args.extend)
@@ -688,14 +699,13 @@ def command_smd(args: argparse.Namespace) -> int:
     if not args.model.exists():
         raise RarelearnError(f"model folder not found: {args.model}")
     if args.start is not None:
-        defaults = vars(build_parser().parse_args(["smd", "--model", "m", "--out", "o"]))
-        given = [name for name in _SET_BY_START if getattr(args, name) != defaults[name]]
-        if given:
-            option = "--" + given[0].replace("_", "-")
-            raise RarelearnError(
-                f"{option} cannot be combined with --start: the molecule, start states and "
-                "SMD settings come from the reference run"
-            )
+        _refuse_given(
+            args,
+            ["smd", "--model", "m", "--out", "o"],
+            _SET_BY_START,
+            "--start",
+            "the molecule, start states and SMD settings come from the reference run",
+        )
         result = run_model_smd_from_reference(
             args.model, args.start, args.out, args.quiet, args.driver, args.seed
         )
