@@ -535,6 +535,17 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     snap_cut = built["snap-force-post-snap-no-snap-copies"]
     assert snap_cut.snap == lean.snap and snap_cut.selection == full
     assert snap_cut.committee == lean.committee
+    budget = built["snap-force-post-snap-budget"]
+    assert budget.snap == built["snap"].snap and budget.committee == lean.committee
+    assert budget.selection == replace(full, n_copies=1, max_selected=36)
+    # its bound: no seed can pass the goal's 2,000 labels, whatever UQ selects
+    per_iteration = (
+        budget.selection.max_selected * (1 + budget.selection.n_copies)
+        + budget.snap.replicas * budget.snap.max_frames * (1 + budget.snap.n_copies)
+        + budget.reference.replicas * (1 + budget.selection.tail_frames)
+    )
+    most = budget.reference.equilibrium.n_frames + (budget.iterations - 1) * per_iteration
+    assert most == 1992
     assert built["snap"].selection.tail_frames == 0
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7
