@@ -666,3 +666,72 @@ def test_export_writes_every_label_with_provenance_as_extxyz(finished_run, tmp_p
     assert {f.info["source"] for f in chosen} == {"active"}
     assert len(chosen) == len(training_frames(store, ["active"]))
     assert main(["export", str(tmp_path), "--out", str(active)]) == 2
+
+
+def test_final_check_extends_the_reference_and_pulls_the_last_committee(finished_run, tmp_path):
+    """`run --final-replicas 4` on a finished 3-replica campaign: its reference extended to 4
+    (the 3 its own), its last committee pulled from all 4 start states as the loop pulls (the
+    first 3 pulls are the last row's own), the verdict in summary.json; a resume recomputes
+    nothing, and a count the check does not hold, or one that extends nothing, is refused."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    before = json.loads((run_dir / "summary.json").read_text())
+    process = _run_cli(["run", "--out", str(run_dir), "--final-replicas", "4"])
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    assert "Final check: iteration 2's committee" in output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert _comparable(summary) == _comparable(before)  # the loop's rows unchanged
+    assert load_resolved(run_dir).final.replicas == 4
+    last, final = summary["iterations"][-1], summary["final"]
+    assert (final["iteration"], final["n_labels"], final["replicas"]) == (
+        last["iteration"],
+        last["n_labels"],
+        4,
+    )
+    pulls = json.loads((run_dir / "final" / "smd.json").read_text())
+    # the same pulls; to round-off here, where 3 and 4 pulls share one batch (at 16 and 64,
+    # batches of 8, the first 16 are the row's bit for bit)
+    first = pulls["activation_energy_replicas_eV"][:3]
+    assert first == pytest.approx(last["ea_nnp_replicas_eV"], rel=1e-9, abs=1e-12)
+    reference = np.load(run_dir / "final" / "reference" / "replicas.npz")["activation_energy_eV"]
+    own = np.load(run_dir / "reference" / "replicas.npz")["activation_energy_eV"]
+    assert len(reference) == 4 and list(reference[:3]) == list(own)
+    # the verdict, recomputed from the pulls themselves (Welch's interval of the two means)
+    from scipy import stats
+
+    model, ref = np.array(pulls["activation_energy_replicas_eV"]), reference
+    se2 = model.var(ddof=1) / 4 + ref.var(ddof=1) / 4
+    dof = se2**2 / ((model.var(ddof=1) / 4) ** 2 / 3 + (ref.var(ddof=1) / 4) ** 2 / 3)
+    half = stats.t.ppf(0.975, dof) * np.sqrt(se2)
+    assert final["ea_error_signed_eV"] == pytest.approx(model.mean() - ref.mean(), abs=1e-12)
+    assert final["ea_error_ci95_eV"] == pytest.approx(half, rel=1e-9)
+    outer = (abs(model.mean() - ref.mean()) + half) * 23.060548
+    share_ok = final["reference_bond_share"] >= 0.9
+    assert final["inside_tolerance"] == (outer <= final["tolerance_kcal_mol"] and share_ok)
+
+    written = (run_dir / "final" / "smd.json").stat().st_mtime_ns
+    again = _run_cli(["run", "--out", str(run_dir)])
+    output, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, output
+    assert json.loads((run_dir / "summary.json").read_text())["final"] == final
+    assert (run_dir / "final" / "smd.json").stat().st_mtime_ns == written
+    other = _run_cli(["run", "--out", str(run_dir), "--final-replicas", "5"])
+    output, _ = other.communicate(timeout=600)
+    assert other.returncode == 2 and "holds a final check at 4 replicas, not 5" in output
+    none = _run_cli(
+        [
+            "run",
+            "--out",
+            str(tmp_path / "new"),
+            "--config",
+            str(_write_config(tmp_path)),
+            "--final-replicas",
+            "3",
+        ]
+    )
+    output, _ = none.communicate(timeout=60)
+    assert none.returncode == 2 and "final.replicas" in output and "must exceed" in output
+    assert not (tmp_path / "new").exists()

@@ -39,6 +39,7 @@ from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.dynamics.smd import ProgressCallback, step_budget, stopped_early
 from rarelearn.errors import ConfigError, ModelError, RarelearnError
 from rarelearn.executors import Executor, label_parallel, make_executor
+from rarelearn.final import final_check, final_reference
 from rarelearn.labeling import LabelerSpec, LabelResult
 from rarelearn.lock import CampaignLock
 from rarelearn.metrics import relative_energy_mae
@@ -320,10 +321,10 @@ class Campaign:
         store_lock = self.store.writer_lock()
         try:
             config_path = self.run_dir / "config.toml"
-            # written once, and again when `rarelearn run --iterations` extended the campaign
-            if (
-                not config_path.is_file()
-                or load_resolved(self.run_dir).iterations != self.config.iterations
+            # written once, and again when `rarelearn run --iterations` extended the campaign or
+            # `--final-replicas` asked for a final check
+            if not config_path.is_file() or _extensible(load_resolved(self.run_dir)) != _extensible(
+                self.config
             ):
                 temporary = config_path.with_name("config.toml.tmp")
                 temporary.write_text(self.config.to_toml())
@@ -358,11 +359,37 @@ class Campaign:
                 if converged_iteration(rows, self.config) is not None:
                     break
             summary = self.write_summary(rows, self.baselines(rows, final=True))
+            if self.config.final.replicas and self.reference_pulls is not None:
+                summary["final"] = self.final_check(rows[-1])
+                write_json(self.run_dir / "summary.json", summary)
         finally:
             self.close()
             if store_lock is not None:
                 store_lock.release()
         return summary
+
+    def final_check(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The last committee against the reference extended to ``final.replicas`` replicas
+        (`rarelearn.final`); the summary's ``final`` row."""
+        final_reference(
+            self.run_dir,
+            self.atoms,
+            self.pulled,
+            self.config.final.replicas,
+            self.progress,
+            self.executor,
+        )
+        stop = self.config.stop
+        return final_check(
+            self.run_dir,
+            self._folder(row["iteration"]) / "committee",
+            row,
+            self.config.seed,
+            self.config.committee.driver,
+            stop.tolerance_kcal_mol,
+            stop.min_reference_bond_share,
+            self.progress,
+        )
 
     # -------------------------------------------------------------- iteration
     def iteration(
@@ -1135,6 +1162,12 @@ class Campaign:
         write_json(self.run_dir / "summary.json", summary)
         manifest.record(self.run_dir / "data.db")  # the labels of the stage just done
         return summary
+
+
+def _extensible(config: CampaignConfig) -> tuple[int, int]:
+    """The settings a finished campaign may be resumed with changed (`rarelearn run
+    --iterations`, ``--final-replicas``)."""
+    return config.iterations, config.final.replicas
 
 
 def unseen_predictions(

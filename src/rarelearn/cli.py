@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run folder (default: runs/<name>); resumes it")
     run.add_argument("--iterations", type=_positive(int), help="override the iteration count")
     run.add_argument("--seed", type=int, help="override the seed")
+    run.add_argument(
+        "--final-replicas",
+        type=_positive(int),
+        metavar="N",
+        help="once the loop has ended, pull its last committee from N reference start states, "
+        "the reference extended to N (e.g. 64: about +-1.3 kcal/mol); also on a finished run",
+    )
     run.add_argument("--no-baselines", action="store_true", help="skip the baseline committees")
 
     report = commands.add_parser(
@@ -460,8 +467,10 @@ def _print_reference(summary: dict, out: Path) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from rarelearn.campaign import run_campaign
-    from rarelearn.config import load_config, load_resolved
+    from rarelearn.config import FinalConfig, load_config, load_resolved, validate
 
     overrides: dict = {}
     if args.iterations is not None:
@@ -481,23 +490,31 @@ def command_run(args: argparse.Namespace) -> int:
             raise RarelearnError(
                 f"{run_dir} holds a campaign started with another configuration "
                 f"(see {run_dir / 'config.toml'}); resume it without settings (or with only "
-                "--iterations to extend it), or use another --out"
+                "--iterations to extend it, --final-replicas to check it), or use another --out"
             )
         resumed = stored.with_out(str(run_dir))
         if (asked or args.iterations is not None) and config.iterations != stored.iterations:
             resumed = _extend(run_dir, resumed, config.iterations)
+        if asked and config.final != stored.final:
+            resumed = replace(resumed, final=config.final)
         config = resumed
         print(f"resuming the campaign in {run_dir}", file=sys.stderr)
+    if args.final_replicas is not None:
+        # checked against the campaign's own settings, stored or new
+        config = replace(config, final=FinalConfig(args.final_replicas))
+        validate(config)
     summary = run_campaign(config, quiet=args.quiet)
     _print_summary(summary, run_dir)
     return 0
 
 
 def _comparable(config) -> dict:
-    """The settings that must match to resume: all but the folder and the iteration count."""
+    """The settings that must match to resume: all but the folder, the iteration count and
+    the final check."""
     values = config.to_dict()
     values.pop("out")
     values.pop("iterations")
+    values.pop("final")
     return values
 
 
@@ -528,7 +545,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     from rich.console import Console
 
     from rarelearn.pulls import bond_counts_text
-    from rarelearn.report.tables import closing_table, unvalidated_line, validated
+    from rarelearn.report.tables import closing_table, final_line, unvalidated_line, validated
 
     table = closing_table(summary)
     console = Console()
@@ -565,6 +582,9 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
             f"kcal/mol tolerance; about {resolution['replicas_needed']} replicas per side "
             "would resolve it (reference.replicas)"
         )
+    final = final_line(summary)
+    if final is not None:
+        console.print(final, markup=False)
     console.print(f"report: {run_dir / 'report.html'}")
 
 

@@ -164,6 +164,15 @@ class StopConfig:
 
 
 @dataclass(frozen=True)
+class FinalConfig:
+    """The final check (`rarelearn.final`): once the loop has ended, its last committee pulled
+    from ``replicas`` reference start states, the reference extended to as many (new pulls
+    only), for an interval the loop's replicas cannot give. 0: none (the default)."""
+
+    replicas: int = 0
+
+
+@dataclass(frozen=True)
 class CampaignConfig:
     """Everything a campaign needs. Defaults are the paper's protocol."""
 
@@ -191,6 +200,7 @@ class CampaignConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     stop: StopConfig = field(default_factory=StopConfig)
+    final: FinalConfig = field(default_factory=FinalConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -476,6 +486,7 @@ def from_dict(data: dict[str, Any]) -> CampaignConfig:
         executor=_build("executor", ExecutorConfig, values.get("executor", {})),
         store=_build("store", StoreConfig, values.get("store", {})),
         stop=_build("stop", StopConfig, values.get("stop", {})),
+        final=_build("final", FinalConfig, values.get("final", {})),
     )
     validate(config)
     return config
@@ -571,6 +582,14 @@ def validate(config: CampaignConfig) -> None:
         _is_int(executor.chunk_size) and executor.chunk_size >= 1,
         "executor.chunk_size",
         "must be an integer >= 1",
+    )
+    final = config.final.replicas
+    _require(_is_int(final) and final >= 0, "final.replicas", f"must be >= 0, got {final!r}")
+    _require(
+        final == 0 or (config.reference.pulls and final > config.reference.replicas),
+        "final.replicas",
+        f"= {final} must exceed reference.replicas ({config.reference.replicas}), whose pulls "
+        "it extends (and needs reference.pulls = true), or be 0 for no final check",
     )
     stop = config.stop
     _require(

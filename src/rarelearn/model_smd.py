@@ -253,12 +253,12 @@ def run_model_smd_from_reference(
         jobs = replica_pull_jobs(committee, starts, settings, seed, driver)
         with progress.stage(name, sum(job.steps for job in jobs)) as update:
             traces = [trace for part in run_pull_jobs(jobs, update) for trace in part]
-        return _write_from_reference(
+        return write_from_reference(
             traces, out, model, folder, driver, seed, starts, settings, reference
         )
 
 
-def _write_from_reference(
+def write_from_reference(
     traces: list[SMDTrace],
     out: Path,
     model: Path,

@@ -305,7 +305,28 @@ def campaign_markdown(summary: dict[str, Any]) -> str:
         converged = summary.get("converged_iteration")
         at = f" (converged at iteration {converged})" if converged is not None else ""
         parts += ["", f"Stop reason: {stop}{at}."]
+    final = final_line(summary)
+    if final is not None:
+        parts += ["", final + "."]
     return "\n".join(parts) + "\n"
+
+
+def final_line(summary: dict[str, Any]) -> str | None:
+    """The final check's verdict (`rarelearn.final`) in one sentence; None where none ran."""
+    final = summary.get("final")
+    if not final:
+        return None
+    share = _number(final.get("reference_bond_share"))
+    verdict = "inside" if final.get("inside_tolerance") else "not inside"
+    bound = f" +-{final['tolerance_kcal_mol']:g} kcal/mol"
+    return (
+        f"Final check: iteration {final['iteration']}'s committee ({final['n_labels']} labels), "
+        f"{final['replicas']} pulls a side: Ea error {_error_kcal_mol(final)} kcal/mol (95 %), "
+        f"rupture force {_fixed(final.get('rupture_force_nnp_eV_A'), 2)} eV/A (reference "
+        f"{_fixed(final.get('rupture_force_ref_eV_A'), 2)}), "
+        f"{'-' if share is None else f'{share:.0%}'} of its pulls on the reference's bonds "
+        f"({bond_counts_text(final.get('broken_bonds_nnp'))}): {verdict}{bound}"
+    )
 
 
 def _label(row: dict[str, Any]) -> str:
