@@ -217,6 +217,41 @@ def test_convergence_study_runs_recipes_over_seeds_on_one_reference(config) -> N
     assert other["seed"] == 7 and other["ea_error_signed_eV"] != again["ea_error_signed_eV"]
 
 
+def test_a_studys_final_check_extends_the_shared_reference_once(config) -> None:
+    """``[final] replicas = 4`` in a convergence study: the shared reference is extended once
+    (``shared/final``) and every campaign checks its last committee against that copy; the
+    checks and their verdict per recipe are in study.json and its Markdown report."""
+    toml = config.read_text().replace("iterations = 2", "iterations = 1")
+    toml = toml.replace("[study]\n", "[final]\nreplicas = 4\n\n[study]\n")
+    toml += 'seeds = [0, 1]\nrecipes = ["protocol"]\n'
+    path = config.parent / "final.toml"
+    path.write_text(toml)
+    out = config.parent / "final"
+    _finish(_study("convergence", path, out))
+    study = json.loads((out / "study.json").read_text())
+    shared = (out / "shared" / "final" / "reference" / "replicas.npz").read_bytes()
+    checks = {check["seed"]: check for check in study["final_checks"]}
+    assert set(checks) == {0, 1}
+    rows = {row["seed"]: row for row in study["rows"]}
+    for seed, check in checks.items():
+        campaign = out / "campaigns" / f"protocol-seed{seed}"
+        assert (campaign / "final" / "reference" / "replicas.npz").read_bytes() == shared
+        final = json.loads((campaign / "summary.json").read_text())["final"]
+        assert check == {
+            "campaign": f"protocol-seed{seed}",
+            "recipe": "protocol",
+            "seed": seed,
+            **final,
+        }
+        assert (final["replicas"], final["n_labels"]) == (4, rows[seed]["n_labels"])
+    verdict = study["recipes"]["protocol"]["final_check"]
+    errors = [checks[s]["ea_error_signed_eV"] * 23.0605 for s in (0, 1)]
+    assert verdict["error_kcal_mol"] == pytest.approx(errors, rel=1e-4)
+    assert verdict["seeds_meeting_goal"] == sum(checks[s]["inside_tolerance"] for s in (0, 1))
+    assert verdict["replicas"] == [4, 4]
+    assert main(["report", str(out), "--markdown"]) == 0
+
+
 #: eV per kcal/mol, written out so the tests do not reuse the code's constant
 KCAL_EV = 1 / 23.0605
 

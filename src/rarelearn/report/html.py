@@ -36,7 +36,7 @@ from rarelearn.report.run_folder import (
     signed_error_kcal_mol,
     tolerance_kcal_mol,
 )
-from rarelearn.report.tables import unvalidated_line, validated
+from rarelearn.report.tables import final_line, unvalidated_line, validated
 from rarelearn.runfolder import ROW_KEYS
 from rarelearn.units import EV_TO_KCAL_MOL
 
@@ -192,6 +192,9 @@ def _headline(run: Run) -> list[str]:
         if math.isfinite(needed):
             sentence += f": about {int(needed)} replicas per side would resolve it"
         sentences.append(sentence + ".")
+    final = final_line(run.summary)
+    if final is not None:
+        sentences.append(final + ".")
     return sentences
 
 

@@ -365,6 +365,24 @@ def _recipes_markdown(recipes: dict[str, Any]) -> str:
         ]
         for name, recipe in recipes.items()
     ]
+    checked = {name: r["final_check"] for name, r in recipes.items() if r.get("final_check")}
+    if checked:
+        header += ["final check: pulls a side", "error +- 95 % per seed", "meeting", "goal"]
+        for row, name in zip(table, recipes, strict=True):
+            check = checked.get(name)
+            if check is None:
+                row += ["-"] * 4
+                continue
+            errors = [
+                f"{e:+.1f}" + ("" if h is None else f" +- {h:.1f}")
+                for e, h in zip(check["error_kcal_mol"], check["ci95_kcal_mol"], strict=True)
+            ]
+            row += [
+                "/".join(str(n) for n in sorted(set(check["replicas"]))),
+                " / ".join(errors),
+                f"{check['seeds_meeting_goal']}/{len(check['seeds'])}",
+                "yes" if check["goal_met"] else "no",
+            ]
     return markdown_table(header, table)
 
 

@@ -104,9 +104,23 @@ def shared_reference(
     return shared
 
 
+def shared_final_reference(
+    config: StudyConfig, shared: Path, executor: Executor, progress: StageProgress
+) -> None:
+    """The final check's reference (``[final] replicas``), extended once in ``shared/final``
+    for every campaign of the study (`rarelearn.final`)."""
+    from rarelearn.campaign import system_of
+    from rarelearn.final import final_reference
+
+    atoms, pulled = system_of(config.base)
+    final_reference(shared, atoms, pulled, config.base.final.replicas, progress, executor)
+
+
 def seed_campaign(shared: Path, run_dir: Path) -> None:
     """Copy the shared reference into a campaign folder that has none yet: the store first,
-    then ``reference/`` under its final name in one rename (its presence marks the copy done)."""
+    then ``reference/`` under its final name in one rename (its presence marks the copy done);
+    likewise the final check's reference (``final/reference``) where the study made one."""
+    _copy_final_reference(shared, run_dir)
     if (run_dir / "reference" / "reference.json").is_file():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +131,29 @@ def seed_campaign(shared: Path, run_dir: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(shared / "reference", staging)
     staging.replace(run_dir / "reference")
+
+
+def _copy_final_reference(shared: Path, run_dir: Path) -> None:
+    from rarelearn.final import FINAL
+
+    source, target = shared / FINAL / "reference", run_dir / FINAL / "reference"
+    if not (source / "reference.json").is_file() or (target / "reference.json").is_file():
+        return
+    staging = target.with_name("reference.copy")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    staging.replace(target)
+
+
+def final_checks(config: StudyConfig, out: Path) -> list[dict[str, Any]]:
+    """Every campaign's final check (its ``summary.json``'s ``final`` row) with its recipe and
+    seed, in the plan's order; ``study.json``'s ``final_checks``."""
+    checks = []
+    for name, plan in plan_campaigns(config).items():
+        final = read_json(out / "campaigns" / name / "summary.json").get("final")
+        if final:
+            checks.append({"campaign": name, **plan["labels"], **final})
+    return checks
 
 
 def run_campaign_task(task: tuple[dict[str, Any], str]) -> str:

@@ -49,8 +49,14 @@ def meets_goal(row: dict[str, Any], stop: StopConfig) -> bool:
     )
 
 
-def convergence_summary(rows: Sequence[dict[str, Any]], stop: StopConfig) -> dict[str, Any]:
-    """Per recipe: each seed's final error, the spread between seeds, the goal's verdict."""
+def convergence_summary(
+    rows: Sequence[dict[str, Any]],
+    stop: StopConfig,
+    final_checks: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """Per recipe: each seed's final error, the spread between seeds, the goal's verdict; with
+    the campaigns' final checks (`rarelearn.final`), the same at their replicas
+    (``final_check``)."""
     summary = {}
     for recipe, by_seed in final_rows(rows).items():
         finals = [by_seed[seed] for seed in sorted(by_seed, key=int)]
@@ -89,7 +95,32 @@ def convergence_summary(rows: Sequence[dict[str, Any]], stop: StopConfig) -> dic
                 "mean_abs_error_kcal_mol": GOAL_MEAN_ABS_KCAL_MOL,
             },
         }
+        checks = [c for c in final_checks if c["recipe"] == recipe]
+        if checks:
+            summary[recipe]["final_check"] = final_check_summary(checks, stop)
     return summary
+
+
+def final_check_summary(checks: Sequence[dict[str, Any]], stop: StopConfig) -> dict[str, Any]:
+    """One recipe's final checks over its seeds: errors, intervals, the goal's verdict."""
+    checks = sorted(checks, key=lambda c: int(c["seed"]))
+    as_rows = [{**c, "ea_error_eV": c["ea_error_signed_eV"]} for c in checks]
+    errors = np.array([c["ea_error_signed_eV"] * EV_TO_KCAL_MOL for c in checks])
+    met = [meets_goal(row, stop) for row in as_rows]
+    mean_abs = float(np.mean(np.abs(errors)))
+    return {
+        "replicas": [int(c["replicas"]) for c in checks],
+        "seeds": [int(c["seed"]) for c in checks],
+        "iteration": [int(c["iteration"]) for c in checks],
+        "error_kcal_mol": [float(e) for e in errors],
+        "ci95_kcal_mol": [_kcal(c.get("ea_error_ci95_eV")) for c in checks],
+        "n_labels": [int(c["n_labels"]) for c in checks],
+        "reference_bond_share": [c.get("reference_bond_share") for c in checks],
+        "mean_error_kcal_mol": float(np.mean(errors)),
+        "mean_abs_error_kcal_mol": mean_abs,
+        "seeds_meeting_goal": int(sum(met)),
+        "goal_met": bool(all(met) and mean_abs <= GOAL_MEAN_ABS_KCAL_MOL),
+    }
 
 
 def self_consistency_summary(

@@ -61,8 +61,11 @@ def run_study(
             "rows": rows,
             "wall_s": round(time.perf_counter() - started, 1),
         }
+        if name in CAMPAIGN_STUDIES and config.base.final.replicas:
+            result["final_checks"] = campaigns.final_checks(config, out)
         if name == "convergence":
-            result["recipes"] = convergence_summary(rows, config.base.stop)
+            checks = result.get("final_checks", [])
+            result["recipes"] = convergence_summary(rows, config.base.stop, checks)
             result["self_consistency"] = self_consistency_summary(rows, config.base.stop)
         write_json(out / "study.json", result)
         from rarelearn.report.study_figures import build_study_report
@@ -90,6 +93,8 @@ def _campaign_study(
 ) -> list[dict[str, Any]]:
     plans = campaigns.plan_campaigns(config)
     shared = campaigns.shared_reference(config, out, executor, progress)
+    if config.base.final.replicas:
+        campaigns.shared_final_reference(config, shared, executor, progress)
     folders = {name: out / "campaigns" / name for name in plans}
     tasks, pending = [], []
     for name, plan in plans.items():
@@ -117,10 +122,16 @@ def _campaign_study(
 
 
 def _finished(run_dir: Path) -> bool:
+    """Whether the campaign in ``run_dir`` has ended, with its final check where it asks one."""
+    from rarelearn.config import load_resolved
+
     summary = run_dir / "summary.json"
     if not summary.is_file():
         return False
-    return read_json(summary).get("stop_reason") in ("converged", "max_iterations")
+    stored = read_json(summary)
+    if stored.get("stop_reason") not in ("converged", "max_iterations"):
+        return False
+    return "final" in stored or not load_resolved(run_dir).final.replicas
 
 
 def _watch_campaigns(
