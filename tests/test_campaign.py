@@ -718,6 +718,9 @@ def test_final_check_extends_the_reference_and_pulls_the_last_committee(finished
     assert again.returncode == 0, output
     assert json.loads((run_dir / "summary.json").read_text())["final"] == final
     assert (run_dir / "final" / "smd.json").stat().st_mtime_ns == written
+    check = _run_cli(["check", str(run_dir)])
+    output, _ = check.communicate(timeout=120)
+    assert check.returncode == 0 and "final/replicas.npz: 4 pulls" in output, output
     other = _run_cli(["run", "--out", str(run_dir), "--final-replicas", "5"])
     output, _ = other.communicate(timeout=600)
     assert other.returncode == 2 and "holds a final check at 4 replicas, not 5" in output

@@ -174,6 +174,25 @@ def check_run(run_dir: Path, report: Callable[[Item], None] = lambda item: None)
             if (folder / name).exists():
                 read(folder / name)
 
+    # the final check (`rarelearn.final`): its extended reference and the committee's pulls
+    final_dir = run_dir / "final"
+    for path, read in (
+        (
+            final_dir / "reference" / "reference.json",
+            lambda p: checker.read(p, read_json, _nothing),
+        ),
+        (
+            final_dir / "reference" / START_STATES_FILE,
+            lambda p: checker.read(p, load_start_states, lambda s: f"{len(s)} states"),
+        ),
+        (final_dir / "reference" / REPLICAS_FILE, pulls),
+        (final_dir / "smd.json", lambda p: checker.read(p, read_json, _nothing)),
+        (final_dir / "smd.npz", trace),
+        (final_dir / REPLICAS_FILE, pulls),
+    ):
+        if path.is_file():
+            read(path)
+
     summary = None
     if (run_dir / "summary.json").is_file():
         summary = checker.read(
