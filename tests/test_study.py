@@ -249,6 +249,7 @@ def test_a_studys_final_check_extends_the_shared_reference_once(config) -> None:
     assert verdict["error_kcal_mol"] == pytest.approx(errors, rel=1e-4)
     assert verdict["seeds_meeting_goal"] == sum(checks[s]["inside_tolerance"] for s in (0, 1))
     assert verdict["replicas"] == [4, 4]
+    assert "protocol, final check at 4 pulls a side" in (out / "report.html").read_text()
     assert main(["report", str(out), "--markdown"]) == 0
 
 

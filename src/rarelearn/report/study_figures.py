@@ -99,6 +99,7 @@ def _final_error_figure(recipes: dict[str, Any], folder: Path) -> Path:
     fig, ax = plt.subplots(
         figsize=(max(5.0, 1.8 * len(recipes) + 2.0), 4.5), constrained_layout=True
     )
+    checked = False
     for k, result in enumerate(recipes.values()):
         errors = np.array(result["final_error_kcal_mol"], float)
         half = np.array([np.nan if h is None else h for h in result["final_ci95_kcal_mol"]], float)
@@ -125,6 +126,38 @@ def _final_error_figure(recipes: dict[str, Any], folder: Path) -> Path:
             ax.annotate(
                 f"{seed}", (xi, error), textcoords="offset points", xytext=(4, 4), fontsize=7
             )
+        check = result.get("final_check")
+        if check:
+            checked = True
+            for xi, error, h, share in zip(
+                x + 0.06,
+                check["error_kcal_mol"],
+                check["ci95_kcal_mol"],
+                check["reference_bond_share"],
+                strict=True,
+            ):
+                right = share is not None and share >= minimum
+                ax.errorbar(
+                    xi,
+                    error,
+                    yerr=np.nan if h is None else h,
+                    fmt="s",
+                    color="tab:orange",
+                    mfc="tab:orange" if right else "white",
+                    capsize=3,
+                )
+    ax.plot([], [], "o", color="tab:blue", label="last row (the loop's pulls)")
+    if checked:
+        replicas = sorted(
+            {n for r in recipes.values() for n in r.get("final_check", {}).get("replicas", [])}
+        )
+        ax.plot(
+            [],
+            [],
+            "s",
+            color="tab:orange",
+            label="final check, " + "/".join(str(n) for n in replicas) + " pulls a side",
+        )
     tolerance = next(iter(recipes.values()))["goal"]["tolerance_kcal_mol"] if recipes else 1.0
     ax.axhspan(-tolerance, tolerance, color="0.85", zorder=0, label=f"±{tolerance:g} kcal/mol")
     ax.axhline(0.0, color="black", lw=0.8)
@@ -163,6 +196,19 @@ def convergence_sentences(recipes: dict[str, Any]) -> list[str]:
             f"{result['goal']['min_reference_bond_share']:.0%} of the pulls on the reference's "
             f"bonds, at most {result['goal']['max_labels']} labels)."
         )
+        check = result.get("final_check")
+        if check:
+            errors = ", ".join(
+                f"{e:+.1f}" + ("" if h is None else f" ± {h:.1f}")
+                for e, h in zip(check["error_kcal_mol"], check["ci95_kcal_mol"], strict=True)
+            )
+            pulls = "/".join(str(n) for n in sorted(set(check["replicas"])))
+            sentences.append(
+                f"{recipe}, final check at {pulls} pulls a side: {errors} kcal/mol; mean "
+                f"|error| {check['mean_abs_error_kcal_mol']:.1f}; {check['seeds_meeting_goal']} "
+                f"of {len(check['seeds'])} seeds meet the goal"
+                + (" (met)." if check["goal_met"] else " (not met).")
+            )
     return sentences
 
 
