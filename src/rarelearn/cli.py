@@ -576,15 +576,18 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     elif reason is not None:
         console.print(f"stopped: {reason} (not converged)")
     resolution = summary.get("resolution") or {}
-    if resolution.get("replicas_needed") and not resolution.get("resolvable", True):
-        console.print(
-            f"the 95 % interval is wider than the +-{resolution['tolerance_kcal_mol']:g} "
-            f"kcal/mol tolerance; about {resolution['replicas_needed']} replicas per side "
-            "would resolve it (reference.replicas)"
-        )
     final = final_line(summary)
     if final is not None:
         console.print(final, markup=False)
+    elif resolution.get("replicas_needed") and not resolution.get("resolvable", True):
+        needed = resolution["replicas_needed"]
+        console.print(
+            f"the 95 % interval is wider than the +-{resolution['tolerance_kcal_mol']:g} "
+            f"kcal/mol tolerance; about {needed} replicas per side would resolve it: "
+            f"`rarelearn run --out {run_dir} --final-replicas {needed}` checks the last "
+            "committee at as many",
+            markup=False,
+        )
     console.print(f"report: {run_dir / 'report.html'}")
 
 
