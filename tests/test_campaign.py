@@ -691,7 +691,7 @@ def test_final_check_extends_the_reference_and_pulls_the_last_committee(finished
         last["n_labels"],
         4,
     )
-    pulls = json.loads((run_dir / "final" / "smd.json").read_text())
+    pulls = json.loads((run_dir / "final" / "002" / "smd.json").read_text())
     # the same pulls; to round-off here, where 3 and 4 pulls share one batch (at 16 and 64,
     # batches of 8, the first 16 are the row's bit for bit)
     first = pulls["activation_energy_replicas_eV"][:3]
@@ -712,18 +712,28 @@ def test_final_check_extends_the_reference_and_pulls_the_last_committee(finished
     share_ok = final["reference_bond_share"] >= 0.9
     assert final["inside_tolerance"] == (outer <= final["tolerance_kcal_mol"] and share_ok)
 
-    written = (run_dir / "final" / "smd.json").stat().st_mtime_ns
+    written = (run_dir / "final" / "002" / "smd.json").stat().st_mtime_ns
     again = _run_cli(["run", "--out", str(run_dir)])
     output, _ = again.communicate(timeout=600)
     assert again.returncode == 0, output
     assert json.loads((run_dir / "summary.json").read_text())["final"] == final
-    assert (run_dir / "final" / "smd.json").stat().st_mtime_ns == written
+    assert (run_dir / "final" / "002" / "smd.json").stat().st_mtime_ns == written
     check = _run_cli(["check", str(run_dir)])
     output, _ = check.communicate(timeout=120)
-    assert check.returncode == 0 and "final/replicas.npz: 4 pulls" in output, output
+    assert check.returncode == 0 and "final/002/replicas.npz: 4 pulls" in output, output
     other = _run_cli(["run", "--out", str(run_dir), "--final-replicas", "5"])
     output, _ = other.communicate(timeout=600)
     assert other.returncode == 2 and "holds a final check at 4 replicas, not 5" in output
+    assert load_resolved(run_dir).final.replicas == 4  # refused before anything was written
+    # extended afterwards, the campaign checks its new last committee, not the old one's pulls
+    longer = _run_cli(["run", "--out", str(run_dir), "--iterations", "4"])
+    output, _ = longer.communicate(timeout=600)
+    assert longer.returncode == 0, output
+    extended = json.loads((run_dir / "summary.json").read_text())
+    assert extended["final"]["iteration"] == 3 == extended["iterations"][-1]["iteration"]
+    pulls = json.loads((run_dir / "final" / "003" / "smd.json").read_text())
+    first = pulls["activation_energy_replicas_eV"][:3]
+    assert first == pytest.approx(extended["iterations"][-1]["ea_nnp_replicas_eV"], rel=1e-9)
     none = _run_cli(
         [
             "run",

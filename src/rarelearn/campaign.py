@@ -39,7 +39,7 @@ from rarelearn.dynamics import SMDTrace, run_smd
 from rarelearn.dynamics.smd import ProgressCallback, step_budget, stopped_early
 from rarelearn.errors import ConfigError, ModelError, RarelearnError
 from rarelearn.executors import Executor, label_parallel, make_executor
-from rarelearn.final import final_check, final_reference
+from rarelearn.final import final_check, final_reference, refuse_other_count
 from rarelearn.labeling import LabelerSpec, LabelResult
 from rarelearn.lock import CampaignLock
 from rarelearn.metrics import relative_energy_mae
@@ -317,6 +317,7 @@ class Campaign:
         self.store = open_store(self.config, self.run_dir)  # rolls back an interrupted write
         # a resume never builds on a file that changed after it was written (manifest.json)
         manifest.require_intact(self.run_dir)
+        refuse_other_count(self.run_dir, self.config.final.replicas)
         # a shared store: one coordinator per campaign, checked before anything is written
         store_lock = self.store.writer_lock()
         try:

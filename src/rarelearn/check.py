@@ -186,12 +186,15 @@ def check_run(run_dir: Path, report: Callable[[Item], None] = lambda item: None)
             lambda p: checker.read(p, load_start_states, lambda s: f"{len(s)} states"),
         ),
         (final_dir / "reference" / REPLICAS_FILE, pulls),
-        (final_dir / "smd.json", lambda p: checker.read(p, read_json, _nothing)),
-        (final_dir / "smd.npz", trace),
-        (final_dir / REPLICAS_FILE, pulls),
     ):
         if path.is_file():
             read(path)
+    for folder in sorted(p for p in final_dir.glob("[0-9]*") if p.name.isdigit()):
+        if (folder / "smd.json").is_file():
+            checker.read(folder / "smd.json", read_json, _nothing)
+        for name, read in (("smd.npz", trace), (REPLICAS_FILE, pulls)):
+            if (folder / name).is_file():
+                read(folder / name)
 
     summary = None
     if (run_dir / "summary.json").is_file():

@@ -9,9 +9,9 @@ ones are its own, the new ones pulled with the same labeler and settings) and pu
 committee from all N start states as the loop pulls (same seed, driver and batches: the first
 pulls are the last row's own). At 64 a side the interval is about +-1.3 kcal/mol.
 
-Everything lies in ``final/`` of the run folder: ``reference/`` (the extended reference),
-``smd.npz``, ``replicas.npz`` and ``smd.json`` (the committee's pulls); ``summary.json`` gains
-a ``final`` row. Resumable: a finished part is never recomputed.
+Everything lies in ``final/`` of the run folder: ``reference/`` (the extended reference) and
+``NNN/`` (the pulls of iteration NNN's committee: ``smd.npz``, ``replicas.npz``, ``smd.json``);
+``summary.json`` gains a ``final`` row. Resumable: a finished part is never recomputed.
 """
 
 from __future__ import annotations
@@ -72,13 +72,22 @@ def final_reference(
         extend_reference(
             run_dir / "reference", atoms, pulled, replicas, run_dir / FINAL, progress, executor
         )
+    refuse_other_count(run_dir, replicas)
+    return folder
+
+
+def refuse_other_count(run_dir: Path, replicas: int) -> None:
+    """Refuse, before anything is written, a final check at another count than the one
+    ``final/reference`` holds."""
+    summary = run_dir / FINAL / "reference" / "reference.json"
+    if not replicas or not summary.is_file():
+        return
     held = int(read_json(summary)["replicas"])
     if held != replicas:
         raise RarelearnError(
-            f"{folder} holds a final check at {held} replicas, not {replicas}: move "
+            f"{summary.parent} holds a final check at {held} replicas, not {replicas}: move "
             f"{run_dir / FINAL} away to check at {replicas}"
         )
-    return folder
 
 
 def final_check(
@@ -92,10 +101,12 @@ def final_check(
     progress: StageProgress,
 ) -> dict[str, Any]:
     """The committee of ``committee_dir`` (the campaign's last, whose row is ``row``) pulled
-    from every start state of ``final/reference``, as the loop pulls; the ``final`` row."""
-    folder = run_dir / FINAL
+    from every start state of ``final/reference`` as the loop pulls, into ``final/NNN`` (NNN:
+    its iteration, so a campaign extended afterwards checks its new last committee apart);
+    the ``final`` row."""
+    folder = run_dir / FINAL / f"{int(row['iteration']):03d}"
     result_path = folder / "smd.json"
-    reference_dir = folder / "reference"
+    reference_dir = run_dir / FINAL / "reference"
     if not result_path.is_file():
         reference = read_json(reference_dir / "reference.json")
         starts = load_start_states(reference_dir / START_STATES_FILE)
@@ -105,6 +116,7 @@ def final_check(
         name = f"final check: NNP steered MD ({len(starts)} replicas)"
         with progress.stage(name, sum(job.steps for job in jobs)) as update:
             traces = [trace for part in run_pull_jobs(jobs, update) for trace in part]
+        folder.mkdir(parents=True, exist_ok=True)
         write_from_reference(
             traces, folder, committee_dir, reference_dir, driver, seed, starts, settings, reference
         )
