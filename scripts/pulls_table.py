@@ -2,7 +2,8 @@
 
     python scripts/pulls_table.py DIR [DIR ...] [--tolerance 4]
 
-Each DIR holds the ``smd.json`` of ``rarelearn smd --model ITERATION --start REF --out DIR``.
+Each DIR holds the ``smd.json`` of ``rarelearn smd --model ITERATION --start REF --out DIR``,
+or is a campaign's final check, ``RUN/final/NNN`` (``rarelearn run --final-replicas``).
 Used to read final committees against a reference with more replicas than the campaign had
 (``rarelearn reference --extend``): the error with Welch's 95 % interval (the campaign rows'),
 the paired one (pull r and reference pull r share their start state), the barrier at the snap,
@@ -27,6 +28,14 @@ def _kcal(value: float | None, half_width: float | None = None) -> str:
     return text
 
 
+def name(folder: Path) -> str:
+    """A pull set's name: its folder's, or for a campaign's final check (``RUN/final/NNN``,
+    `rarelearn run --final-replicas`) its campaign's and the iteration checked."""
+    if folder.parent.name == "final" and folder.name.isdigit():
+        return f"{folder.parent.parent.name}, iteration {int(folder.name)}"
+    return folder.name
+
+
 def row(folder: Path, tolerance_kcal_mol: float) -> str:
     """One table row from ``folder/smd.json``."""
     result = json.loads((folder / "smd.json").read_text())
@@ -39,7 +48,7 @@ def row(folder: Path, tolerance_kcal_mol: float) -> str:
     )
     bonds = ", ".join(f"{bond} {n}" for bond, n in sorted(result["broken_bonds"].items()))
     cells = [
-        folder.name,
+        name(folder),
         str(result["n_replicas"]),
         _kcal(error, half_width),
         _kcal(result["ea_error_paired_eV"], result["ea_error_paired_ci95_eV"]),

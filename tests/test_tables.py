@@ -298,3 +298,5 @@ def test_the_pulls_table_judges_the_whole_interval(tmp_path, load_script):
         "100% (C0-C1 30, C4-C5 34)",
     ]
     assert pulls_table.row(folder, 4.25).split("|")[5].strip() == "yes"
+    check = tmp_path / "lean-seed1" / "final" / "004"
+    assert pulls_table.name(check) == "lean-seed1, iteration 4"
