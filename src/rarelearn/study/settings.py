@@ -214,7 +214,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # snap-force-post-snap within the goal's 2,000 labels by construction, keeping the snap
     # tests' noisy copies (the cut that cost the lean recipe the barrier at the snap): one noisy
     # copy of each UQ frame (the lean recipe's other cut) and at most 36 UQ frames an
-    # iteration, so no seed passes 1,000 + 4 x (36 x 2 + 128 + 48) = 1,992 labels
+    # iteration, so no seed passes 1,000 + 4 x (36 x 2 + 128 + 48) = 1,992 labels. Four seeds:
+    # -2.3 / -3.5 / +0.3 / -1.0 kcal/mol, 1,928-1,970 labels; at 64 pulls a side -1.6 / -3.5 /
+    # +2.4 / -1.7, 3 of 4 inside +-4, mean |error| 2.3 (docs/convergence.md)
     "snap-force-post-snap-budget": {
         "snap": dict(QUICK_SNAP),
         "committee": {"ani": {"force_weight": 1.0}},
