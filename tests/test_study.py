@@ -348,3 +348,14 @@ def test_the_0K_check_keeps_the_self_rule_from_a_false_stop() -> None:
     # |10 K - 0 K|: 2, 1, 1.5, 3, 1, 1.5, 1.5 kcal/mol
     assert summary["cogef_error_mean_difference_kcal_mol"] == pytest.approx(11.5 / 7, rel=1e-4)
     assert summary["cogef_error_correlation"] > 0.99
+
+
+def test_the_final_check_example_is_a_valid_study() -> None:
+    """examples/convergence-final.toml: a convergence study whose campaigns end with the final
+    check at 64 pulls a side, on the quick preset's 16 reference replicas."""
+    from rarelearn.study.settings import load_study_config
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "convergence-final.toml"
+    config = load_study_config("convergence", "quick", example)
+    assert config.base.final.replicas == 64 and config.base.reference.replicas == 16
+    assert "snap-force-post-snap-budget" in config.study.recipes
