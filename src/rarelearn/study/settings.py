@@ -216,7 +216,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # copy of each UQ frame (the lean recipe's other cut) and at most 36 UQ frames an
     # iteration, so no seed passes 1,000 + 4 x (36 x 2 + 128 + 48) = 1,992 labels. Four seeds:
     # -2.3 / -3.5 / +0.3 / -1.0 kcal/mol, 1,928-1,970 labels; at 64 pulls a side -1.6 / -3.5 /
-    # +2.4 / -1.7, 3 of 4 inside +-4, mean |error| 2.3 (docs/convergence.md)
+    # +2.4 / -1.7, 3 of 4 inside +-4, mean |error| 2.3; on the disulfide 4 of 4 inside the goal
+    # (mean |error| 1.3; docs/convergence.md)
     "snap-force-post-snap-budget": {
         "snap": dict(QUICK_SNAP),
         "committee": {"ani": {"force_weight": 1.0}},
