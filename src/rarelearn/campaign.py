@@ -380,15 +380,13 @@ class Campaign:
             self.progress,
             self.executor,
         )
-        stop = self.config.stop
         return final_check(
             self.run_dir,
             self._folder(row["iteration"]) / "committee",
             row,
             self.config.seed,
             self.config.committee.driver,
-            stop.tolerance_kcal_mol,
-            stop.min_reference_bond_share,
+            self.config.stop,
             self.progress,
         )
 

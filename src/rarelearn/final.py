@@ -22,6 +22,8 @@ from typing import Any
 from ase import Atoms
 
 from rarelearn.committee import Committee
+from rarelearn.config import StopConfig
+from rarelearn.consistency import reference_consistent
 from rarelearn.dynamics import SMDSettings
 from rarelearn.errors import RarelearnError
 from rarelearn.executors import Executor
@@ -31,7 +33,6 @@ from rarelearn.progress import StageProgress
 from rarelearn.pulls import START_STATES_FILE, load_start_states
 from rarelearn.reference import extend_reference
 from rarelearn.runfolder import read_json
-from rarelearn.units import EV_TO_KCAL_MOL
 
 FINAL = "final"
 
@@ -96,8 +97,7 @@ def final_check(
     row: dict[str, Any],
     seed: int,
     driver: str,
-    tolerance_kcal_mol: float,
-    min_reference_bond_share: float,
+    stop: StopConfig,
     progress: StageProgress,
 ) -> dict[str, Any]:
     """The committee of ``committee_dir`` (the campaign's last, whose row is ``row``) pulled
@@ -120,18 +120,14 @@ def final_check(
         write_from_reference(
             traces, folder, committee_dir, reference_dir, driver, seed, starts, settings, reference
         )
-    return final_row(read_json(result_path), row, tolerance_kcal_mol, min_reference_bond_share)
+    return final_row(read_json(result_path), row, stop)
 
 
-def final_row(
-    result: dict[str, Any],
-    row: dict[str, Any],
-    tolerance_kcal_mol: float,
-    min_reference_bond_share: float,
-) -> dict[str, Any]:
+def final_row(result: dict[str, Any], row: dict[str, Any], stop: StopConfig) -> dict[str, Any]:
     """The ``final`` row of ``summary.json``: the check's errors, the labels the committee was
-    trained on, and whether the whole 95 % interval lies inside +- the tolerance with the
-    pulls on the reference's bonds (``inside_tolerance``)."""
+    trained on, and whether the stop rule's criterion holds at its replicas: the whole 95 %
+    interval inside +- the tolerance, the pulls on the reference's bonds
+    (``inside_tolerance``, `consistency.reference_consistent`)."""
     replicas = int(result["n_replicas"])
     final = {
         "iteration": int(row["iteration"]),
@@ -139,14 +135,7 @@ def final_row(
         "replicas": replicas,
         **{key: result.get(key) for key in FINAL_KEYS},
         "broken_bonds_nnp": result.get("broken_bonds"),
-        "tolerance_kcal_mol": tolerance_kcal_mol,
+        "tolerance_kcal_mol": stop.tolerance_kcal_mol,
     }
-    half_width = final["ea_error_ci95_eV"]
-    share = final["reference_bond_share"]
-    final["inside_tolerance"] = bool(
-        half_width is not None
-        and share is not None
-        and (abs(final["ea_error_signed_eV"]) + half_width) * EV_TO_KCAL_MOL <= tolerance_kcal_mol
-        and share >= min_reference_bond_share
-    )
+    final["inside_tolerance"] = reference_consistent(final, stop)
     return final
