@@ -256,6 +256,15 @@ class CampaignStore:
             frames.append(atoms)
         return frames
 
+    @_names_damage(reads=False)
+    def keep_first(self, batch: str, n_tasks: int) -> int:
+        """Delete the rows of ``batch`` from task ``n_tasks`` on (a study campaign that trains
+        on the first frames of the shared equilibrium MD); how many were deleted."""
+        doomed = [row.id for row in self._select(batch=batch) if int(row.get("task", 0)) >= n_tasks]
+        if doomed:
+            self.db.delete(doomed)
+        return len(doomed)
+
     @_names_damage()
     def task_energies(self, batch: str) -> dict[int, float | None]:
         """Energy of every stored task of ``batch`` (None where its label failed)."""

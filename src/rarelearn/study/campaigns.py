@@ -2,9 +2,11 @@
 
 The reference (equilibrium MD and the replica pulls) is computed once in ``shared/`` and copied
 into each campaign folder before it starts, so every campaign compares against the same
-replicas and trains on the same initial frames. The campaigns then run side by side as tasks
-of the study's executor, each one a process with one core (its labels in-process, its members
-one after another: the same weights as any other thread count), each resumable on its own.
+replicas and trains on the same initial frames (or, where its recipe asks fewer, on their
+first ones: what its own reference would have computed, `check_shared_reference`). The
+campaigns then run side by side as tasks of the study's executor, each one a process with one
+core (its labels in-process, its members one after another: the same weights as any other
+thread count), each resumable on its own.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import numpy as np
 
 from rarelearn.config import CampaignConfig, from_dict, merge_settings
 from rarelearn.consistency import with_row_keys
+from rarelearn.errors import ConfigError
 from rarelearn.executors import Executor
 from rarelearn.progress import StageProgress
+from rarelearn.reference import write_json
 from rarelearn.runfolder import RUPTURE_ROW_KEYS, read_json
+from rarelearn.store import CampaignStore
 from rarelearn.study.settings import StudyConfig, recipe_settings
 
 #: Every campaign of a study keeps the base campaign's name: it keys the rows of its store
@@ -116,20 +121,47 @@ def shared_final_reference(
     final_reference(shared, atoms, pulled, config.base.final.replicas, progress, executor)
 
 
-def seed_campaign(shared: Path, run_dir: Path) -> None:
+def check_shared_reference(config: StudyConfig, plans: dict[str, dict[str, Any]]) -> None:
+    """Refuse a recipe whose reference the shared one cannot stand for: it may ask fewer
+    equilibrium frames than the base campaign (it trains on the shared MD's first ones, the
+    frames its own reference would compute: same seed, same steps, stopped earlier), and
+    nothing else of ``[reference]`` may differ."""
+    base = config.base.reference
+    for name, plan in plans.items():
+        own = campaign_config(config, plan, Path(name)).reference
+        frames, most = own.equilibrium.n_frames, base.equilibrium.n_frames
+        same = replace(own, equilibrium=replace(own.equilibrium, n_frames=most))
+        if same != base or frames > most:
+            raise ConfigError(
+                f"campaign {name}: a study's campaigns share one reference; a recipe may ask "
+                f"fewer reference.equilibrium n_frames (here {most}) and "
+                "change nothing else of [reference]"
+            )
+
+
+def seed_campaign(shared: Path, run_dir: Path, config: CampaignConfig | None = None) -> None:
     """Copy the shared reference into a campaign folder that has none yet: the store first,
     then ``reference/`` under its final name in one rename (its presence marks the copy done);
-    likewise the final check's reference (``final/reference``) where the study made one."""
+    likewise the final check's reference (``final/reference``) where the study made one.
+    Where ``config`` asks fewer equilibrium frames than the shared reference holds, the copy
+    keeps the first ones (`check_shared_reference`), and its ``reference.json`` says so."""
     _copy_final_reference(shared, run_dir)
     if (run_dir / "reference" / "reference.json").is_file():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     temporary = run_dir / "data.db.copy"
     shutil.copyfile(shared / "data.db", temporary)
-    temporary.replace(run_dir / "data.db")
     staging = run_dir / "reference.copy"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(shared / "reference", staging)
+    summary = read_json(staging / "reference.json")
+    frames = summary["n_equilibrium_frames"]
+    if config is not None and config.reference.equilibrium.n_frames < frames:
+        frames = config.reference.equilibrium.n_frames
+        store = CampaignStore(temporary, campaign=config.name)
+        store.keep_first("equilibrium", frames)
+        write_json(staging / "reference.json", {**summary, "n_equilibrium_frames": frames})
+    temporary.replace(run_dir / "data.db")
     staging.replace(run_dir / "reference")
 
 

@@ -92,6 +92,7 @@ def _campaign_study(
     config: StudyConfig, out: Path, executor: Executor, progress: StageProgress
 ) -> list[dict[str, Any]]:
     plans = campaigns.plan_campaigns(config)
+    campaigns.check_shared_reference(config, plans)
     shared = campaigns.shared_reference(config, out, executor, progress)
     if config.base.final.replicas:
         campaigns.shared_final_reference(config, shared, executor, progress)
@@ -100,7 +101,7 @@ def _campaign_study(
     for name, plan in plans.items():
         run_dir = folders[name]
         campaign = campaigns.campaign_config(config, plan, run_dir)
-        campaigns.seed_campaign(shared, run_dir)
+        campaigns.seed_campaign(shared, run_dir, campaign)
         if not _finished(run_dir):
             tasks.append((campaign.settings(), str(run_dir)))
             pending.append(name)
