@@ -130,7 +130,8 @@ def check_shared_reference(config: StudyConfig, plans: dict[str, dict[str, Any]]
     for name, plan in plans.items():
         own = campaign_config(config, plan, Path(name)).reference
         frames, most = own.equilibrium.n_frames, base.equilibrium.n_frames
-        same = replace(own, equilibrium=replace(own.equilibrium, n_frames=most))
+        # the seed differs by design: a convergence study's seeds are the models', one reference
+        same = replace(own, equilibrium=replace(own.equilibrium, n_frames=most), seed=base.seed)
         if same != base or frames > most:
             raise ConfigError(
                 f"campaign {name}: a study's campaigns share one reference; a recipe may ask "
