@@ -535,6 +535,7 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     snap_cut = built["snap-force-post-snap-no-snap-copies"]
     assert snap_cut.snap == lean.snap and snap_cut.selection == full
     assert snap_cut.committee == lean.committee
+    full_reference = built["snap-force-post-snap"].reference
     budget = built["snap-force-post-snap-budget"]
     assert budget.snap == built["snap"].snap and budget.committee == lean.committee
     assert budget.selection == replace(full, n_copies=1, max_selected=36)
@@ -546,6 +547,23 @@ def test_every_study_recipe_is_a_valid_campaign_that_applies_its_settings(tmp_pa
     )
     most = budget.reference.equilibrium.n_frames + (budget.iterations - 1) * per_iteration
     assert most == 1992
+    # the full post-snap recipe on fewer equilibrium frames: every label of its loop kept
+    short = built["snap-force-post-snap-eq650"]
+    assert _settings(replace(short, reference=full_reference)) == _settings(
+        built["snap-force-post-snap"]
+    )
+    assert short.reference.equilibrium == replace(full_reference.equilibrium, n_frames=650)
+
+    def bound(campaign) -> int:
+        selection, snap = campaign.selection, campaign.snap
+        per_iteration = (
+            selection.max_selected * (1 + selection.n_copies)
+            + snap.replicas * snap.max_frames * (1 + snap.n_copies)
+            + campaign.reference.replicas * (1 + selection.tail_frames)
+        )
+        return campaign.reference.equilibrium.n_frames + (campaign.iterations - 1) * per_iteration
+
+    assert bound(built["snap-force-post-snap"]) == 2304 and bound(short) == 1954
     assert built["snap"].selection.tail_frames == 0
     assert built["force-uq"].selection.uq == "force"
     assert built["paper-committee"].committee.n_members == 7

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rarelearn.cli import main
@@ -359,3 +360,68 @@ def test_the_final_check_example_is_a_valid_study() -> None:
     config = load_study_config("convergence", "quick", example)
     assert config.base.final.replicas == 64 and config.base.reference.replicas == 16
     assert "snap-force-post-snap-budget" in config.study.recipes
+
+
+def test_a_recipe_asking_fewer_equilibrium_frames_trains_on_the_shared_mds_first_ones(
+    tmp_path,
+) -> None:
+    """A study campaign whose recipe asks fewer equilibrium frames than the shared reference
+    holds gets the shared MD's first frames: label for label, and reference.json for
+    reference.json, what its own reference computes. Any other change of ``[reference]``, or
+    more frames than were shared, is refused before anything is made."""
+    from rarelearn.campaign import labeler_of, open_store, system_of
+    from rarelearn.errors import ConfigError
+    from rarelearn.executors import make_executor
+    from rarelearn.progress import StageProgress
+    from rarelearn.reference import run_reference
+    from rarelearn.study.campaigns import (
+        campaign_config,
+        check_shared_reference,
+        seed_campaign,
+        shared_reference,
+    )
+    from rarelearn.study.settings import load_study_config
+
+    toml = CAMPAIGN_TINY.replace("replicas = 3\n", "replicas = 2\npulls = false\n")
+    path = tmp_path / "tiny.toml"
+    path.write_text(toml + '[study]\nrecipes = ["protocol"]\n')
+    config = load_study_config("convergence", "paper", path)
+    fewer = {"labels": {}, "settings": {"reference": {"equilibrium": {"n_frames": 40}}}}
+    for refused in (
+        {"reference": {"equilibrium": {"n_frames": 61}}},
+        {"reference": {"replicas": 3}},
+        {"reference": {"equilibrium": {"sample_every": 2, "n_frames": 40}}},
+    ):
+        with pytest.raises(ConfigError, match="share one reference"):
+            check_shared_reference(config, {"fewer": fewer, "other": {"settings": refused}})
+    check_shared_reference(config, {"fewer": fewer})
+
+    with StageProgress(quiet=True) as progress:
+        shared = shared_reference(config, tmp_path / "study", make_executor("inprocess"), progress)
+        campaign = campaign_config(config, fewer, tmp_path / "campaign")
+        seed_campaign(shared, tmp_path / "campaign", campaign)
+        atoms, pulled = system_of(campaign)
+        own = tmp_path / "own"
+        run_reference(
+            atoms,
+            pulled,
+            labeler_of(campaign),
+            campaign.reference,
+            own,
+            open_store(campaign, own),
+            progress,
+        )
+
+    def equilibrium(folder: Path) -> list:
+        return open_store(campaign, folder).labeled(sources=["equilibrium"])
+
+    copied, computed = equilibrium(tmp_path / "campaign"), equilibrium(own)
+    assert len(equilibrium(shared)) == 60 and len(copied) == len(computed) == 40
+    for a, b in zip(copied, computed, strict=True):
+        assert a.info["uid"] == b.info["uid"]
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.get_forces(), b.get_forces())
+        assert a.get_potential_energy() == b.get_potential_energy()
+    reference = json.loads((tmp_path / "campaign" / "reference" / "reference.json").read_text())
+    assert reference == json.loads((own / "reference" / "reference.json").read_text())
+    assert reference["n_equilibrium_frames"] == 40
