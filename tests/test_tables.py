@@ -1,7 +1,10 @@
 """The tables of a campaign and a study: the closing table at 80 columns, Markdown for docs/."""
 
 import json
+from pathlib import Path
 
+import numpy as np
+import pytest
 from rich.console import Console
 
 from rarelearn.cli import _print_summary, main
@@ -300,3 +303,46 @@ def test_the_pulls_table_judges_the_whole_interval(tmp_path, load_script):
     assert pulls_table.row(folder, 4.25).split("|")[5].strip() == "yes"
     check = tmp_path / "lean-seed1" / "final" / "004"
     assert pulls_table.name(check) == "lean-seed1, iteration 4"
+
+
+def test_seed_effects_decompose_the_scatter_as_a_least_squares_fit(tmp_path, load_script):
+    """scripts/seed_effects.py: its sums of squares are those of a least-squares fit of
+    recipe and seed effects (an independent computation), a seed that lands high whatever the
+    recipe is found, and a table with a recipe missing a seed is refused."""
+    seed_effects = load_script("seed_effects")
+    rng = np.random.default_rng(3)
+    recipes, seeds = 4, 5
+    errors = (
+        rng.normal(size=(recipes, 1)) + 3.0 * np.arange(seeds) + rng.normal(size=(recipes, seeds))
+    )
+    result = seed_effects.two_way(errors)
+    design = np.zeros((recipes * seeds, 1 + (recipes - 1) + (seeds - 1)))
+    design[:, 0] = 1.0
+    for r in range(recipes):
+        for s in range(seeds):
+            row = design[r * seeds + s]
+            if r:
+                row[r] = 1.0
+            if s:
+                row[recipes - 1 + s] = 1.0
+    fit, *_ = np.linalg.lstsq(design, errors.ravel(), rcond=None)
+    residual = ((errors.ravel() - design @ fit) ** 2).sum()
+    assert result["ss_residual"] == pytest.approx(residual, rel=1e-10)
+    assert result["ss_total"] == pytest.approx(((errors - errors.mean()) ** 2).sum())
+    assert result["df_residual"] == 12 and result["p_seed"] < 1e-6
+    low, high = seed_effects.residual_sd_interval(result["ms_residual"], 12)
+    assert low < result["ms_residual"] ** 0.5 < high
+
+    def pull_set(name: str, error_kcal: float) -> Path:
+        folder = tmp_path / name / "final" / "004"
+        folder.mkdir(parents=True)
+        result = {"ea_error_signed_eV": error_kcal / KCAL, "activation_energy_sem_eV": 0.01}
+        (folder / "smd.json").write_text(json.dumps(result))
+        return folder
+
+    folders = [pull_set(f"{r}-seed{s}", e) for r, e in (("a", 1.0), ("b", -1.0)) for s in (0, 1)]
+    cells = seed_effects.read_cells(folders)
+    assert cells["a", 1] == pytest.approx((1.0, 0.01 * KCAL))
+    assert "| a | +1.0 | +1.0 | +1.0 |" in seed_effects.report(cells)
+    with pytest.raises(SystemExit, match="missing"):
+        seed_effects.report(seed_effects.read_cells(folders[:3]))
