@@ -1,6 +1,6 @@
 """Recipe x seed table of final Ea errors, and how much of their scatter is the seed's.
 
-    python scripts/seed_effects.py DIR [DIR ...]
+    python scripts/seed_effects.py DIR [DIR ...] [--tolerance 4]
 
 Each DIR is a pull set of one campaign's committee against one shared reference (a campaign's
 final check, ``RUN/final/NNN``, or ``rarelearn smd --model ... --start REF --out DIR`` named
@@ -11,6 +11,9 @@ seed land high or low whatever the recipe (the draw of initial weights, splits a
 is the scatter between campaigns their own? Every cell is compared with the same reference,
 whose sampling error is a common offset, so what the pulls alone add to a cell's scatter is
 its NNP side's standard error (``activation_energy_sem_eV``), printed beside the residual.
+Last, what that scatter means for the goal's criterion (every seed's whole 95 % interval inside
++- the tolerance): the chance that a recipe without bias, its seeds spread as pooled here
+(normal), meets it in every one of as many seeds, at the cells' mean interval.
 Needs every recipe measured at every seed.
 """
 
@@ -36,8 +39,8 @@ def campaign_of(folder: Path) -> str:
     return folder.name
 
 
-def read_cells(folders: list[Path]) -> dict[tuple[str, int], tuple[float, float]]:
-    """(recipe, seed) -> (error, NNP side's standard error), both in kcal/mol."""
+def read_cells(folders: list[Path]) -> dict[tuple[str, int], tuple[float, float, float]]:
+    """(recipe, seed) -> (error, its 95 % half-width, NNP side's standard error), kcal/mol."""
     cells = {}
     for folder in folders:
         match = CAMPAIGN.match(campaign_of(folder))
@@ -49,6 +52,7 @@ def read_cells(folders: list[Path]) -> dict[tuple[str, int], tuple[float, float]
             raise SystemExit(f"{folder}: a second pull set of {key[0]}, seed {key[1]}")
         cells[key] = (
             result["ea_error_signed_eV"] * EV_TO_KCAL_MOL,
+            result["ea_error_ci95_eV"] * EV_TO_KCAL_MOL,
             result["activation_energy_sem_eV"] * EV_TO_KCAL_MOL,
         )
     return cells
@@ -89,14 +93,27 @@ def residual_sd_interval(mean_square: float, df: int) -> tuple[float, float]:
     )
 
 
-def report(cells: dict[tuple[str, int], tuple[float, float]]) -> str:
+def chance_every_seed_inside(
+    spread: float, half_width: float, tolerance: float, n_seeds: int
+) -> float:
+    """Chance that ``n_seeds`` errors drawn around 0 with standard deviation ``spread`` each
+    have their whole interval (+- ``half_width``) inside +- ``tolerance``."""
+    room = tolerance - half_width
+    if room <= 0:
+        return 0.0
+    one = stats.norm.cdf(room / spread) - stats.norm.cdf(-room / spread)
+    return float(one**n_seeds)
+
+
+def report(cells: dict[tuple[str, int], tuple[float, float, float]], tolerance: float = 4.0) -> str:
     recipes = sorted({recipe for recipe, _ in cells})
     seeds = sorted({seed for _, seed in cells})
     missing = [(r, s) for r in recipes for s in seeds if (r, s) not in cells]
     if missing:
         raise SystemExit(f"every recipe at every seed is needed; missing: {missing}")
     errors = np.array([[cells[r, s][0] for s in seeds] for r in recipes])
-    sems = np.array([[cells[r, s][1] for s in seeds] for r in recipes])
+    half_widths = np.array([[cells[r, s][1] for s in seeds] for r in recipes])
+    sems = np.array([[cells[r, s][2] for s in seeds] for r in recipes])
     header = ["recipe", *(f"seed {s}" for s in seeds), "mean"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for recipe, row in zip(recipes, errors, strict=True):
@@ -116,13 +133,24 @@ def report(cells: dict[tuple[str, int], tuple[float, float]]) -> str:
         f"the pulls' own standard error of a cell {np.sqrt((sems**2).mean()):.1f} (root mean "
         "square of the NNP sides').",
     ]
+    pooled = np.sqrt(
+        (result["ss_seed"] + result["ss_residual"]) / (len(recipes) * (len(seeds) - 1))
+    )
+    chance = chance_every_seed_inside(pooled, half_widths.mean(), tolerance, len(seeds))
+    lines.append(
+        f"Spread between seeds within a recipe, pooled: {pooled:.1f} kcal/mol. A recipe without "
+        f"bias so spread has every one of {len(seeds)} seeds' whole interval (+- "
+        f"{half_widths.mean():.1f}) inside +-{tolerance:g} with probability {chance:.2f}."
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
-    print(report(read_cells(parser.parse_args().folders)))
+    parser.add_argument("--tolerance", type=float, default=4.0, help="kcal/mol (default 4)")
+    args = parser.parse_args()
+    print(report(read_cells(args.folders), args.tolerance))
 
 
 if __name__ == "__main__":

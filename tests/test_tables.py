@@ -332,6 +332,11 @@ def test_seed_effects_decompose_the_scatter_as_a_least_squares_fit(tmp_path, loa
     assert result["df_residual"] == 12 and result["p_seed"] < 1e-6
     low, high = seed_effects.residual_sd_interval(result["ms_residual"], 12)
     assert low < result["ms_residual"] ** 0.5 < high
+    # room for 1.96 standard deviations either side: 95 % a seed, 0.95 ** 4 for four
+    assert seed_effects.chance_every_seed_inside(1.0, 1.04, 3.0, 4) == pytest.approx(
+        0.95**4, abs=1e-4
+    )
+    assert seed_effects.chance_every_seed_inside(1.0, 4.0, 4.0, 4) == 0.0
 
     def pull_set(name: str, error_kcal: float) -> Path:
         folder = tmp_path / name / "final" / "004"
