@@ -341,14 +341,18 @@ def test_seed_effects_decompose_the_scatter_as_a_least_squares_fit(tmp_path, loa
     def pull_set(name: str, error_kcal: float) -> Path:
         folder = tmp_path / name / "final" / "004"
         folder.mkdir(parents=True)
-        result = {"ea_error_signed_eV": error_kcal / KCAL, "activation_energy_sem_eV": 0.01}
+        result = {
+            "ea_error_signed_eV": error_kcal / KCAL,
+            "ea_error_ci95_eV": 0.05,
+            "activation_energy_sem_eV": 0.01,
+        }
         (folder / "smd.json").write_text(json.dumps(result))
         return folder
 
     table = {("a", 0): 1.0, ("a", 1): 1.5, ("b", 0): -1.0, ("b", 1): 0.2}
     folders = [pull_set(f"{r}-seed{s}", e) for (r, s), e in table.items()]
     cells = seed_effects.read_cells(folders)
-    assert cells["a", 1] == pytest.approx((1.5, 0.01 * KCAL))
+    assert cells["a", 1] == pytest.approx((1.5, 0.05 * KCAL, 0.01 * KCAL))
     assert "| a | +1.0 | +1.5 | +1.3 |" in seed_effects.report(cells)
     with pytest.raises(SystemExit, match="missing"):
         seed_effects.report(seed_effects.read_cells(folders[:3]))
