@@ -227,7 +227,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # of its loop (the budget recipe's cuts cost the barrier at the snap in some seeds): it
     # trains on the first 650 of the equilibrium MD's 1,000 frames (0.65 ps of the 500 K MD
     # instead of 1 ps; in a study, the shared MD's first frames, what its own reference would
-    # compute), so no seed passes 650 + 4 x (50 x 3 + 8 x 8 x 2 + 16 x 3) = 1,954 labels
+    # compute), so no seed passes 650 + 4 x (50 x 3 + 8 x 8 x 2 + 16 x 3) = 1,954 labels.
+    # Four seeds: 1,756-1,840 labels; at 64 pulls a side +0.0 / -2.8 / -0.4 / -5.2 kcal/mol,
+    # 2 of 4 inside +-4, every seed below the full recipe's (docs/convergence.md)
     "snap-force-post-snap-eq650": {
         "snap": dict(QUICK_SNAP),
         "committee": {"ani": {"force_weight": 1.0}},
