@@ -156,12 +156,11 @@ def seed_campaign(shared: Path, run_dir: Path, config: CampaignConfig | None = N
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(shared / "reference", staging)
     summary = read_json(staging / "reference.json")
-    frames = summary["n_equilibrium_frames"]
-    if config is not None and config.reference.equilibrium.n_frames < frames:
-        frames = config.reference.equilibrium.n_frames
-        store = CampaignStore(temporary, campaign=config.name)
-        store.keep_first("equilibrium", frames)
-        write_json(staging / "reference.json", {**summary, "n_equilibrium_frames": frames})
+    asked = config.reference.equilibrium.n_frames if config is not None else 0
+    # a reference.json without the count (older folders) is cut too: the store says what it held
+    if config is not None and asked < summary.get("n_equilibrium_frames", asked + 1):
+        CampaignStore(temporary, campaign=config.name).keep_first("equilibrium", asked)
+        write_json(staging / "reference.json", {**summary, "n_equilibrium_frames": asked})
     temporary.replace(run_dir / "data.db")
     staging.replace(run_dir / "reference")
 
