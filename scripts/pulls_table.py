@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from rarelearn.final import checked_run
 from rarelearn.units import EV_TO_KCAL_MOL
 
 
@@ -31,9 +32,8 @@ def _kcal(value: float | None, half_width: float | None = None) -> str:
 def name(folder: Path) -> str:
     """A pull set's name: its folder's, or for a campaign's final check (``RUN/final/NNN``,
     `rarelearn run --final-replicas`) its campaign's and the iteration checked."""
-    if folder.parent.name == "final" and folder.name.isdigit():
-        return f"{folder.parent.parent.name}, iteration {int(folder.name)}"
-    return folder.name
+    run = checked_run(folder)
+    return f"{run.name}, iteration {int(folder.name)}" if run else folder.name
 
 
 def row(folder: Path, tolerance_kcal_mol: float) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from rarelearn.final import checked_run
 from rarelearn.units import EV_TO_KCAL_MOL
 
 CAMPAIGN = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
@@ -34,9 +35,8 @@ CAMPAIGN = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)$")
 
 def campaign_of(folder: Path) -> str:
     """The campaign a pull set belongs to: ``RUN`` of ``RUN/final/NNN``, else the folder."""
-    if folder.parent.name == "final" and folder.name.isdigit():
-        return folder.parent.parent.name
-    return folder.name
+    run = checked_run(folder)
+    return run.name if run else folder.name
 
 
 def read_cells(folders: list[Path]) -> dict[tuple[str, int], tuple[float, float, float]]:

@@ -80,6 +80,7 @@ def check_run(run_dir: Path, report: Callable[[Item], None] = lambda item: None)
     from rarelearn.campaign import ROW_REQUIRED, SELECTION_KEYS, load_committee
     from rarelearn.config import load_resolved
     from rarelearn.dynamics import SMDTrace, StartState
+    from rarelearn.final import check_folders
     from rarelearn.pulls import REPLICAS_FILE, START_STATES_FILE, ReplicaPulls, load_start_states
     from rarelearn.runfolder import load_npz, read_json
 
@@ -189,7 +190,7 @@ def check_run(run_dir: Path, report: Callable[[Item], None] = lambda item: None)
     ):
         if path.is_file():
             read(path)
-    for folder in sorted(p for p in final_dir.glob("[0-9]*") if p.name.isdigit()):
+    for folder in check_folders(run_dir):
         if (folder / "smd.json").is_file():
             checker.read(folder / "smd.json", read_json, _nothing)
         for name, read in (("smd.npz", trace), (REPLICAS_FILE, pulls)):

@@ -36,6 +36,25 @@ from rarelearn.runfolder import read_json
 
 FINAL = "final"
 
+
+def check_folder(run_dir: Path, iteration: int) -> Path:
+    """``final/NNN``: the final check of iteration ``iteration``'s committee."""
+    return run_dir / FINAL / f"{iteration:03d}"
+
+
+def check_folders(run_dir: Path) -> list[Path]:
+    """Every ``final/NNN`` of the run folder, in iteration order."""
+    folders = (run_dir / FINAL).glob("[0-9]*")
+    return sorted(p for p in folders if p.is_dir() and p.name.isdigit())
+
+
+def checked_run(folder: Path) -> Path | None:
+    """The run folder whose final check ``folder`` is (``RUN/final/NNN``), else None."""
+    if folder.parent.name == FINAL and folder.name.isdigit():
+        return folder.parent.parent
+    return None
+
+
 #: The final row's keys taken from the pulls' comparison with the reference (`compare_pulls`)
 FINAL_KEYS = (
     "ea_error_eV",
@@ -104,7 +123,7 @@ def final_check(
     from every start state of ``final/reference`` as the loop pulls, into ``final/NNN`` (NNN:
     its iteration, so a campaign extended afterwards checks its new last committee apart);
     the ``final`` row."""
-    folder = run_dir / FINAL / f"{int(row['iteration']):03d}"
+    folder = check_folder(run_dir, int(row["iteration"]))
     result_path = folder / "smd.json"
     reference_dir = run_dir / FINAL / "reference"
     if not result_path.is_file():
